@@ -1,0 +1,752 @@
+"""Reward functions of the CoMAM MDP (DESIGN §3), as plain functions.
+
+Everything here is usable outside the environment (learners, baselines and the
+leaderboard score with the same code) and is deterministic: the same inputs give
+the same reward, bit for bit.
+
+Units and matching
+------------------
+A memory text is split into *units* with :func:`comam_env.text.split_units`
+(non-empty lines; a line over 60 words is split into sentences). A list of
+strings is taken as the units themselves (stripped, empty ones dropped).
+
+A unit ``u`` matches an evidence item ``e`` when ``sim(u, e) >= tau``:
+
+* ``"token-recall"`` (default, ``tau = 0.5``):
+  ``sim(u, e) = |content(u) ∩ content(e)| / |content(e)|`` with
+  :func:`comam_env.text.content_tokens` (lower-cased words, stop words removed);
+  ``sim = 0`` when ``e`` has no content tokens (such an item can never be matched).
+  Computed as one sparse-to-dense matrix product over the evidence vocabulary.
+* ``"embedding"`` / ``"embedding:<name>"`` or any embedder object with
+  ``encode(texts) -> np.ndarray``: cosine of the embeddings
+  (default ``tau = 0.6``, :data:`EMBEDDING_TAU`; ``"embedding"`` uses the
+  ``minilm`` embedder of :mod:`comam_env.embed`, imported lazily).
+* any object with ``similarity_matrix(units, evidence) -> np.ndarray`` of shape
+  ``(len(units), len(evidence))``; its default threshold is its ``default_tau``
+  attribute when it has one, else 0.5.
+
+Matching is one-to-one and greedy by similarity (:func:`match_units`): all
+pairs with ``sim >= tau`` are sorted by similarity, descending, ties broken by
+(unit index, evidence index) ascending, and a pair is taken when neither its
+unit nor its evidence item is taken yet. ``c`` is the number of pairs taken, so
+``|M ∩ E| = c`` and ``|M ∪ E| = |M| + |E| − c``.
+
+Coverage rewards (eq. 9, eq. 11)
+--------------------------------
+``r = w·c/|E| + (1−w)·c/(|M|+|E|−c)`` — :func:`coverage_reward`;
+:func:`extractor_reward` uses ``w = α = 0.8`` (favours recall) and
+:func:`retriever_reward` ``w = β = 0.2`` (favours precision). Evidence that is
+``None`` or empty makes the reward *undefined*: the functions return ``None``
+and never invent 0 or 1. An empty memory scores 0.
+
+Answer reward (eq. 12)
+----------------------
+Multiple choice follows PersonaMem's published rule (see :func:`option_sets`):
+the text after the last ``<final_answer>`` is searched for ``(a)``…``(d)``
+letters, falling back to *bare* letters when there are none; the answer is
+correct when exactly one distinct letter is found and it is the gold one;
+otherwise the same rule is applied to the whole response.
+A **bare letter** is one of the option letters (any case) standing alone as a
+word: not preceded or followed by a letter, digit, underscore or apostrophe
+(so ``"b"``, ``"b."``, ``"B)"`` and ``"is c,"`` count; the ``d`` of ``"I'd"``
+and letters inside words do not). Note that the English article "a" is a bare
+letter too — that is PersonaMem's rule, kept on purpose so results compare.
+Compared with PersonaMem's ``\\b([a-d])\\b`` the only difference is the apostrophe.
+
+Open questions (LoCoMo) score token F1 (SQuAD normalisation: lower case,
+punctuation and the articles a/an/the removed, white space collapsed) of the
+answer text — the content of the last ``<final_answer>`` tag when there is one,
+else the whole response — against ``question.answer``. LoCoMo category 5
+(adversarial, ``question.meta["category"] == 5``) scores 1.0 when the answer says
+the information is not available (any phrase of :data:`ABSTENTION_PHRASES`,
+matched case-insensitively on the normalised answer text) and 0.0 otherwise.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+import threading
+from collections import Counter, OrderedDict
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from typing import Any, Protocol, Sequence, runtime_checkable
+
+import numpy as np
+
+from comam_env.data.schema import OPTION_LETTERS, Question
+from comam_env.text import content_tokens, split_units
+
+__all__ = [
+    "ALPHA",
+    "BETA",
+    "TOKEN_RECALL_TAU",
+    "EMBEDDING_TAU",
+    "ABSTENTION_PHRASES",
+    "Matcher",
+    "TokenRecallMatcher",
+    "EmbeddingMatcher",
+    "resolve_matcher",
+    "MatchResult",
+    "match_units",
+    "to_units",
+    "CoverageParts",
+    "coverage_reward",
+    "extractor_reward",
+    "retriever_reward",
+    "extract_tag",
+    "option_sets",
+    "parse_option",
+    "is_option_correct",
+    "normalize_answer",
+    "token_f1",
+    "is_abstention",
+    "AnswerParts",
+    "answer_reward",
+]
+
+#: Extractor weight on recall (eq. 9).
+ALPHA = 0.8
+#: Retriever weight on recall (eq. 11); the rest goes to the Jaccard (precision) term.
+BETA = 0.2
+#: Default threshold of the token-recall matcher (DESIGN §3).
+TOKEN_RECALL_TAU = 0.5
+#: Default threshold of the embedding matcher: MiniLM cosines of a paraphrase of the
+#: same fact sit around 0.65–0.85, of unrelated chat lines below 0.4.
+EMBEDDING_TAU = 0.6
+
+#: Phrases that count as "the information is not available" for LoCoMo category 5.
+ABSTENTION_PHRASES: tuple[str, ...] = (
+    "not mentioned",
+    "never mentioned",
+    "no mention",
+    "not mention",
+    "no information",
+    "not enough information",
+    "insufficient information",
+    "not available",
+    "unavailable",
+    "unknown",
+    "not known",
+    "cannot be determined",
+    "can't be determined",
+    "cannot determine",
+    "can't determine",
+    "cannot be answered",
+    "can't be answered",
+    "unanswerable",
+    "not answerable",
+    "not specified",
+    "not stated",
+    "not provided",
+    "not discussed",
+    "no record",
+    "does not say",
+    "doesn't say",
+    "do not know",
+    "don't know",
+)
+
+
+# --------------------------------------------------------------------------- units
+
+
+def to_units(memory: str | Sequence[str] | None) -> list[str]:
+    """Memory as a list of units: a text is split with :func:`split_units`; a list is
+    taken as units (stripped, empty ones dropped); ``None`` is an empty memory."""
+    if memory is None:
+        return []
+    if isinstance(memory, str):
+        return split_units(memory)
+    units = []
+    for i, u in enumerate(memory):
+        if not isinstance(u, str):
+            raise TypeError(f"memory unit {i} is {type(u).__name__}, expected str")
+        u = u.strip()
+        if u:
+            units.append(u)
+    return units
+
+
+def _evidence_list(evidence: Sequence[str]) -> list[str]:
+    if isinstance(evidence, str):
+        # A bare string would silently iterate characters.
+        raise TypeError("evidence must be a sequence of texts, not a single str")
+    out = []
+    for i, e in enumerate(evidence):
+        if not isinstance(e, str):
+            raise TypeError(f"evidence item {i} is {type(e).__name__}, expected str")
+        out.append(e)
+    return out
+
+
+# Evidence repeats a lot across steps and trajectories (the same evidence for
+# every rollout of a group), so its content tokens are memoised. Long strings are
+# not cached to keep the cache's memory bounded.
+_CACHE_MAX_CHARS = 4096
+_WORD_RE = re.compile(r"[^\W_]+(?:'[^\W_]+)?", re.UNICODE)
+_EDGE_PUNCT = ".,!?;:\"'()[]{}<>*-’‘“”"
+
+
+@lru_cache(maxsize=1 << 15)
+def _cached_content_tokens(text: str) -> frozenset[str]:
+    return content_tokens(text)
+
+
+def _content(text: str) -> frozenset[str]:
+    if len(text) > _CACHE_MAX_CHARS:
+        return content_tokens(text)
+    return _cached_content_tokens(text)
+
+
+def _fast_words(text: str) -> list[str]:
+    """Exactly :func:`comam_env.text.word_tokens`, faster on ordinary chat text.
+
+    The word regex never spans white space, so the text can be cut at white space
+    first; a piece that is alphanumeric once edge punctuation (never part of a
+    word) is stripped is one whole match, and only other pieces go through the
+    regex. ``tests/env/test_rewards.py`` checks the equivalence with hypothesis.
+    """
+    out: list[str] = []
+    for piece in text.split():
+        core = piece.strip(_EDGE_PUNCT)
+        if core.isalnum():
+            out.append(core.lower())
+        elif core:
+            out.extend(w.lower() for w in _WORD_RE.findall(core))
+    return out
+
+
+# ------------------------------------------------------------------------ matchers
+
+
+@runtime_checkable
+class Matcher(Protocol):
+    """Anything that scores units against evidence items."""
+
+    def similarity_matrix(self, units: Sequence[str], evidence: Sequence[str]) -> np.ndarray:
+        """``(len(units), len(evidence))`` similarities."""
+        ...
+
+
+class TokenRecallMatcher:
+    """Evidence-token recall ``|content(u) ∩ content(e)| / |content(e)|`` (DESIGN §3).
+
+    Vectorised: the evidence tokens define a small vocabulary; units become
+    binary rows over it and the intersections are one matrix product. Integer
+    counts divided in float64 give exactly the same numbers as ``a / b`` in Python.
+    """
+
+    name = "token-recall"
+    default_tau = TOKEN_RECALL_TAU
+
+    def similarity_matrix(self, units: Sequence[str], evidence: Sequence[str]) -> np.ndarray:
+        n_u, n_e = len(units), len(evidence)
+        vocab: dict[str, int] = {}
+        ev_rows: list[int] = []
+        ev_cols: list[int] = []
+        for j, e in enumerate(evidence):
+            for tok in _content(e):
+                ev_rows.append(vocab.setdefault(tok, len(vocab)))
+                ev_cols.append(j)
+        sim = np.zeros((n_u, n_e), dtype=np.float64)
+        if not vocab or n_u == 0:
+            return sim
+        ev = np.zeros((len(vocab), n_e), dtype=np.float64)
+        ev[ev_rows, ev_cols] = 1.0
+        un = np.zeros((n_u, len(vocab)), dtype=np.float64)
+        get = vocab.get
+        u_rows: list[int] = []
+        u_cols: list[int] = []
+        for i, u in enumerate(units):
+            # Only tokens in the evidence vocabulary matter, and that vocabulary
+            # holds no stop words, so raw word tokens need no stop-word filter.
+            for tok in _fast_words(u):
+                k = get(tok)
+                if k is not None:
+                    u_rows.append(i)
+                    u_cols.append(k)
+        if not u_rows:
+            return sim
+        un[u_rows, u_cols] = 1.0
+        inter = un @ ev
+        sizes = ev.sum(axis=0)
+        np.divide(inter, sizes, out=sim, where=sizes > 0)
+        return sim
+
+
+class EmbeddingMatcher:
+    """Cosine similarity of sentence embeddings.
+
+    Args:
+        embedder: an object with ``encode(texts) -> np.ndarray`` (e.g. from
+            :func:`comam_env.embed.get_embedder`) or an embedder name, resolved
+            lazily through :mod:`comam_env.embed` on first use.
+        cache_size: number of text embeddings kept in memory (evidence and
+            memory units recur across the rollouts of a group).
+    """
+
+    default_tau = EMBEDDING_TAU
+
+    def __init__(self, embedder: Any = "minilm", cache_size: int = 20_000) -> None:
+        self._spec = embedder
+        self._embedder = None if isinstance(embedder, str) else embedder
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._cache_size = int(cache_size)
+        self._lock = threading.Lock()
+
+    @property
+    def name(self) -> str:
+        if isinstance(self._spec, str):
+            return f"embedding:{self._spec}"
+        return f"embedding:{getattr(self._spec, 'name', type(self._spec).__name__)}"
+
+    @property
+    def embedder(self) -> Any:
+        if self._embedder is None:
+            from comam_env.embed import get_embedder  # lazy: may load torch
+
+            self._embedder = get_embedder(self._spec)
+        return self._embedder
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """L2-normalised float64 rows for ``texts`` (cached per text)."""
+        texts = list(texts)
+        found: dict[str, np.ndarray] = {}
+        with self._lock:
+            for t in texts:
+                v = self._cache.get(t)
+                if v is not None:
+                    found[t] = v
+        missing = list(dict.fromkeys(t for t in texts if t not in found))
+        if missing:
+            vecs = np.asarray(self.embedder.encode(missing), dtype=np.float64)
+            if vecs.ndim != 2 or vecs.shape[0] != len(missing):
+                raise ValueError(f"{self.name}: encode() returned shape {vecs.shape} for {len(missing)} texts")
+            # Normalise again: custom embedders need not return unit rows.
+            norms = np.linalg.norm(vecs, axis=1, keepdims=True)
+            vecs = np.divide(vecs, norms, out=np.zeros_like(vecs), where=norms > 0)
+            found.update(zip(missing, vecs))
+            with self._lock:
+                for t, v in zip(missing, vecs):
+                    self._cache[t] = v
+                while len(self._cache) > self._cache_size:
+                    self._cache.popitem(last=False)
+        if not texts:
+            return np.zeros((0, 0), dtype=np.float64)
+        return np.stack([found[t] for t in texts])
+
+    def similarity_matrix(self, units: Sequence[str], evidence: Sequence[str]) -> np.ndarray:
+        if not units or not evidence:
+            return np.zeros((len(units), len(evidence)), dtype=np.float64)
+        u = self.encode(list(units))
+        e = self.encode(list(evidence))
+        return u @ e.T
+
+
+_TOKEN_RECALL = TokenRecallMatcher()
+_NAMED_MATCHERS: dict[str, EmbeddingMatcher] = {}
+_NAMED_LOCK = threading.Lock()
+
+
+def resolve_matcher(matcher: Any = "token-recall") -> Any:
+    """Turn a matcher spec into an object with ``similarity_matrix``.
+
+    ``None``/``"token-recall"`` → :class:`TokenRecallMatcher`; ``"embedding"`` →
+    :class:`EmbeddingMatcher` over ``minilm``; ``"embedding:<name>"`` → over the
+    named embedder (one shared instance per name, so models load once); an object
+    with ``similarity_matrix`` is used as is; an object with ``encode`` is wrapped
+    in an :class:`EmbeddingMatcher`.
+    """
+    if matcher is None or matcher == "token-recall":
+        return _TOKEN_RECALL
+    if isinstance(matcher, str):
+        if matcher == "embedding" or matcher.startswith("embedding:"):
+            name = matcher.partition(":")[2] or "minilm"
+            with _NAMED_LOCK:
+                if name not in _NAMED_MATCHERS:
+                    _NAMED_MATCHERS[name] = EmbeddingMatcher(name)
+                return _NAMED_MATCHERS[name]
+        raise ValueError(
+            f"unknown matcher {matcher!r}; use 'token-recall', 'embedding', 'embedding:<embedder name>', "
+            "an object with similarity_matrix(units, evidence), or an embedder with encode(texts)"
+        )
+    if hasattr(matcher, "similarity_matrix"):
+        return matcher
+    if hasattr(matcher, "encode"):
+        return EmbeddingMatcher(matcher)
+    raise TypeError(f"matcher {matcher!r} has neither similarity_matrix() nor encode()")
+
+
+def _default_tau(matcher: Any) -> float:
+    return float(getattr(matcher, "default_tau", TOKEN_RECALL_TAU))
+
+
+# ------------------------------------------------------------------------ matching
+
+
+@dataclass(frozen=True)
+class MatchResult:
+    """Result of :func:`match_units`.
+
+    Attributes:
+        count: number of matched pairs ``c``.
+        pairs: ``(unit_idx, evidence_idx, sim)`` in the order they were taken.
+        n_units: number of units.
+        n_evidence: number of evidence items.
+        tau: the threshold used.
+    """
+
+    count: int
+    pairs: tuple[tuple[int, int, float], ...]
+    n_units: int
+    n_evidence: int
+    tau: float
+
+    @property
+    def matched_units(self) -> tuple[int, ...]:
+        return tuple(sorted(p[0] for p in self.pairs))
+
+    @property
+    def matched_evidence(self) -> tuple[int, ...]:
+        return tuple(sorted(p[1] for p in self.pairs))
+
+
+def greedy_match(sim: np.ndarray, tau: float) -> tuple[tuple[int, int, float], ...]:
+    """One-to-one greedy matching on a similarity matrix (see module docstring)."""
+    sim = np.asarray(sim, dtype=np.float64)
+    if sim.size == 0:
+        return ()
+    # NaN never matches (NaN >= tau is False).
+    rows, cols = np.nonzero(sim >= tau)  # row-major: already ordered by (unit, evidence)
+    if rows.size == 0:
+        return ()
+    vals = sim[rows, cols]
+    order = np.argsort(-vals, kind="stable")  # stable keeps the (unit, evidence) tie order
+    used_u: set[int] = set()
+    used_e: set[int] = set()
+    pairs = []
+    limit = min(sim.shape)
+    for k in order:
+        u, e = int(rows[k]), int(cols[k])
+        if u in used_u or e in used_e:
+            continue
+        used_u.add(u)
+        used_e.add(e)
+        pairs.append((u, e, float(vals[k])))
+        if len(pairs) == limit:
+            break
+    return tuple(pairs)
+
+
+def match_units(
+    units: str | Sequence[str],
+    evidence: Sequence[str],
+    matcher: Any = "token-recall",
+    tau: float | None = None,
+) -> MatchResult:
+    """Match memory units to evidence items one-to-one (greedy by similarity).
+
+    Args:
+        units: a memory text (split into units) or a list of units.
+        evidence: evidence texts.
+        matcher: see :func:`resolve_matcher`.
+        tau: match threshold; ``None`` uses the matcher's default (0.5 token
+            recall, 0.6 embedding).
+    """
+    units = to_units(units)
+    evidence = _evidence_list(evidence)
+    m = resolve_matcher(matcher)
+    tau = _default_tau(m) if tau is None else float(tau)
+    if units and evidence:
+        sim = np.asarray(m.similarity_matrix(units, evidence), dtype=np.float64)
+        if sim.shape != (len(units), len(evidence)):
+            raise ValueError(
+                f"matcher {m!r} returned a {sim.shape} similarity matrix for "
+                f"{len(units)} units x {len(evidence)} evidence items"
+            )
+        pairs = greedy_match(sim, tau)
+    else:
+        pairs = ()
+    return MatchResult(len(pairs), pairs, len(units), len(evidence), tau)
+
+
+# ------------------------------------------------------------------------ coverage
+
+
+@dataclass(frozen=True)
+class CoverageParts:
+    """A coverage reward and its parts (what ``infos`` carry).
+
+    Attributes:
+        reward: ``weight·recall + (1−weight)·jaccard``, in [0, 1].
+        recall: ``c/|E|``.
+        jaccard: ``c/(|M|+|E|−c)``.
+        weight: the recall weight (α or β).
+        count: ``c``, the number of matched (unit, evidence) pairs.
+        matched_evidence: indices of matched evidence items, ascending.
+        matched_units: indices of matched units, ascending.
+        n_units: ``|M|``.
+        n_evidence: ``|E|``.
+    """
+
+    reward: float
+    recall: float
+    jaccard: float
+    weight: float
+    count: int
+    matched_evidence: tuple[int, ...]
+    matched_units: tuple[int, ...]
+    n_units: int
+    n_evidence: int
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["matched_evidence"] = list(self.matched_evidence)
+        d["matched_units"] = list(self.matched_units)
+        return d
+
+
+def coverage_reward(
+    memory: str | Sequence[str] | None,
+    evidence: Sequence[str] | None,
+    weight: float,
+    matcher: Any = "token-recall",
+    tau: float | None = None,
+) -> CoverageParts | None:
+    """Information-coverage reward ``w·c/|E| + (1−w)·c/(|M|+|E|−c)`` (eq. 9/11).
+
+    Returns ``None`` when ``evidence`` is ``None`` or empty (the reward is
+    undefined); an empty memory gives reward 0 with ``c = 0``.
+    """
+    if evidence is None:
+        return None
+    evidence = _evidence_list(evidence)
+    if not evidence:
+        return None
+    w = float(weight)
+    if not 0.0 <= w <= 1.0:
+        raise ValueError(f"weight must be in [0, 1], got {weight!r}")
+    result = match_units(memory, evidence, matcher=matcher, tau=tau)
+    c, n_m, n_e = result.count, result.n_units, result.n_evidence
+    recall = c / n_e
+    jaccard = c / (n_m + n_e - c)  # n_e >= 1, so the denominator is >= 1
+    return CoverageParts(
+        reward=w * recall + (1.0 - w) * jaccard,
+        recall=recall,
+        jaccard=jaccard,
+        weight=w,
+        count=c,
+        matched_evidence=result.matched_evidence,
+        matched_units=result.matched_units,
+        n_units=n_m,
+        n_evidence=n_e,
+    )
+
+
+def extractor_reward(
+    memory: str | Sequence[str] | None,
+    evidence: Sequence[str] | None,
+    alpha: float = ALPHA,
+    matcher: Any = "token-recall",
+    tau: float | None = None,
+) -> CoverageParts | None:
+    """Extractor reward (eq. 9): coverage with recall weight ``alpha`` (0.8)."""
+    return coverage_reward(memory, evidence, alpha, matcher=matcher, tau=tau)
+
+
+def retriever_reward(
+    retrieved: str | Sequence[str] | None,
+    evidence: Sequence[str] | None,
+    beta: float = BETA,
+    matcher: Any = "token-recall",
+    tau: float | None = None,
+) -> CoverageParts | None:
+    """Retriever reward (eq. 11): coverage with recall weight ``beta`` (0.2)."""
+    return coverage_reward(retrieved, evidence, beta, matcher=matcher, tau=tau)
+
+
+# ------------------------------------------------------------------ answer parsing
+
+
+def extract_tag(text: str, tag: str) -> str | None:
+    """Content of the last ``<tag>…</tag>`` in ``text`` (stripped), or ``None``.
+
+    The tag name is matched case-insensitively. When the last opening tag has no
+    closing tag after it, the content runs to the end of the text (models often
+    stop before closing). A closing tag without an opening tag gives ``None``.
+    """
+    if not text:
+        return None
+    low = text.lower()
+    open_tag = f"<{tag.lower()}>"
+    start = low.rfind(open_tag)
+    if start < 0:
+        return None
+    start += len(open_tag)
+    end = low.find(f"</{tag.lower()}>", start)
+    return (text[start:] if end < 0 else text[start:end]).strip()
+
+
+@lru_cache(maxsize=16)
+def _option_patterns(n_options: int) -> tuple[re.Pattern[str], re.Pattern[str]]:
+    if not 1 <= n_options <= len(OPTION_LETTERS):
+        raise ValueError(f"n_options must be in 1..{len(OPTION_LETTERS)}, got {n_options}")
+    cls = "".join(OPTION_LETTERS[:n_options])
+    paren = re.compile(rf"\(([{cls}])\)")
+    bare = re.compile(rf"(?<![\w'’])([{cls}])(?![\w'’])")
+    return paren, bare
+
+
+def _letters(text: str, n_options: int) -> frozenset[str]:
+    paren, bare = _option_patterns(n_options)
+    low = text.lower()
+    found = paren.findall(low)
+    if not found:
+        found = bare.findall(low)
+    return frozenset(found)
+
+
+def _final_answer_tail(response: str) -> str:
+    """PersonaMem's "after the last <final_answer>" text (one trailing close tag removed)."""
+    tail = response.strip()
+    low = tail.lower()
+    k = low.rfind("<final_answer>")
+    if k >= 0:
+        tail = tail[k + len("<final_answer>"):].strip()
+    if tail.lower().endswith("</final_answer>"):
+        tail = tail[: -len("</final_answer>")].strip()
+    return tail
+
+
+def option_sets(response: str, n_options: int = 4) -> tuple[frozenset[str], frozenset[str]]:
+    """The two letter sets PersonaMem's rule looks at.
+
+    Returns ``(tail, whole)``: the distinct option letters in the text after the
+    last ``<final_answer>`` (the whole response when there is no tag) and in the
+    whole response. In each text, parenthesised letters ``(x)`` are collected;
+    bare letters only when there are no parenthesised ones.
+    """
+    return _letters(_final_answer_tail(response), n_options), _letters(response, n_options)
+
+
+def parse_option(response: str, n_options: int = 4) -> str | None:
+    """The option letter a response chooses (PersonaMem's rule), or ``None``.
+
+    The tail (text after the last ``<final_answer>``) decides when it holds
+    exactly one distinct letter; otherwise the whole response decides when it
+    holds exactly one; otherwise the response is ambiguous or empty → ``None``.
+    """
+    for letters in option_sets(response or "", n_options):
+        if len(letters) == 1:
+            return next(iter(letters))
+    return None
+
+
+def is_option_correct(response: str, gold: str, n_options: int = 4) -> bool:
+    """PersonaMem's correctness test exactly: tail letters == {gold} or whole-response
+    letters == {gold}.
+
+    This differs from ``parse_option(response) == gold`` in one corner: a tail
+    with one *bare* letter and a body with one different *parenthesised* letter
+    is correct for either letter, as in PersonaMem's code.
+    """
+    g = gold.strip().strip("()").strip().lower()
+    tail, whole = option_sets(response or "", n_options)
+    return tail == {g} or whole == {g}
+
+
+# ---------------------------------------------------------------- open questions
+
+_ARTICLES_RE = re.compile(r"\b(a|an|the)\b")
+_PUNCT_TABLE = str.maketrans("", "", string.punctuation)
+
+
+def normalize_answer(text: str) -> str:
+    """SQuAD normalisation: lower case, drop punctuation and articles, collapse spaces."""
+    text = str(text).lower().translate(_PUNCT_TABLE)
+    text = _ARTICLES_RE.sub(" ", text)
+    return " ".join(text.split())
+
+
+def token_f1(prediction: str, gold: str) -> float:
+    """SQuAD-style token F1 of two answers. When either side normalises to no
+    tokens, F1 is 1.0 if both are empty and 0.0 otherwise."""
+    p = normalize_answer(prediction).split()
+    g = normalize_answer(gold).split()
+    if not p or not g:
+        return float(p == g)
+    common = sum((Counter(p) & Counter(g)).values())
+    if common == 0:
+        return 0.0
+    precision = common / len(p)
+    recall = common / len(g)
+    return 2 * precision * recall / (precision + recall)
+
+
+def _norm_phrase_text(text: str) -> str:
+    text = text.replace("’", "'").replace("‘", "'").lower()
+    return " ".join(re.sub(r"[^\w\s']", " ", text).split())
+
+
+_ABSTENTION_RE = re.compile(
+    r"(?<![\w'])(?:" + "|".join(re.escape(_norm_phrase_text(p)) for p in ABSTENTION_PHRASES) + r")(?![\w'])"
+)
+
+
+def is_abstention(text: str) -> bool:
+    """Whether ``text`` says the information is not available (:data:`ABSTENTION_PHRASES`,
+    matched as whole words after lower-casing and folding punctuation to spaces)."""
+    return bool(_ABSTENTION_RE.search(_norm_phrase_text(text or "")))
+
+
+@dataclass(frozen=True)
+class AnswerParts:
+    """The global (answer) reward and how it was obtained.
+
+    Attributes:
+        reward: 1.0/0.0 for multiple choice and adversarial questions, token F1 in
+            [0, 1] for open questions.
+        parsed: the parsed option letter (multiple choice; ``None`` when no single
+            letter was found) or the answer text that was scored (open questions).
+        kind: ``"mcq"``, ``"open"`` or ``"adversarial"``.
+    """
+
+    reward: float
+    parsed: str | None
+    kind: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _category(question: Question) -> int | None:
+    cat = question.meta.get("category")
+    try:
+        return int(cat) if cat is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def answer_text(response: str) -> str:
+    """The answer part of a response: the last ``<final_answer>`` content, else all of it."""
+    tagged = extract_tag(response, "final_answer")
+    return (tagged if tagged is not None else response).strip()
+
+
+def answer_reward(response: str | bytes | None, question: Question) -> AnswerParts:
+    """Global reward of a response to ``question`` (eq. 12, see module docstring)."""
+    if response is None:
+        response = ""
+    elif isinstance(response, (bytes, bytearray)):
+        response = bytes(response).decode("utf-8", errors="replace")
+    elif not isinstance(response, str):
+        raise TypeError(f"response must be str, got {type(response).__name__}")
+    if question.is_multiple_choice:
+        n = len(question.options)
+        correct = is_option_correct(response, question.answer, n)
+        return AnswerParts(1.0 if correct else 0.0, parse_option(response, n), "mcq")
+    text = answer_text(response)
+    if _category(question) == 5:
+        return AnswerParts(1.0 if is_abstention(text) else 0.0, text, "adversarial")
+    return AnswerParts(token_f1(text, question.answer), text, "open")
