@@ -1,0 +1,245 @@
+"""Answerers: how a classic memory system turns its context into an option.
+
+A classic system (full context, RAG, BM25, the heuristic pipelines) only decides
+*which text* the answering step reads; the answerer decides the option:
+
+* :class:`SimilarityAnswerer` (``--answerer similarity``, the CPU default) embeds
+  the options and the context units (``comam_env.text.split_units``) and picks the
+  option with the highest maximum cosine similarity to any unit — "which option
+  does the memory support most directly". With no context it falls back to the
+  option most similar to the question. Ties go to the earlier option.
+* :class:`LLMAnswerer` (``--answerer llm --model PATH_OR_ID``) lets a causal LM read
+  context + question + options with the retriever prompt and parses its reply with
+  ``comam_env.rewards.parse_option`` (PersonaMem's rule). Default model:
+  SmolLM2-135M-Instruct via ``agents.models.load_smollm2_bf16()``.
+
+Both have a context *window* in estimated tokens (``comam_env.text.estimate_tokens``),
+default :data:`DEFAULT_WINDOW_TOKENS` = 32,768 (the paper's 32k context). The LLM
+answerer additionally caps the window at 75% of the model's position limit minus
+the generation budget, because the estimate can undercount real tokens by ~15%.
+:func:`fit_recent` keeps the most recent units that fit a budget — the rule the
+``full-context`` baseline uses, and what an answerer does to an oversized context.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from comam_env.data.schema import Question
+from comam_env.text import estimate_tokens, split_units
+
+#: Default answering window in estimated tokens (the paper's 32k context).
+DEFAULT_WINDOW_TOKENS = 32_768
+
+
+@dataclass
+class Answer:
+    """What an answerer returns: the letter (``""`` if none parsed) and its cost."""
+
+    answer: str
+    tokens_in: int
+    tokens_out: int
+    raw_output: str | None = None
+
+
+def fit_recent(units: Sequence[str], budget_tokens: int) -> list[str]:
+    """The longest suffix of ``units`` whose estimated tokens fit ``budget_tokens``.
+
+    Order is preserved. A single unit larger than the budget is dropped (not
+    cut), so the result never contains partial units.
+    """
+    kept: list[str] = []
+    used = 0
+    for unit in reversed(units):
+        cost = estimate_tokens(unit)
+        if used + cost > budget_tokens:
+            break
+        kept.append(unit)
+        used += cost
+    kept.reverse()
+    return kept
+
+
+def _options_block(question: Question) -> str:
+    return "\n".join(question.labelled_options())
+
+
+class CachedEmbedder:
+    """Wraps a ``comam_env.embed`` embedder with an in-memory text → vector cache.
+
+    Histories are read by many questions; caching by text makes the second
+    question on a history nearly free. ``max_items`` bounds the memory use.
+    """
+
+    def __init__(self, embedder: Any = "minilm", max_items: int = 500_000) -> None:
+        if isinstance(embedder, str):
+            from comam_env.embed import get_embedder
+
+            embedder = get_embedder(embedder)
+        self.embedder = embedder
+        self.name = getattr(embedder, "name", type(embedder).__name__)
+        self.max_items = max_items
+        self._cache: dict[str, np.ndarray] = {}
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
+        if missing:
+            vecs = np.asarray(self.embedder.encode(missing), dtype=np.float32)
+            if len(self._cache) + len(missing) > self.max_items:
+                self._cache.clear()  # crude but bounded; correctness does not depend on the cache
+            for t, v in zip(missing, vecs):
+                self._cache[t] = v
+        if not texts:
+            return np.zeros((0, int(getattr(self.embedder, "dim", 1))), dtype=np.float32)
+        return np.stack([self._cache[t] if t in self._cache else self.embedder.encode([t])[0] for t in texts])
+
+
+class SimilarityAnswerer:
+    """Pick the option whose embedding is most similar to some context unit (max over units)."""
+
+    kind = "similarity"
+
+    def __init__(self, embedder: Any = "minilm", window_tokens: int = DEFAULT_WINDOW_TOKENS) -> None:
+        self.embedder = embedder if isinstance(embedder, CachedEmbedder) else CachedEmbedder(embedder)
+        self.window_tokens = int(window_tokens)
+
+    def context_budget(self, question: Question) -> int:
+        """Estimated tokens left for context once question and options are read."""
+        overhead = estimate_tokens(question.query) + estimate_tokens(_options_block(question))
+        return max(0, self.window_tokens - overhead)
+
+    def choose(self, question: Question, context: str | Sequence[str]) -> Answer:
+        if not question.options:
+            raise ValueError(f"the similarity answerer needs multiple-choice options; {question.question_id!r} has none")
+        units = split_units(context) if isinstance(context, str) else [u for c in context for u in split_units(c)]
+        units = fit_recent(units, self.context_budget(question))
+        opt = self.embedder.encode(list(question.options))
+        if units:
+            mem = self.embedder.encode(units)
+            scores = (opt @ mem.T).max(axis=1)
+        else:
+            scores = opt @ self.embedder.encode([question.query])[0]
+        letter = question.option_labels[int(np.argmax(scores))]
+        tokens_in = sum(estimate_tokens(u) for u in units) + estimate_tokens(question.query) + estimate_tokens(
+            _options_block(question)
+        )
+        return Answer(letter, tokens_in, 0)
+
+
+def retriever_prompt(context: str, question: Question) -> str:
+    """The retriever/answer prompt: the env's prompt when available, else the same wording here.
+
+    Uses ``comam_env.prompts.retriever_prompt(memory=..., query=..., options=...)`` when the env
+    provides it, so the LLM answerer reads exactly what a retriever agent reads.
+    """
+    try:  # the env owns the canonical prompt wording
+        from comam_env.prompts import retriever_prompt as env_prompt  # type: ignore[attr-defined]
+
+        return env_prompt(memory=context, query=question.query, options=_options_block(question))
+    except (ImportError, AttributeError, TypeError):
+        pass
+    return (
+        "You are the retrieval agent of a personalized memory system. Below is the memory about the user, "
+        "a question from the user and answer options.\n"
+        "First copy the memory lines relevant to the question inside <information>...</information>, "
+        "then give the single best option letter inside <final_answer>...</final_answer>, e.g. "
+        "<final_answer>(a)</final_answer>.\n\n"
+        f"Memory:\n{context}\n\nQuestion: {question.query}\n\nOptions:\n{_options_block(question)}\n"
+    )
+
+
+def load_causal_lm(model: Any = None):
+    """(model, tokenizer) from ``None`` (SmolLM2-135M bf16), a local path / hub id, or a pair."""
+    if isinstance(model, tuple) and len(model) == 2:
+        return model
+    if model is None:
+        from agents.models import load_smollm2_bf16
+
+        loaded = load_smollm2_bf16()
+        if isinstance(loaded, tuple):
+            return loaded
+        model = loaded  # a folder path
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(model))
+    lm = AutoModelForCausalLM.from_pretrained(str(model))
+    lm.eval()
+    return lm, tok
+
+
+class LLMAnswerer:
+    """A causal LM reads context + question + options (retriever prompt); reply parsed with ``parse_option``."""
+
+    kind = "llm"
+
+    def __init__(
+        self,
+        model: Any = None,
+        window_tokens: int = DEFAULT_WINDOW_TOKENS,
+        max_new_tokens: int = 64,
+    ) -> None:
+        self.model_spec = model
+        self.window_tokens = int(window_tokens)
+        self.max_new_tokens = int(max_new_tokens)
+        self._lm = None
+        self._tok = None
+
+    def _load(self) -> None:
+        if self._lm is None:
+            self._lm, self._tok = load_causal_lm(self.model_spec)
+            if self._tok.pad_token is None:
+                self._tok.pad_token = self._tok.eos_token
+
+    def context_budget(self, question: Question) -> int:
+        self._load()
+        max_pos = int(getattr(self._lm.config, "max_position_embeddings", 0) or 0)
+        window = self.window_tokens
+        if max_pos:
+            window = min(window, int(0.75 * (max_pos - self.max_new_tokens)))
+        overhead = estimate_tokens(retriever_prompt("", question))
+        return max(0, window - overhead)
+
+    def choose(self, question: Question, context: str | Sequence[str]) -> Answer:
+        import torch
+
+        from comam_env.rewards import parse_option
+
+        self._load()
+        units = split_units(context) if isinstance(context, str) else [u for c in context for u in split_units(c)]
+        units = fit_recent(units, self.context_budget(question))
+        prompt = retriever_prompt("\n".join(units), question)
+        tok = self._tok
+        if getattr(tok, "chat_template", None):
+            text = tok.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True)
+        else:
+            text = prompt
+        enc = tok(text, return_tensors="pt")
+        max_pos = int(getattr(self._lm.config, "max_position_embeddings", 0) or 0)
+        if max_pos and enc["input_ids"].shape[1] > max_pos - self.max_new_tokens:
+            keep = max_pos - self.max_new_tokens  # estimate undercounted: keep the end (question + options)
+            enc = {k: v[:, -keep:] for k, v in enc.items()}
+        with torch.no_grad():
+            out = self._lm.generate(
+                **enc,
+                max_new_tokens=self.max_new_tokens,
+                do_sample=False,
+                pad_token_id=tok.pad_token_id,
+            )
+        reply = tok.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+        parsed = parse_option(reply, n_options=len(question.options)) if question.options else reply.strip()
+        return Answer(parsed or "", estimate_tokens(prompt), estimate_tokens(reply), raw_output=reply)
+
+
+def make_answerer(kind: str = "similarity", model: Any = None, window_tokens: int | None = None, embedder: Any = "minilm"):
+    """Answerer by flag: ``similarity`` (embedder, CPU default) or ``llm`` (``model`` path/hub id)."""
+    window = DEFAULT_WINDOW_TOKENS if window_tokens is None else int(window_tokens)
+    if kind == "similarity":
+        if model is not None:
+            raise ValueError("--model applies to --answerer llm; the similarity answerer takes no model")
+        return SimilarityAnswerer(embedder=embedder, window_tokens=window)
+    if kind == "llm":
+        return LLMAnswerer(model=model, window_tokens=window)
+    raise ValueError(f"unknown answerer {kind!r}; choose 'similarity' or 'llm'")
