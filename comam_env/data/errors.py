@@ -67,3 +67,23 @@ class DataNotFoundError(FileNotFoundError, ValueError):
 
     def __str__(self) -> str:  # FileNotFoundError would otherwise format (errno, strerror)
         return self.args[0]
+
+
+class DownloadError(RuntimeError):
+    """A download failed (network, HTTP status, unexpected content)."""
+
+
+class ChecksumError(DownloadError, ValueError):
+    """A downloaded file's sha256 differs from the known value; the file was discarded.
+
+    Attributes:
+        name: file name; expected / actual: hex digests.
+    """
+
+    def __init__(self, name: str, expected: str, actual: str, source: str = "") -> None:
+        self.name, self.expected, self.actual = name, expected, actual
+        src = f" from {source}" if source else ""
+        super().__init__(
+            f"{name}{src}: sha256 mismatch (expected {expected}, got {actual}); "
+            "the download was discarded and nothing was written"
+        )
