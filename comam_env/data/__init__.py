@@ -1,0 +1,62 @@
+"""Datasets for comam-env: real PersonaMem and LoCoMo, and the offline synthetic generator.
+
+:func:`load_dataset` is the one entry point the environment uses:
+
+==========================  ==========================================================
+name                        source
+==========================  ==========================================================
+``personamem-32k|128k|1m``  real PersonaMem files (``data_dir`` → ``$COMAM_DATA_DIR`` →
+                            ``<cache>/personamem``; see :mod:`.personamem`)
+``synthetic-32k|128k|1m``   the built-in generator (:mod:`.synthetic`); keyword
+                            arguments ``seed`` and the generator knobs pass through
+``locomo``                  ``locomo10.json`` (:mod:`.locomo`)
+==========================  ==========================================================
+
+Names are case-insensitive. The schema types and the data errors are
+re-exported here.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from .errors import ChecksumError, DataFormatError, DataNotFoundError, DownloadError
+from .schema import OPTION_LETTERS, QUESTION_TYPES, Dataset, History, Message, Question
+
+#: Every dataset name :func:`load_dataset` accepts.
+DATASET_NAMES: tuple[str, ...] = (
+    "personamem-32k", "personamem-128k", "personamem-1m",
+    "synthetic-32k", "synthetic-128k", "synthetic-1m",
+    "locomo",
+)
+
+__all__ = [
+    "DATASET_NAMES", "load_dataset", "Dataset", "History", "Message", "Question", "QUESTION_TYPES",
+    "OPTION_LETTERS", "DataFormatError", "DataNotFoundError", "DownloadError", "ChecksumError",
+]
+
+
+def load_dataset(name: str, data_dir: str | os.PathLike | None = None, **kw: Any) -> Dataset:
+    """Load a dataset by name (see the module docstring).
+
+    ``data_dir`` applies to the real datasets; the synthetic datasets are
+    generated into (and re-read from) the cache, so ``data_dir`` is ignored for
+    them. Other keyword arguments go to the underlying loader
+    (``load_personamem(size, data_dir, evidence=..., download=...)``,
+    ``load_synthetic(size, seed=..., **knobs)``, ``load_locomo(data_dir)``).
+    """
+    key = name.strip().lower()
+    if key not in DATASET_NAMES:
+        raise ValueError(f"unknown dataset {name!r}; known: {', '.join(DATASET_NAMES)}")
+    if key.startswith("personamem-"):
+        from .personamem import load_personamem
+
+        return load_personamem(key.split("-", 1)[1], data_dir=data_dir, **kw)
+    if key.startswith("synthetic-"):
+        from .synthetic import load_synthetic  # written in parallel; imported only when used
+
+        return load_synthetic(key.split("-", 1)[1], **kw)
+    from .locomo import load_locomo
+
+    return load_locomo(data_dir, **kw)
