@@ -1,0 +1,400 @@
+"""Selection view: the text AEC environment as numeric subset choices (DESIGN §7).
+
+Third-party RL libraries cannot write free text, so this PettingZoo AEC wrapper
+presents every step of the *same* episode as a choice among at most ``K``
+embedded candidates and turns the choice back into the text action the inner
+(text) environment expects. Rewards therefore come from exactly the same code
+as in the text view.
+
+Candidates (per role)
+---------------------
+* ``extractor``: the turns of the current chunk, one ``Role: text`` line each.
+* ``profiler``: the units of the fine-grained memory M_f (``split_units``).
+* ``retriever``: the units of M = M_f followed by M_c.
+Exact duplicate texts are shown once (first occurrence): selecting the same
+line twice could only add an unmatched unit.
+
+Observation (one space for every role, so one network can serve all roles)
+--------------------------------------------------------------------------
+``Dict`` with
+
+* ``role`` — ``Discrete(3)``: 0 extractor, 1 profiler, 2 retriever;
+* ``candidates`` — ``Box(-inf, inf, (K, d), float32)``: candidate embeddings in
+  candidate order, rows beyond the valid ones are 0;
+* ``mask`` — ``Box(0, 1, (K,), int8)``: 1 for a valid candidate;
+* ``query`` — ``Box(-inf, inf, (d,), float32)``: the query embedding
+  (retriever only; zeros for the extractor and profiler);
+* ``options`` — ``Box(-inf, inf, (4, d), float32)``: option embeddings in
+  letter order (retriever only; zeros otherwise, and zero rows for missing options).
+
+Actions (one encoding, documented)
+----------------------------------
+* extractor, profiler: ``MultiBinary(K)`` — 1 keeps candidate ``i``.
+* retriever: ``MultiDiscrete([2]*K + [4])`` — the first ``K`` entries are the
+  subset, the last the option index (0 → ``(a)``). An option index beyond the
+  question's options is rendered as-is (``(d)`` for a 3-option question) and
+  scored wrong by the answer parser, like an invalid text answer.
+
+Bits on masked-out candidates are ignored. The text action is the chosen
+candidates, in candidate order, joined by ``"\\n"``; the retriever's is
+``<information>\\nlines\\n</information>\\n<final_answer>(x)</final_answer>``.
+For an open-ended question (no options, e.g. LoCoMo) the selected lines are
+also given as the final answer (scored by token F1); the option entry is ignored.
+
+Candidates beyond K (pre-ranking rule)
+--------------------------------------
+When a role has more than ``K`` candidates, each is scored by the cosine of
+its embedding with a reference vector — the query embedding for the
+retriever, the centroid of all the role's candidates for the extractor and
+profiler (whose inputs do not include the query in the MDP) — and the ``K``
+best are kept (ties: earlier candidate first), then shown in their original
+order. ``prerank="first"`` keeps the first ``K`` instead (chronological),
+``prerank="last"`` the last ``K``. The number dropped is reported in
+``infos[agent]["candidates_dropped"]`` (0 when nothing was dropped), with
+``n_candidates`` (before dropping) and ``candidate_texts`` (the texts shown, in
+row order, so a policy can be inspected).
+
+Embeddings
+----------
+All lookups go through one :class:`comam_env.embed.EmbeddingCache`; by default
+the dataset's cache from :func:`comam_env.embed.embed_dataset` (computed once,
+persisted). Extractor outputs are exact copies of turns, so memory units are
+cache hits; other texts (e.g. an LLM profiler's lines) are embedded on first use.
+
+Construction
+------------
+``wrap(env, K=64, embedder="hashing", ...)`` — ``env`` is a text-view AEC env
+of :mod:`comam_env.env`; ``comam_env.make(env_id, view="selection", **kw)``
+calls it with the view keyword arguments.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import gymnasium
+import numpy as np
+from gymnasium import spaces
+from pettingzoo import AECEnv
+
+from comam_env.embed import EmbeddingCache, embed_dataset, get_embedder
+from comam_env.text import split_units
+
+__all__ = ["SelectionView", "SelectionState", "wrap", "ROLES", "N_OPTIONS", "render_selection", "role_of"]
+
+ROLES: tuple[str, ...] = ("extractor", "profiler", "retriever")
+#: Size of the option axis of the observation and of the retriever's option action.
+N_OPTIONS = 4
+PRERANK_RULES = ("similarity", "first", "last")
+
+_OPTION_LINE = re.compile(r"^\(([a-h])\)\s?(.*)$")
+_MEMORY_HEADINGS = ("## Fine-grained memory", "## User profile")
+
+
+def role_of(agent: str) -> str:
+    """Role name of an agent id (``"retriever_0"`` → ``"retriever"``)."""
+    role = agent.rsplit("_", 1)[0]
+    if role not in ROLES:
+        raise ValueError(f"agent {agent!r} has no known role; expected a prefix in {ROLES}")
+    return role
+
+
+@dataclass
+class SelectionState:
+    """What one agent sees at one step, before and after encoding.
+
+    Attributes:
+        role: role name.
+        texts: candidate texts shown, in row order (at most K).
+        n_candidates: candidates before pre-ranking.
+        dropped: ``n_candidates - len(texts)``.
+        query: query text ('' for extractor/profiler).
+        options: option texts in letter order ('' list for extractor/profiler).
+        obs: the encoded observation dict.
+    """
+
+    role: str
+    texts: list[str]
+    n_candidates: int
+    dropped: int
+    query: str
+    options: list[str]
+    obs: dict[str, Any] = field(repr=False)
+
+
+def render_selection(role: str, texts: Sequence[str], selected: Sequence[bool], option: int | None, n_options: int) -> str:
+    """The text action for a selection (see the module docstring)."""
+    lines = "\n".join(t for t, s in zip(texts, selected) if s)
+    if role != "retriever":
+        return lines
+    if n_options > 0:
+        letter = "abcdefgh"[int(option or 0)]
+        answer = f"({letter})"
+    else:
+        answer = lines.replace("\n", " ")
+    return f"<information>\n{lines}\n</information>\n<final_answer>{answer}</final_answer>"
+
+
+def _dedupe(texts: Sequence[str]) -> list[str]:
+    seen: set[str] = set()
+    out = []
+    for t in texts:
+        if t and t not in seen:
+            seen.add(t)
+            out.append(t)
+    return out
+
+
+def _memory_units(text: str) -> list[str]:
+    """Units of a memory text, without the text view's headings/placeholders."""
+    return [u for u in split_units(text) if u not in _MEMORY_HEADINGS and u != "(empty)"]
+
+
+class SelectionView(AECEnv):
+    """PettingZoo AEC wrapper: numeric selection view over a text-view env (see module doc)."""
+
+    metadata = {"name": "comam_selection_v0", "render_modes": [], "is_parallelizable": False}
+
+    def __init__(
+        self,
+        env: AECEnv,
+        K: int = 64,
+        embedder: Any = "hashing",
+        *,
+        cache: EmbeddingCache | None = None,
+        prerank: str = "similarity",
+        persist_embeddings: bool = True,
+        cache_dir: str | None = None,
+        progress: bool = True,
+    ) -> None:
+        """Args:
+        env: the inner text-view AEC env.
+        K: maximum number of candidates per step (rows of the candidate matrix).
+        embedder: ``"hashing"``, ``"minilm"`` or an embedder object (``name``, ``dim``, ``encode``).
+        cache: an existing :class:`EmbeddingCache` to use (its embedder wins over ``embedder``).
+        prerank: rule for more than ``K`` candidates: ``"similarity"``, ``"first"``, ``"last"``.
+        persist_embeddings: embed the inner env's dataset once up front and keep it on disk.
+        cache_dir: cache root (default: the package cache folder).
+        progress: show a progress bar while embedding the dataset.
+        """
+        super().__init__()
+        if K < 1:
+            raise ValueError(f"selection view: K must be >= 1, got {K}")
+        if prerank not in PRERANK_RULES:
+            raise ValueError(f"selection view: prerank must be one of {PRERANK_RULES}, got {prerank!r}")
+        self.env = env
+        self.K = int(K)
+        self.prerank = prerank
+        if cache is None:
+            emb = get_embedder(embedder)
+            dataset = getattr(env.unwrapped, "dataset", None)
+            if dataset is not None and persist_embeddings:
+                cache = embed_dataset(dataset, emb, cache_dir=cache_dir, progress=progress)
+            else:
+                cache = EmbeddingCache(emb)
+        self.cache = cache
+        self.dim = int(cache.embedder.dim)
+        self.possible_agents = list(env.possible_agents)
+        self.metadata = dict(self.metadata)
+        self.render_mode = None
+
+        d, K = self.dim, self.K
+        self._obs_space = spaces.Dict(
+            {
+                "role": spaces.Discrete(len(ROLES)),
+                "candidates": spaces.Box(-np.inf, np.inf, (K, d), np.float32),
+                "mask": spaces.Box(0, 1, (K,), np.int8),
+                "query": spaces.Box(-np.inf, np.inf, (d,), np.float32),
+                "options": spaces.Box(-np.inf, np.inf, (N_OPTIONS, d), np.float32),
+            }
+        )
+        self._obs_spaces = {a: self._obs_space for a in self.possible_agents}
+        self._act_spaces: dict[str, gymnasium.Space] = {}
+        for a in self.possible_agents:
+            if role_of(a) == "retriever":
+                self._act_spaces[a] = spaces.MultiDiscrete([2] * K + [N_OPTIONS])
+            else:
+                self._act_spaces[a] = spaces.MultiBinary(K)
+        self._states: dict[str, SelectionState] = {}
+        self._state_version = -1
+        self._version = 0
+        self.infos: dict[str, dict] = {}
+
+    # -- delegation ------------------------------------------------------------------------------
+    @property
+    def unwrapped(self) -> AECEnv:
+        return self.env.unwrapped
+
+    @property
+    def agents(self) -> list[str]:  # type: ignore[override]
+        return self.env.agents
+
+    @agents.setter
+    def agents(self, value: list[str]) -> None:  # AECEnv.__init__ never sets it; keep the inner env authoritative
+        self.env.agents = value
+
+    @property
+    def agent_selection(self) -> str:  # type: ignore[override]
+        return self.env.agent_selection
+
+    @agent_selection.setter
+    def agent_selection(self, value: str) -> None:
+        self.env.agent_selection = value
+
+    @property
+    def rewards(self) -> dict[str, float]:  # type: ignore[override]
+        return self.env.rewards
+
+    @property
+    def terminations(self) -> dict[str, bool]:  # type: ignore[override]
+        return self.env.terminations
+
+    @property
+    def truncations(self) -> dict[str, bool]:  # type: ignore[override]
+        return self.env.truncations
+
+    @property
+    def _cumulative_rewards(self) -> dict[str, float]:  # type: ignore[override]
+        return self.env._cumulative_rewards
+
+    def observation_space(self, agent: str) -> gymnasium.Space:
+        return self._obs_spaces[agent]
+
+    def action_space(self, agent: str) -> gymnasium.Space:
+        return self._act_spaces[agent]
+
+    def trajectory(self) -> dict:
+        return self.env.trajectory()
+
+    def __str__(self) -> str:
+        return f"SelectionView<{self.env}>"
+
+    def close(self) -> None:
+        self.env.close()
+
+    def render(self) -> None:
+        return None
+
+    # -- candidates ------------------------------------------------------------------------------
+    def _inputs(self, agent: str) -> tuple[str, list[str], str, list[str]]:
+        """(role, candidate texts, query, options) for ``agent`` at the current step."""
+        role = role_of(agent)
+        inner = self.env.unwrapped
+        hook = getattr(inner, "selection_inputs", None)
+        if hook is not None:  # structured access when the env offers it (no re-parsing)
+            got = hook(agent)
+            return role, _dedupe(got["candidates"]), got.get("query", ""), list(got.get("options", ()))
+        obs = self.env.observe(agent)
+        query, options = "", []
+        if role == "extractor":
+            cands = [ln.strip() for ln in str(obs["chunk"]).splitlines()]
+        else:
+            mem = self.env.trajectory().get("memory", {}) if hasattr(self.env, "trajectory") else {}
+            fine = mem.get("fine")
+            coarse = mem.get("coarse")
+            if fine is None:  # fall back to the rendered memory block
+                cands = _memory_units(str(obs["memory"]))
+            else:
+                cands = _memory_units(fine or "")
+                if role == "retriever":
+                    cands += _memory_units(coarse or "")
+        if role == "retriever":
+            query = str(obs.get("query", ""))
+            for ln in str(obs.get("options", "")).splitlines():
+                m = _OPTION_LINE.match(ln.strip())
+                if m:
+                    options.append(m.group(2))
+        return role, _dedupe(cands), query, options
+
+    def _build(self, agent: str) -> SelectionState:
+        role, texts, query, options = self._inputs(agent)
+        n = len(texts)
+        K, d = self.K, self.dim
+        emb = self.cache.lookup(texts) if texts else np.zeros((0, d), np.float32)
+        q_vec = self.cache.lookup([query])[0] if (role == "retriever" and query) else np.zeros(d, np.float32)
+        if n > K:
+            if self.prerank == "first":
+                keep = np.arange(K)
+            elif self.prerank == "last":
+                keep = np.arange(n - K, n)
+            else:
+                ref = q_vec if role == "retriever" and q_vec.any() else emb.mean(axis=0)
+                scores = emb @ ref
+                # Stable sort on -score: equal scores keep the earlier candidate.
+                keep = np.sort(np.argsort(-scores, kind="stable")[:K])
+            texts = [texts[i] for i in keep]
+            emb = emb[keep]
+        cand = np.zeros((K, d), np.float32)
+        cand[: len(texts)] = emb
+        mask = np.zeros(K, np.int8)
+        mask[: len(texts)] = 1
+        opt = np.zeros((N_OPTIONS, d), np.float32)
+        if role == "retriever" and options:
+            shown = options[:N_OPTIONS]
+            opt[: len(shown)] = self.cache.lookup(shown)
+        obs = {"role": ROLES.index(role), "candidates": cand, "mask": mask, "query": q_vec.astype(np.float32, copy=True), "options": opt}
+        return SelectionState(role, texts, n, n - len(texts), query, options, obs)
+
+    def state_of(self, agent: str) -> SelectionState:
+        """The (cached) selection state of ``agent`` at the current step."""
+        if self._state_version != self._version:
+            self._states = {}
+            self._state_version = self._version
+        st = self._states.get(agent)
+        if st is None:
+            st = self._states[agent] = self._build(agent)
+        return st
+
+    def _refresh_infos(self) -> None:
+        self._version += 1
+        infos = {a: dict(i) for a, i in self.env.infos.items()}
+        cur = self.env.agent_selection if self.env.agents else None
+        if cur is not None and cur in infos and not (self.env.terminations.get(cur) or self.env.truncations.get(cur)):
+            st = self.state_of(cur)
+            infos[cur].update(
+                candidates_dropped=st.dropped, n_candidates=st.n_candidates, candidate_texts=list(st.texts)
+            )
+        self.infos = infos
+
+    # -- AEC API ---------------------------------------------------------------------------------
+    def reset(self, seed: int | None = None, options: dict | None = None) -> None:
+        self.env.reset(seed=seed, options=options)
+        self._refresh_infos()
+
+    def observe(self, agent: str) -> dict[str, Any]:
+        obs = self.state_of(agent).obs
+        # Copies: a caller mutating an observation must not corrupt the cached state.
+        return {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in obs.items()}
+
+    def decode(self, agent: str, action: Any) -> str:
+        """The text action a selection ``action`` of ``agent`` stands for at the current step."""
+        st = self.state_of(agent)
+        a = np.asarray(action).reshape(-1)
+        K = self.K
+        if st.role == "retriever":
+            if a.shape[0] != K + 1:
+                raise ValueError(f"{agent}: action must have {K + 1} entries (K subset bits + option), got {a.shape[0]}")
+            option = int(a[K])
+            if not 0 <= option < N_OPTIONS:
+                raise ValueError(f"{agent}: option index {option} out of range 0..{N_OPTIONS - 1}")
+        else:
+            if a.shape[0] != K:
+                raise ValueError(f"{agent}: action must have {K} subset bits, got {a.shape[0]}")
+            option = None
+        bits = a[: len(st.texts)] != 0
+        return render_selection(st.role, st.texts, bits, option, len(st.options))
+
+    def step(self, action: Any) -> None:
+        agent = self.env.agent_selection
+        if self.env.terminations.get(agent) or self.env.truncations.get(agent):
+            self.env.step(None)
+        else:
+            self.env.step(self.decode(agent, action))
+        self._refresh_infos()
+
+
+def wrap(env: AECEnv, K: int = 64, embedder: Any = "hashing", **kwargs: Any) -> SelectionView:
+    """Wrap a text-view env into the selection view (see :class:`SelectionView`)."""
+    return SelectionView(env, K=K, embedder=embedder, **kwargs)
