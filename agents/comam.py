@@ -1,0 +1,455 @@
+"""The reference CoMAM learner (DESIGN §4): group rollouts → credit → per-agent GRPO.
+
+One iteration reads top to bottom:
+
+1. draw ``batch_queries`` training questions;
+2. :func:`agents.rollout.collect_rollouts` samples ``group_size`` full trajectories per
+   question through the environment (extractor chunk steps → profiler → retriever);
+3. for every group, :func:`agents.credit.assign_credit_batch` turns each role's local
+   rewards and the shared answer reward into integrated rewards (``adaptive`` = CoMAM:
+   NDCG rank consistency → softmax weights → ``r_n + w_n·r_ans``);
+4. :func:`agents.grpo.group_advantages` normalises them within each group, every action
+   of a role in a trajectory inherits that trajectory's advantage, and
+   :class:`agents.grpo.PerAgentGRPO` updates all (non-frozen) roles simultaneously;
+5. metrics go to ``metrics.jsonl``; every ``eval_every`` iterations the policies are
+   evaluated on the validation questions; every ``checkpoint_every`` iterations a
+   checkpoint (safetensors + JSON state including every RNG) is written atomically.
+
+Ablations run through the same loop (``TrainConfig.mode``): ``joint`` (all agents from the
+same rollouts, the paper's method when ``credit="adaptive"``), ``independent`` (one agent at
+a time, others frozen, rotating in equal phases — the paper's independent-RL baseline) and
+``none`` (no training: evaluation of the initial policies). ``shared_policy=True`` runs one
+network for all roles.
+
+A run directory holds ``config.json``, ``metrics.jsonl``, ``checkpoint/`` (``policy/``,
+``optimizer.safetensors``, ``state.json``) and the figures. ``train(config)`` on a directory
+that already has a checkpoint resumes it and continues the same curve.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import signal
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .base import ROLE_NAMES, Policy, load_policy, make_policy
+from .credit import CREDIT_STRATEGIES, assign_credit_batch
+from .grpo import GRPOConfig, PerAgentGRPO, RoleBatch, group_advantages
+from .rollout import RolloutBatch, collect_rollouts, evaluate
+
+MODES = ("joint", "independent", "none")
+
+
+@dataclass
+class TrainConfig:
+    """Every hyper-parameter of a CoMAM training run (paper defaults where the paper gives one)."""
+
+    env: str = field(default="synthetic-32k", metadata={"help": "environment id (see `comam-env envs`)"})
+    policy: str = field(default="selection", metadata={"help": "policy kind: 'selection' (CPU, selection view) or 'llm' (text view)"})
+    credit: str = field(default="adaptive", metadata={"help": f"credit strategy: one of {sorted(CREDIT_STRATEGIES)}"})
+    mode: str = field(default="joint", metadata={"help": "'joint' (all agents at once), 'independent' (one agent at a time, others frozen) or 'none' (no training)"})
+    shared_policy: bool = field(default=False, metadata={"help": "one network for all roles (ablation) instead of one per role"})
+    seed: int = field(default=0, metadata={"help": "seeds question draws, env resets, action sampling and initialisation"})
+    iterations: int = field(default=30, metadata={"help": "number of rollout + update iterations"})
+    batch_queries: int = field(default=16, metadata={"help": "queries per iteration (paper: 128)"})
+    group_size: int = field(default=8, metadata={"help": "G trajectories per query (paper: 8)"})
+    temperature: float = field(default=1.0, metadata={"help": "sampling temperature for training rollouts (paper: 1.0)"})
+    eval_temperature: float = field(default=0.8, metadata={"help": "sampling temperature for sampled evaluation (paper: 0.8); evaluation is greedy unless eval_greedy=False"})
+    eval_greedy: bool = field(default=True, metadata={"help": "greedy evaluation (deterministic) instead of sampling at eval_temperature"})
+    alpha: float = field(default=0.8, metadata={"help": "extractor coverage weight α of eq. 9 (paper: 0.8)"})
+    beta: float = field(default=0.2, metadata={"help": "retriever coverage weight β of eq. 11 (paper: 0.2)"})
+    train_episode: str = field(default="evidence-session", metadata={"help": "training episodes: 'evidence-session' (paper) or 'full-history'"})
+    eval_episode: str = field(default="full-history", metadata={"help": "evaluation episodes: 'full-history' (paper) or 'evidence-session'"})
+    eval_split: str = field(default="validation", metadata={"help": "split evaluated every eval_every iterations"})
+    eval_limit: int | None = field(default=None, metadata={"help": "evaluate on at most this many questions (None = the whole split)"})
+    eval_every: int = field(default=5, metadata={"help": "evaluate every N iterations (and at the start and end)"})
+    checkpoint_every: int = field(default=5, metadata={"help": "write a checkpoint every N iterations (and at the end)"})
+    env_pool: int = field(default=64, metadata={"help": "environments stepped in lockstep (rollouts are batched across them)"})
+    env_kwargs: dict = field(default_factory=dict, metadata={"help": "extra keyword arguments for comam_env.make (e.g. K, embedder, chunk_tokens)"})
+    policy_kwargs: dict = field(default_factory=dict, metadata={"help": "extra keyword arguments for the policy constructor"})
+    grpo: dict = field(default_factory=lambda: {"lr": 1e-3, "inner_epochs": 2}, metadata={"help": "GRPOConfig fields (clip_eps, kl_coef, inner_epochs, lr, ...)"})
+    leave_one_out_reference: str = field(default="initial", metadata={"help": "frozen reference for leave-one-out credit: 'initial' (the untrained policy)"})
+    target_accuracy: float | None = field(default=None, metadata={"help": "record the first iteration whose validation accuracy reaches this (convergence steps)"})
+    progress: bool = field(default=True, metadata={"help": "show a progress bar"})
+
+    def __post_init__(self) -> None:
+        if self.credit not in CREDIT_STRATEGIES:
+            raise ValueError(f"unknown credit strategy {self.credit!r}; choose from {sorted(CREDIT_STRATEGIES)}")
+        if self.mode not in MODES:
+            raise ValueError(f"unknown mode {self.mode!r}; choose from {MODES}")
+        if self.policy not in ("selection", "llm"):
+            raise ValueError(f"unknown policy kind {self.policy!r}; choose 'selection' or 'llm'")
+        for name in ("iterations", "batch_queries", "group_size", "eval_every", "checkpoint_every", "env_pool"):
+            if getattr(self, name) < (0 if name == "iterations" else 1):
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        GRPOConfig(**self.grpo)  # validate early
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown TrainConfig fields: {sorted(unknown)}")
+        return cls(**data)
+
+    @property
+    def view(self) -> str:
+        return "selection" if self.policy == "selection" else "text"
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _atomic_json(path: Path, payload: Any) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=_jsonable))
+    os.replace(tmp, path)
+
+
+def _jsonable(x):
+    if isinstance(x, (np.floating, np.integer)):
+        return x.item()
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    raise TypeError(f"not JSON serialisable: {type(x)}")
+
+
+def _make_envs(cfg: TrainConfig, n: int, split: str, episode: str):
+    import comam_env
+
+    kwargs = dict(split=split, episode=episode, alpha=cfg.alpha, beta=cfg.beta, view=cfg.view, **cfg.env_kwargs)
+    return [comam_env.make(cfg.env, **kwargs) for _ in range(n)]
+
+
+def _split_ids(env) -> list[str]:
+    return list(env.unwrapped.question_ids)
+
+
+def _build_policy(cfg: TrainConfig, env) -> Policy:
+    kw = dict(cfg.policy_kwargs)
+    if cfg.policy == "selection":
+        space = env.observation_space(env.possible_agents[0])
+        kw.setdefault("dim", int(space["candidates"].shape[-1]))
+        kw.setdefault("shared", cfg.shared_policy)
+        kw.setdefault("seed", cfg.seed)
+        return make_policy("selection", **kw)
+    kw.setdefault("seed", cfg.seed)
+    return make_policy("llm", **kw)
+
+
+def _policies_for_roles(policy: Policy) -> dict[str, Policy]:
+    return {name: policy for name in ROLE_NAMES}
+
+
+# ---------------------------------------------------------------------- checkpoints
+
+
+def save_checkpoint(run_dir: Path, policy: Policy, updater: PerAgentGRPO | None, state: dict) -> None:
+    """Write ``run_dir/checkpoint`` atomically (a temp folder renamed into place)."""
+    from safetensors.torch import save_file
+
+    tmp = run_dir / "checkpoint.tmp"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    policy.save(tmp / "policy")
+    if updater is not None:
+        opt = updater.state_dict()
+        tensors, meta = _flatten_optimizer(opt)
+        save_file(tensors, str(tmp / "optimizer.safetensors"))
+        state = dict(state, optimizer_meta=meta)
+    _atomic_json(tmp / "state.json", state)
+    final = run_dir / "checkpoint"
+    old = run_dir / "checkpoint.old"
+    if final.exists():
+        if old.exists():
+            shutil.rmtree(old)
+        os.replace(final, old)
+    os.replace(tmp, final)
+    if old.exists():
+        shutil.rmtree(old)
+
+
+def _flatten_optimizer(state: dict) -> tuple[dict[str, torch.Tensor], Any]:
+    """Split a (nested) optimizer state into safetensors tensors + JSON metadata."""
+    tensors: dict[str, torch.Tensor] = {}
+
+    def walk(x, path):
+        if isinstance(x, torch.Tensor):
+            key = "/".join(path)
+            tensors[key] = x.detach().cpu().contiguous()
+            return {"__tensor__": key}
+        if isinstance(x, dict):
+            return {"__dict__": [[_key(k), walk(v, path + [str(k)])] for k, v in x.items()]}
+        if isinstance(x, (list, tuple)):
+            return {"__list__": [walk(v, path + [str(i)]) for i, v in enumerate(x)]}
+        return x
+
+    return tensors, walk(state, [])
+
+
+def _key(k):
+    return {"__int__": k} if isinstance(k, int) else k
+
+
+def _unflatten_optimizer(meta: Any, tensors: dict[str, torch.Tensor]):
+    if isinstance(meta, dict) and "__tensor__" in meta:
+        return tensors[meta["__tensor__"]]
+    if isinstance(meta, dict) and "__dict__" in meta:
+        return {(k["__int__"] if isinstance(k, dict) else k): _unflatten_optimizer(v, tensors) for k, v in meta["__dict__"]}
+    if isinstance(meta, dict) and "__list__" in meta:
+        return [_unflatten_optimizer(v, tensors) for v in meta["__list__"]]
+    return meta
+
+
+def _rng_state(rng: np.random.Generator, gen: torch.Generator) -> dict:
+    return {"numpy": rng.bit_generator.state, "torch": gen.get_state().tolist()}
+
+
+def _restore_rng(state: dict, rng: np.random.Generator, gen: torch.Generator) -> None:
+    rng.bit_generator.state = state["numpy"]
+    gen.set_state(torch.tensor(state["torch"], dtype=torch.uint8))
+
+
+# ------------------------------------------------------------------------ the loop
+
+
+class Trainer:
+    """Runs one training configuration into ``run_dir`` (see the module docstring)."""
+
+    def __init__(self, config: TrainConfig, run_dir: str | os.PathLike):
+        self.cfg = config
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        cfg_path = self.run_dir / "config.json"
+        if cfg_path.exists():
+            saved = json.loads(cfg_path.read_text())
+            if saved != json.loads(json.dumps(asdict(config), default=_jsonable)):
+                if not (self.run_dir / "checkpoint").exists():
+                    pass  # a run that never checkpointed may be restarted with a new config
+                elif {k: v for k, v in saved.items() if k != "iterations"} != {
+                    k: v for k, v in json.loads(json.dumps(asdict(config), default=_jsonable)).items() if k != "iterations"
+                }:
+                    raise ValueError(
+                        f"{cfg_path}: the run directory holds a checkpoint of a different configuration; "
+                        "use a new --out directory (only --iterations may change on resume)"
+                    )
+        _atomic_json(cfg_path, asdict(config))
+
+        torch.manual_seed(config.seed)
+        self.rng = np.random.default_rng(config.seed)
+        self.gen = torch.Generator().manual_seed(config.seed)
+        n_train = min(config.env_pool, config.batch_queries * config.group_size)
+        self.train_envs = _make_envs(config, n_train, "train", config.train_episode)
+        self.eval_envs = _make_envs(config, min(config.env_pool, 32), config.eval_split, config.eval_episode)
+        self.train_ids = _split_ids(self.train_envs[0])
+        eval_ids = _split_ids(self.eval_envs[0])
+        self.eval_ids = eval_ids[: config.eval_limit] if config.eval_limit else eval_ids
+        if not self.train_ids:
+            raise ValueError(f"{config.env}: the training split has no questions")
+
+        self.policy = _build_policy(config, self.train_envs[0])
+        self.reference = None
+        if config.credit == "leave-one-out":
+            self.reference = _build_policy(config, self.train_envs[0])  # same seed → the initial policy
+            self.reference.eval()
+        self.updater = None
+        if config.mode != "none":
+            self.updater = PerAgentGRPO(self.policy, GRPOConfig(**config.grpo),
+                                        generator=torch.Generator().manual_seed(config.seed + 1))
+        self.iteration = 0
+        self.best: dict[str, Any] = {}
+        self.metrics_path = self.run_dir / "metrics.jsonl"
+        self._maybe_resume()
+
+    # ------------------------------------------------------------------ resume
+
+    def _maybe_resume(self) -> None:
+        ckpt = self.run_dir / "checkpoint"
+        if not (ckpt / "state.json").exists():
+            if self.metrics_path.exists():
+                self.metrics_path.unlink()  # metrics of a run that never checkpointed
+            return
+        from safetensors.torch import load_file
+
+        state = json.loads((ckpt / "state.json").read_text())
+        self.policy = load_policy(ckpt / "policy")
+        if self.updater is not None:
+            self.updater = PerAgentGRPO(self.policy, GRPOConfig(**self.cfg.grpo),
+                                        generator=torch.Generator().manual_seed(self.cfg.seed + 1))
+            tensors = load_file(str(ckpt / "optimizer.safetensors"))
+            self.updater.load_state_dict(_unflatten_optimizer(state["optimizer_meta"], tensors))
+        _restore_rng(state["rng"], self.rng, self.gen)
+        self.iteration = int(state["iteration"])
+        self.best = state.get("best", {})
+        # Keep exactly the metrics the checkpoint had seen, so the curve continues seamlessly.
+        if self.metrics_path.exists():
+            lines = [l for l in self.metrics_path.read_text().splitlines() if l.strip()]
+            kept = [l for l in lines if json.loads(l).get("iteration", 0) <= self.iteration]
+            tmp = self.metrics_path.with_suffix(".tmp")
+            tmp.write_text("".join(l + "\n" for l in kept))
+            os.replace(tmp, self.metrics_path)
+
+    def _checkpoint(self) -> None:
+        state = {"iteration": self.iteration, "rng": _rng_state(self.rng, self.gen), "best": self.best}
+        save_checkpoint(self.run_dir, self.policy, self.updater, state)
+
+    def _log(self, record: dict) -> None:
+        with open(self.metrics_path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record, sort_keys=True, default=_jsonable) + "\n")
+
+    # -------------------------------------------------------------- one iteration
+
+    def _frozen_roles(self) -> tuple[str, ...]:
+        """Independent optimisation: the iterations are split into N equal phases, one role each."""
+        if self.cfg.mode != "independent":
+            return ()
+        phase_len = max(1, math.ceil(self.cfg.iterations / len(ROLE_NAMES)))
+        active = ROLE_NAMES[min(self.iteration // phase_len, len(ROLE_NAMES) - 1)]
+        return tuple(r for r in ROLE_NAMES if r != active)
+
+    def _counterfactual_global(self, batch: RolloutBatch, seeds: np.ndarray) -> dict[str, np.ndarray]:
+        """Leave-one-out: re-run every trajectory with one role replaced by the frozen reference."""
+        out = {}
+        n = len(batch.trajectories)
+        for role in ROLE_NAMES:
+            overrides = {t: {role: self.reference} for t in range(n)}
+            with torch.no_grad():
+                cf = collect_rollouts(
+                    self.train_envs, _policies_for_roles(self.policy), batch.question_ids, batch.group_size,
+                    rng=self.rng, generator=self.gen, temperature=self.cfg.temperature,
+                    overrides=overrides, reset_seeds=seeds,
+                )
+            out[role] = cf.global_matrix()
+        return out
+
+    def step(self) -> dict:
+        cfg = self.cfg
+        t0 = time.perf_counter()
+        qids = [self.train_ids[i] for i in self.rng.choice(len(self.train_ids), size=cfg.batch_queries,
+                                                            replace=len(self.train_ids) < cfg.batch_queries)]
+        seeds = self.rng.integers(0, 2**31 - 1, size=len(qids) * cfg.group_size)
+        self.policy.train()
+        with torch.no_grad():
+            batch = collect_rollouts(
+                self.train_envs, _policies_for_roles(self.policy), qids, cfg.group_size,
+                rng=self.rng, generator=self.gen, temperature=cfg.temperature, reset_seeds=seeds,
+            )
+        t_roll = time.perf_counter() - t0
+        local = {r: batch.local_matrix(r) for r in ROLE_NAMES}
+        glob = batch.global_matrix()
+        extra = {}
+        if cfg.credit == "leave-one-out":
+            extra["counterfactual_global"] = self._counterfactual_global(batch, seeds)
+        credit = assign_credit_batch(cfg.credit, local, glob, **extra)
+
+        record: dict[str, Any] = {"iteration": self.iteration + 1, "train_accuracy": float(glob.mean())}
+        for i, r in enumerate(ROLE_NAMES):
+            vals = local[r]
+            record[f"local_{r}"] = float(np.nanmean(vals)) if np.isfinite(vals).any() else None
+            if credit.weights is not None:
+                record[f"w_{r}"] = float(credit.weights[:, i].mean())
+            if credit.consistency is not None:
+                record[f"v_{r}"] = float(credit.consistency[:, i].mean())
+
+        frozen = self._frozen_roles()
+        record["trained_roles"] = [r for r in ROLE_NAMES if r not in frozen] if self.updater else []
+        if self.updater is not None:
+            self.updater.set_frozen_roles(frozen)
+            role_batches = {}
+            for r in record["trained_roles"]:
+                adv = group_advantages(credit.rewards[r])  # (B, G)
+                record[f"adv_std_{r}"] = float(adv.std())
+                acts = batch.actions_of(r)
+                if not acts:
+                    continue
+                flat = [adv[batch.trajectories[a.trajectory].group, batch.trajectories[a.trajectory].member] for a in acts]
+                role_batches[r] = RoleBatch(samples=[a.sample for a in acts], advantages=np.asarray(flat))
+            stats = self.updater.update(role_batches) if role_batches else {}
+            record.update({f"grpo_{k}": v for k, v in stats.items()})
+        record["seconds_rollout"] = t_roll
+        record["seconds"] = time.perf_counter() - t0
+        self.iteration += 1
+        return record
+
+    def evaluate(self, split_envs=None, ids=None) -> dict:
+        res = evaluate(split_envs or self.eval_envs, _policies_for_roles(self.policy), ids or self.eval_ids,
+                       seed=self.cfg.seed, temperature=self.cfg.eval_temperature, greedy=self.cfg.eval_greedy)
+        self.policy.train()
+        res.pop("answers", None)
+        return res
+
+    # -------------------------------------------------------------------- run
+
+    def run(self) -> dict:
+        """Train until ``iterations``; returns the last evaluation. Ctrl-C keeps the last checkpoint."""
+        cfg = self.cfg
+        bar = None
+        if cfg.progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=cfg.iterations, initial=self.iteration, desc=f"train {cfg.credit}", unit="it")
+        last_eval = None
+        try:
+            if self.iteration == 0:
+                last_eval = self.evaluate()
+                self._log({"iteration": 0, **{f"val_{k}": v for k, v in last_eval.items()}})
+                self._checkpoint()
+            while self.iteration < cfg.iterations and cfg.mode != "none":
+                record = self.step()
+                if self.iteration % cfg.eval_every == 0 or self.iteration == cfg.iterations:
+                    last_eval = self.evaluate()
+                    record.update({f"val_{k}": v for k, v in last_eval.items()})
+                    self._track_target(record)
+                self._log(record)
+                if self.iteration % cfg.checkpoint_every == 0 or self.iteration == cfg.iterations:
+                    self._checkpoint()
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(acc=f"{record['train_accuracy']:.2f}",
+                                    val=f"{record.get('val_accuracy', float('nan')):.2f}")
+        except KeyboardInterrupt:
+            if bar is not None:
+                bar.close()
+            print(f"\ninterrupted at iteration {self.iteration}; last checkpoint kept in {self.run_dir / 'checkpoint'}")
+            raise
+        finally:
+            if bar is not None:
+                bar.close()
+        if last_eval is None:
+            last_eval = self.evaluate()
+        try:
+            from .plots import plot_run
+
+            plot_run(self.run_dir)
+        except Exception as exc:  # a plot must never lose a finished run
+            print(f"note: could not plot {self.run_dir}: {exc}")
+        summary = {"iteration": self.iteration, **{f"val_{k}": v for k, v in last_eval.items()}, **self.best}
+        _atomic_json(self.run_dir / "summary.json", summary)
+        return summary
+
+    def _track_target(self, record: dict) -> None:
+        target = self.cfg.target_accuracy
+        acc = record.get("val_accuracy")
+        if target is not None and acc is not None and acc >= target and "steps_to_target" not in self.best:
+            self.best["steps_to_target"] = self.iteration
+        if acc is not None and acc > self.best.get("best_val_accuracy", -1):
+            self.best["best_val_accuracy"] = acc
+            self.best["best_iteration"] = self.iteration
+
+
+def train(config: TrainConfig, run_dir: str | os.PathLike) -> dict:
+    """Train (or resume) ``config`` into ``run_dir`` and return the final summary."""
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is signal.SIG_IGN:  # e.g. under nohup: make Ctrl-C stop cleanly anyway
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    return Trainer(config, run_dir).run()

@@ -1,0 +1,235 @@
+"""Group rollouts through the memory-pipeline environment.
+
+For a batch of B queries the CoMAM learner samples G full trajectories per query
+(DESIGN §4). :func:`collect_rollouts` runs all B·G episodes *in lockstep* over a pool
+of environments: at every tick the environments waiting for the same role are
+batched into one ``policy.act`` call. That is what keeps LLM rollouts efficient
+(one batched ``generate`` per role and tick) and costs nothing for the small
+selection policies. It works with any policy implementing :mod:`agents.base` and
+any view of the environment (text or selection) — the policy only sees the
+observations the view produces.
+
+Every episode is reset with an explicit seed drawn from the caller's
+``numpy.random.Generator`` and the question id, and every action is sampled with
+the caller's ``torch.Generator``, so the same seeds give the same rollouts.
+
+The result is plain data: per trajectory the question id, group and member index,
+each role's local reward (``NaN`` when undefined, e.g. no gold evidence), the
+global reward, and the per-action records (role, policy sample, log-prob) that the
+GRPO update needs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from .base import ROLE_NAMES, Policy, role_id
+
+
+@dataclass
+class Action:
+    """One action taken by one role inside one trajectory."""
+
+    trajectory: int
+    """Index of the trajectory in :attr:`RolloutBatch.trajectories`."""
+    role: str
+    sample: Any
+    """The policy's opaque record (see :mod:`agents.base`)."""
+    logprob: float
+    info: dict = field(default_factory=dict)
+
+
+@dataclass
+class Trajectory:
+    """One full episode (extractor chunk steps → profiler → retriever)."""
+
+    question_id: str
+    group: int
+    member: int
+    local: dict[str, float]
+    """role name → local reward (``NaN`` when undefined)."""
+    global_reward: float
+    parsed_answer: str | None = None
+    record: dict = field(default_factory=dict)
+    """``env.trajectory()`` as plain data (prompts, actions, reward parts)."""
+
+
+@dataclass
+class RolloutBatch:
+    """B groups of G trajectories plus every action taken."""
+
+    question_ids: list[str]
+    group_size: int
+    trajectories: list[Trajectory]
+    actions: list[Action]
+
+    def local_matrix(self, role: str) -> np.ndarray:
+        """``(B, G)`` local rewards of ``role`` (NaN = undefined)."""
+        out = np.full((len(self.question_ids), self.group_size), np.nan)
+        for t in self.trajectories:
+            out[t.group, t.member] = t.local.get(role, np.nan)
+        return out
+
+    def global_matrix(self) -> np.ndarray:
+        """``(B, G)`` global (answer) rewards."""
+        out = np.zeros((len(self.question_ids), self.group_size))
+        for t in self.trajectories:
+            out[t.group, t.member] = t.global_reward
+        return out
+
+    def actions_of(self, role: str) -> list[Action]:
+        return [a for a in self.actions if a.role == role]
+
+
+def role_of_agent(agent: str) -> str:
+    """``"extractor_0"`` → ``"extractor"``."""
+    return ROLE_NAMES[role_id(agent)]
+
+
+def _local_rewards(record: Mapping[str, Any]) -> dict[str, float]:
+    """Each role's local reward from ``env.trajectory()``: the last defined value it received.
+
+    The extractor acts once per chunk; its coverage reward is computed on the whole
+    fine-grained memory and reported at its last step, so "last defined" is the
+    episode-level value for every role.
+    """
+    local = {r: np.nan for r in ROLE_NAMES}
+    for step in record.get("steps", []):
+        value = step.get("local_reward")
+        if value is not None:
+            local[role_of_agent(step["agent"])] = float(value)
+    return local
+
+
+def _unwrapped(env):
+    return getattr(env, "unwrapped", env)
+
+
+def collect_rollouts(
+    envs: Sequence[Any],
+    policies: Mapping[str, Policy],
+    question_ids: Sequence[str],
+    group_size: int,
+    *,
+    rng: np.random.Generator,
+    generator: torch.Generator | None = None,
+    temperature: float = 1.0,
+    greedy: bool = False,
+    overrides: Mapping[int, Mapping[str, Policy]] | None = None,
+    reset_seeds: np.ndarray | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> RolloutBatch:
+    """Run ``len(question_ids) × group_size`` episodes in lockstep.
+
+    Args:
+        envs: a pool of AEC environments (any view); episodes are spread over the
+            pool in waves when there are more episodes than environments.
+        policies: role name → policy acting for that role (one object may serve
+            several roles).
+        question_ids: the B queries; trajectory ``(b, g)`` answers ``question_ids[b]``.
+        group_size: G trajectories per query.
+        rng: draws each episode's reset seed (unless ``reset_seeds`` is given).
+        generator: torch generator for sampling actions.
+        temperature, greedy: passed to ``policy.act``.
+        overrides: trajectory index → {role: policy} replacing ``policies`` for that
+            trajectory (leave-one-out counterfactuals use a frozen reference).
+        reset_seeds: explicit ``(B·G,)`` reset seeds (counterfactual re-runs reuse the
+            seeds of the runs they mirror).
+        progress: called with the number of episodes finished at each completion.
+    """
+    if not envs:
+        raise ValueError("collect_rollouts needs at least one environment")
+    n = len(question_ids) * group_size
+    seeds = rng.integers(0, 2**31 - 1, size=n) if reset_seeds is None else np.asarray(reset_seeds)
+    if len(seeds) != n:
+        raise ValueError(f"reset_seeds has {len(seeds)} entries, expected {n}")
+    trajectories: list[Trajectory | None] = [None] * n
+    actions: list[Action] = []
+    overrides = overrides or {}
+
+    for wave_start in range(0, n, len(envs)):
+        wave = list(range(wave_start, min(n, wave_start + len(envs))))
+        slots = {}  # trajectory index -> env
+        for k, t in enumerate(wave):
+            env = envs[k]
+            env.reset(seed=int(seeds[t]), options={"question_id": question_ids[t // group_size]})
+            slots[t] = env
+        active = set(wave)
+        while active:
+            waiting: dict[tuple[int, str], list[int]] = {}
+            for t in sorted(active):
+                env = slots[t]
+                if not env.agents:
+                    active.discard(t)
+                    trajectories[t] = _finish(env, question_ids, t, group_size)
+                    if progress:
+                        progress(1)
+                    continue
+                agent = env.agent_selection
+                if env.terminations[agent] or env.truncations[agent]:
+                    env.step(None)
+                    continue
+                role = role_of_agent(agent)
+                policy = overrides.get(t, {}).get(role, policies[role])
+                waiting.setdefault((id(policy), role), []).append(t)
+            for (_, role), ts in waiting.items():
+                policy = overrides.get(ts[0], {}).get(role, policies[role])
+                obs = [slots[t].observe(slots[t].agent_selection) for t in ts]
+                out = policy.act(role_id(role), obs, temperature=temperature, greedy=greedy, generator=generator)
+                for i, t in enumerate(ts):
+                    actions.append(Action(t, role, out.samples[i], float(out.logprobs[i]), dict(out.info[i])))
+                    slots[t].step(out.actions[i])
+    return RolloutBatch(list(question_ids), group_size, trajectories, actions)  # type: ignore[arg-type]
+
+
+def _finish(env, question_ids, t: int, group_size: int) -> Trajectory:
+    record = _unwrapped(env).trajectory()
+    return Trajectory(
+        question_id=question_ids[t // group_size],
+        group=t // group_size,
+        member=t % group_size,
+        local=_local_rewards(record),
+        global_reward=float(record.get("global_reward") or 0.0),
+        parsed_answer=record.get("parsed_answer"),
+        record=record,
+    )
+
+
+def evaluate(
+    envs: Sequence[Any],
+    policies: Mapping[str, Policy],
+    question_ids: Sequence[str],
+    *,
+    seed: int = 0,
+    temperature: float = 0.8,
+    greedy: bool = True,
+) -> dict[str, Any]:
+    """Accuracy and mean local rewards of ``policies`` on ``question_ids`` (one episode each).
+
+    Greedy by default, so an evaluation is a deterministic function of the
+    parameters; pass ``greedy=False`` for the paper's sampled evaluation at
+    temperature 0.8.
+    """
+    if not question_ids:
+        raise ValueError("evaluate: no questions to evaluate on")
+    for p in set(map(id, policies.values())):
+        next(q for q in policies.values() if id(q) == p).eval()
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        batch = collect_rollouts(
+            envs, policies, question_ids, 1, rng=np.random.default_rng(seed), generator=gen,
+            temperature=temperature, greedy=greedy,
+        )
+    result: dict[str, Any] = {
+        "accuracy": float(batch.global_matrix().mean()),
+        "n_questions": len(question_ids),
+    }
+    for role in ROLE_NAMES:
+        vals = batch.local_matrix(role)
+        result[f"local_{role}"] = float(np.nanmean(vals)) if np.isfinite(vals).any() else None
+    result["answers"] = {t.question_id: t.parsed_answer for t in batch.trajectories}
+    return result
