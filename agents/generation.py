@@ -1,0 +1,280 @@
+"""Generation backends: the seam between `LLMPolicy` and whatever produces completions.
+
+A backend turns a batch of prompt token-id lists into sampled completions plus the log-probability
+of every generated token (`GenerationBackend.generate`). Two implementations:
+
+* `TransformersBackend` — the default, device-agnostic (CPU / CUDA / MPS): batched, left-padded
+  autoregressive sampling with a KV cache, written here (not `model.generate`) so that the
+  log-probs it returns are computed by exactly the same function (`token_logprobs`) that
+  `LLMPolicy.logprobs_of` uses when it re-scores the tokens; `exact_logprobs = True`.
+* `VLLMBackend` — GPU rollouts through vLLM (the `vllm` extra). Import-guarded; it raises a clear
+  "needs a GPU" error on machines without CUDA (like the CPU machine this project is tested on, so
+  it is implemented against vLLM's documented API — `LLM`, `SamplingParams(logprobs=0, seed=...)`,
+  `TokensPrompt`, `LoRARequest` — but has not been run here). vLLM computes log-probs with its own
+  kernels, so `exact_logprobs = False`: `LLMPolicy` then re-scores the sampled tokens with the
+  training model to get the "old" log-probs, the usual practice with vLLM rollouts.
+
+Which log-probs (the definition every part of `agents/` uses)
+------------------------------------------------------------
+With temperature T and nucleus top-p, a token is *sampled* from softmax(logits / T) restricted to
+the smallest set of tokens whose probability mass reaches top-p, renormalised. The log-prob we
+record and re-compute is, by default, `log_softmax(logits / T)[token]` — the temperature-scaled
+distribution **without** the top-p renormalisation. Reason: with top-p renormalisation, a token
+that falls outside the nucleus after a parameter update gets log-prob −inf and the importance
+ratio becomes 0 (or NaN gradients); TRL and verl make the same choice. With top_p = 1 (the paper's
+training setting) both definitions coincide and equal the exact sampling distribution.
+`apply_top_p=True` switches to the exact sampling distribution (top-p-renormalised); tokens outside
+the nucleus then get a large negative finite value (`OUT_OF_NUCLEUS_LOGPROB`) instead of −inf.
+Greedy decoding records T = 1 log-probs.
+"""
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import torch
+
+OUT_OF_NUCLEUS_LOGPROB = -1e4
+
+
+def process_logits(logits: torch.Tensor, temperature: torch.Tensor | float, top_p: torch.Tensor | float,
+                   apply_top_p: bool) -> torch.Tensor:
+    """Log-probs (float32, same shape as `logits` (..., V)) under the recorded distribution.
+
+    `temperature` / `top_p` are scalars or tensors broadcastable to `logits[..., :1]` (per-row values).
+    """
+    logits = logits.float()
+    if not torch.is_tensor(temperature):
+        temperature = torch.tensor(float(temperature), device=logits.device)
+    logp = torch.log_softmax(logits / temperature, dim=-1)
+    if not apply_top_p:
+        return logp
+    if not torch.is_tensor(top_p):
+        top_p = torch.tensor(float(top_p), device=logits.device)
+    keep = nucleus_mask(logp, top_p)
+    # renormalise over the nucleus; outside it a large negative finite value keeps ratios finite
+    masked = logp.masked_fill(~keep, float("-inf"))
+    renorm = masked - torch.logsumexp(masked, dim=-1, keepdim=True)
+    return torch.where(keep, renorm, torch.full_like(renorm, OUT_OF_NUCLEUS_LOGPROB))
+
+
+def nucleus_mask(logp: torch.Tensor, top_p: torch.Tensor) -> torch.Tensor:
+    """Boolean mask of the top-p nucleus of each row of log-probs (always keeps the top token).
+
+    A token is kept when the probability mass of the tokens ranked strictly above it is < top_p.
+    Ties are broken by `torch.sort` (stable, by index) so the mask is deterministic.
+    """
+    sorted_logp, order = torch.sort(logp, dim=-1, descending=True, stable=True)
+    probs = sorted_logp.exp()
+    mass_before = torch.cumsum(probs, dim=-1) - probs
+    keep_sorted = mass_before < top_p
+    keep_sorted[..., 0] = True
+    keep = torch.zeros_like(keep_sorted)
+    keep.scatter_(-1, order, keep_sorted)
+    return keep
+
+
+def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor, temperature, top_p, apply_top_p: bool) -> torch.Tensor:
+    """Log-prob of `tokens` (...,) given `logits` (..., V) under the recorded distribution."""
+    logp = process_logits(logits, temperature, top_p, apply_top_p)
+    return logp.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+
+
+@dataclass
+class GenerationResult:
+    """Completions for a batch of prompts (one entry per prompt, no padding)."""
+
+    completion_ids: list = field(default_factory=list)
+    """list of B lists of generated token ids (the stop token, when generated, is included)."""
+    token_logprobs: list = field(default_factory=list)
+    """list of B float32 tensors (len = completion length): log-prob of each generated token."""
+    finished: list = field(default_factory=list)
+    """list of B bools: True when the completion ended with a stop token (not the length bound)."""
+
+
+class GenerationBackend(abc.ABC):
+    """Produces completions + per-token log-probs for token-id prompts."""
+
+    #: True when the returned log-probs are computed exactly like `LLMPolicy.logprobs_of`.
+    exact_logprobs: bool = False
+
+    @abc.abstractmethod
+    def generate(
+        self,
+        prompts_token_ids: Sequence[Sequence[int]],
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        generator: torch.Generator | None = None,
+        *,
+        greedy: bool = False,
+        apply_top_p: bool = False,
+        stop_token_ids: Sequence[int] = (),
+        pad_token_id: int = 0,
+    ) -> GenerationResult:
+        """Sample one completion per prompt (see the module docstring for the log-prob definition)."""
+
+
+def left_pad(seqs: Sequence[Sequence[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-pad token lists into (ids, attention_mask) LongTensors of shape (B, max_len)."""
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        if len(s):
+            ids[i, width - len(s):] = torch.as_tensor(list(s), dtype=torch.long)
+            mask[i, width - len(s):] = 1
+    return ids.to(device), mask.to(device)
+
+
+def positions_from_mask(mask: torch.Tensor) -> torch.Tensor:
+    """Position ids that start at 0 at each row's first real token (pads get 0)."""
+    return (mask.cumsum(-1) - 1).clamp(min=0)
+
+
+class TransformersBackend(GenerationBackend):
+    """Batched sampling with a transformers causal LM (any `PreTrainedModel`/`PeftModel`).
+
+    The model is used as is (its active adapter, its device); it is put in eval mode while
+    generating (so LoRA dropout never affects sampling) and restored afterwards.
+    """
+
+    exact_logprobs = True
+
+    def __init__(self, model):
+        self.model = model
+
+    @torch.inference_mode()
+    def generate(self, prompts_token_ids, max_new_tokens, temperature=1.0, top_p=1.0, generator=None, *,
+                 greedy=False, apply_top_p=False, stop_token_ids=(), pad_token_id=0) -> GenerationResult:
+        if not prompts_token_ids:
+            return GenerationResult()
+        if any(len(p) == 0 for p in prompts_token_ids):
+            raise ValueError("TransformersBackend.generate: empty prompt")
+        if not greedy and temperature <= 0:
+            raise ValueError(f"temperature must be > 0 when sampling, got {temperature}")
+        model = self.model
+        device = next(model.parameters()).device
+        was_training = model.training
+        model.eval()
+        try:
+            ids, mask = left_pad(prompts_token_ids, pad_token_id, device)
+            B = ids.shape[0]
+            stop = torch.tensor(sorted(set(int(t) for t in stop_token_ids)) or [-1], device=device)
+            rec_t = 1.0 if greedy else float(temperature)
+            rec_p = 1.0 if greedy else float(top_p)
+            done = torch.zeros(B, dtype=torch.bool, device=device)
+            out_tokens, out_logps, alive = [], [], []
+            past = None
+            step_ids, step_pos = ids, positions_from_mask(mask)
+            for _ in range(int(max_new_tokens)):
+                res = model(input_ids=step_ids, attention_mask=mask, position_ids=step_pos,
+                            past_key_values=past, use_cache=True, logits_to_keep=1)
+                past = res.past_key_values
+                logits = res.logits[:, -1, :].float()
+                logp = process_logits(logits, rec_t, rec_p, apply_top_p)
+                if greedy:
+                    nxt = torch.argmax(logits, dim=-1)
+                else:
+                    sample_logp = process_logits(logits, temperature, top_p, True) if top_p < 1.0 \
+                        else logp
+                    probs = sample_logp.exp()
+                    if top_p < 1.0:  # out-of-nucleus tokens carry the finite floor value: zero them
+                        probs = torch.where(sample_logp <= OUT_OF_NUCLEUS_LOGPROB, torch.zeros_like(probs), probs)
+                    nxt = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+                nxt = torch.where(done, torch.full_like(nxt, pad_token_id), nxt)
+                out_tokens.append(nxt)
+                out_logps.append(logp.gather(-1, nxt.unsqueeze(-1)).squeeze(-1))
+                alive.append(~done)
+                done = done | torch.isin(nxt, stop)
+                if bool(done.all()):
+                    break
+                # the token just emitted is real for rows alive before this step (a stop token too);
+                # rows finished earlier emitted a pad that must stay invisible
+                mask = torch.cat([mask, alive[-1].long().unsqueeze(-1)], dim=1)
+                step_ids = nxt.unsqueeze(-1)
+                step_pos = (mask.sum(-1, keepdim=True) - 1).clamp(min=0)
+            toks = torch.stack(out_tokens, 1).cpu()
+            lps = torch.stack(out_logps, 1).cpu()
+            live = torch.stack(alive, 1).cpu()
+            result = GenerationResult()
+            stop_set = set(int(t) for t in stop_token_ids)
+            for i in range(B):
+                n = int(live[i].sum())
+                seq = toks[i, :n].tolist()
+                result.completion_ids.append(seq)
+                result.token_logprobs.append(lps[i, :n].clone())
+                result.finished.append(bool(seq) and seq[-1] in stop_set)
+            return result
+        finally:
+            model.train(was_training)
+
+
+class VLLMBackend(GenerationBackend):
+    """vLLM generation for GPU rollouts (optional `vllm` extra; needs CUDA).
+
+    `lora_path` in `generate` names a saved peft adapter folder to apply (vLLM `LoRARequest`);
+    `LLMPolicy` saves the current adapter there before each rollout. Log-probs come from vLLM
+    (`logprobs_mode="processed_logprobs"`, i.e. after temperature), and `LLMPolicy` re-scores them
+    with the training model anyway because `exact_logprobs` is False.
+    """
+
+    exact_logprobs = False
+
+    def __init__(self, model_path: str, *, dtype: str = "bfloat16", gpu_memory_utilization: float = 0.5,
+                 max_model_len: int | None = None, enable_lora: bool = True, max_lora_rank: int = 64,
+                 seed: int = 0, **engine_kwargs):
+        try:
+            import vllm  # noqa: F401
+        except ImportError as exc:
+            raise ImportError("VLLMBackend needs the optional vLLM extra: pip install 'comam-env[vllm]' "
+                              "(GPU machines only)") from exc
+        if not torch.cuda.is_available():
+            raise RuntimeError("VLLMBackend needs a GPU: torch.cuda.is_available() is False on this machine. "
+                               "Use the default TransformersBackend (backend='transformers') on CPU/MPS.")
+        from vllm import LLM
+
+        kw = dict(model=model_path, dtype=dtype, gpu_memory_utilization=gpu_memory_utilization,
+                  enable_lora=enable_lora, seed=seed, logprobs_mode="processed_logprobs")
+        if enable_lora:
+            kw["max_lora_rank"] = max_lora_rank
+        if max_model_len is not None:
+            kw["max_model_len"] = max_model_len
+        kw.update(engine_kwargs)
+        self.llm = LLM(**kw)
+        self._lora_ids: dict[str, int] = {}
+
+    def generate(self, prompts_token_ids, max_new_tokens, temperature=1.0, top_p=1.0, generator=None, *,
+                 greedy=False, apply_top_p=False, stop_token_ids=(), pad_token_id=0,
+                 lora_path: str | None = None) -> GenerationResult:
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        # one seed per request drawn from the caller's generator: reproducible rollouts
+        if generator is not None:
+            seeds = torch.randint(0, 2**31 - 1, (len(prompts_token_ids),), generator=generator).tolist()
+        else:
+            seeds = [None] * len(prompts_token_ids)
+        params = [SamplingParams(n=1, temperature=0.0 if greedy else float(temperature),
+                                 top_p=1.0 if greedy else float(top_p), max_tokens=int(max_new_tokens),
+                                 logprobs=0, seed=s, stop_token_ids=list(stop_token_ids),
+                                 skip_special_tokens=False)
+                  for s in seeds]
+        lora = None
+        if lora_path is not None:
+            from vllm.lora.request import LoRARequest
+            lid = self._lora_ids.setdefault(lora_path, len(self._lora_ids) + 1)
+            lora = LoRARequest(f"adapter-{lid}", lid, lora_path)
+        outs = self.llm.generate([TokensPrompt(prompt_token_ids=list(p)) for p in prompts_token_ids],
+                                 params, lora_request=lora, use_tqdm=False)
+        result = GenerationResult()
+        stop_set = set(int(t) for t in stop_token_ids)
+        for o in outs:
+            c = o.outputs[0]
+            ids = list(c.token_ids)
+            lps = [c.logprobs[j][t].logprob for j, t in enumerate(ids)] if c.logprobs else [0.0] * len(ids)
+            result.completion_ids.append(ids)
+            result.token_logprobs.append(torch.tensor(lps, dtype=torch.float32))
+            result.finished.append(bool(ids) and ids[-1] in stop_set)
+        return result
