@@ -1,0 +1,206 @@
+"""``comam-env data``: generate, inspect and download datasets.
+
+* ``comam-env data generate --size 128k --seed 0 --out DIR [--knob key=value ...]``
+  writes a synthetic PersonaMem-format folder (:func:`comam_env.data.synthetic.generate`).
+  Knobs are passed through as keyword arguments; values are parsed as JSON
+  when possible (``--knob filler_ratio=0.5``), else kept as strings.
+* ``comam-env data stats DIR_OR_DATASET [--size S] [--json]`` — histories,
+  questions per type, token lengths, evidence coverage and the longest-option
+  probe accuracy, for a folder (PersonaMem files, a questions-only folder, or
+  a LoCoMo folder) or a dataset/env id (``personamem-32k``, ``synthetic-1m``, …).
+* ``comam-env data download personamem --split 32k`` / ``comam-env data download locomo``
+  fetch the real files into the cache (sha256-verified where known).
+
+Exit codes: 0 success, 1 failure (:class:`comam_env.cli.CommandError`),
+2 usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+
+def _size(value: str) -> str:
+    v = value.strip().lower()
+    if v not in ("32k", "128k", "1m"):
+        raise argparse.ArgumentTypeError(f"invalid size {value!r} (choose from 32k, 128k, 1m)")
+    return v
+
+
+def _knob(value: str) -> tuple[str, Any]:
+    if "=" not in value:
+        raise argparse.ArgumentTypeError(f"expected key=value, got {value!r}")
+    key, raw = value.split("=", 1)
+    key = key.strip().replace("-", "_")
+    if not key.isidentifier():
+        raise argparse.ArgumentTypeError(f"invalid knob name {key!r}")
+    try:
+        return key, json.loads(raw)
+    except json.JSONDecodeError:
+        return key, raw
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="data_command", metavar="ACTION")
+
+    g = sub.add_parser("generate", help="write a synthetic PersonaMem-format dataset folder",
+                       description="Write questions_<size>.csv, shared_contexts_<size>.jsonl, evidence.jsonl "
+                                   "and profiles.json for a synthetic dataset.")
+    g.add_argument("--size", type=_size, required=True, help="target history length: 32k, 128k or 1m")
+    g.add_argument("--seed", type=int, default=0, help="random seed (same seed -> same files; default 0)")
+    g.add_argument("--out", type=Path, required=True, help="output folder (created if missing)")
+    g.add_argument("--knob", type=_knob, action="append", default=[], metavar="KEY=VALUE",
+                   help="generator difficulty knob, repeatable (see comam_env.data.synthetic)")
+    g.add_argument("--json", action="store_true", help="print the result as JSON")
+
+    s = sub.add_parser("stats", help="summarise a dataset folder or dataset id",
+                       description="Histories, questions per type, token lengths, evidence coverage and "
+                                   "the longest-option probe accuracy.")
+    s.add_argument("target", help="a folder (PersonaMem files, questions-only, or locomo10.json) or a "
+                                  "dataset id such as personamem-32k or synthetic-128k")
+    s.add_argument("--size", type=_size, default=None,
+                   help="which PersonaMem split to read when a folder holds several")
+    s.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+    d = sub.add_parser("download", help="download real benchmark files into the cache",
+                       description="Download PersonaMem (Hugging Face dataset bowen-upenn/PersonaMem) or "
+                                   "LoCoMo (snap-research/locomo) into the cache; sha256-verified where known.")
+    d.add_argument("dataset", choices=["personamem", "locomo"], help="which benchmark")
+    d.add_argument("--split", type=_size, default="32k", help="PersonaMem split: 32k, 128k or 1m (default 32k)")
+    d.add_argument("--dest", type=Path, default=None, help="target folder (default: the cache)")
+    d.add_argument("--endpoint", default=None, help="hub endpoint (default $HF_ENDPOINT or huggingface.co)")
+    d.add_argument("--revision", default="main", help="dataset revision (default main)")
+    d.add_argument("--backend", choices=["auto", "hub", "urllib"], default="auto",
+                   help="download with huggingface_hub, urllib, or whichever is available (default)")
+    d.add_argument("--url", default=None, help="LoCoMo: URL of locomo10.json (default: the GitHub raw URL)")
+    d.add_argument("--force", action="store_true", help="download even if verified files are present")
+    d.add_argument("--no-progress", action="store_true", help="no progress bars")
+    d.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.set_defaults(_data_parser=parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    action = getattr(args, "data_command", None)
+    if action is None:
+        args._data_parser.print_help()
+        return 2
+    return {"generate": _generate, "stats": _stats, "download": _download}[action](args)
+
+
+# ------------------------------------------------------------------ generate
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from comam_env.cli import CommandError
+
+    try:
+        from comam_env.data.synthetic import generate
+    except ImportError as exc:
+        raise CommandError(f"the synthetic generator is not available: {exc}") from None
+    knobs = dict(args.knob)
+    try:
+        generate(args.size, args.seed, args.out, **knobs)
+    except TypeError as exc:
+        raise CommandError(f"invalid generator knob(s) {sorted(knobs)}: {exc}") from None
+    except (ValueError, OSError) as exc:
+        raise CommandError(str(exc)) from None
+    files = sorted(p for p in Path(args.out).iterdir() if p.is_file() and not p.name.startswith("."))
+    if args.json:
+        print(json.dumps({"out": str(args.out), "size": args.size, "seed": args.seed, "knobs": knobs,
+                          "files": {p.name: p.stat().st_size for p in files}}, indent=2, default=str))
+    else:
+        print(f"wrote synthetic-{args.size} (seed {args.seed}) to {args.out}:")
+        for p in files:
+            print(f"  {p.name:<32} {p.stat().st_size:>12,d} bytes")
+    return 0
+
+
+# ------------------------------------------------------------------ stats
+
+
+def _folder_stats(folder: Path, size: str | None) -> list[dict]:
+    from comam_env.cli import CommandError
+    from .evidence import read_evidence_jsonl
+    from .personamem import canonical_size, file_names, load_personamem_dir, read_questions_csv
+    from .stats import dataset_stats, questions_stats
+
+    if (folder / "locomo10.json").is_file():
+        from .locomo import load_locomo
+
+        return [dataset_stats(load_locomo(folder))]
+    present = []
+    for p in sorted(folder.glob("questions_*.csv")):
+        m = re.fullmatch(r"questions_(32k|128k|1m)\.csv", p.name, re.IGNORECASE)
+        if m:
+            present.append(canonical_size(m.group(1)))
+    if size is not None:
+        if canonical_size(size) not in present:
+            raise CommandError(f"{folder}: no {file_names(size)[0]}")
+        present = [canonical_size(size)]
+    if not present:
+        raise CommandError(f"{folder}: no PersonaMem questions_<size>.csv or locomo10.json here")
+    out = []
+    for s in present:
+        qname, cname = file_names(s)
+        if (folder / cname).is_file():
+            out.append(dataset_stats(load_personamem_dir(folder, s, progress=True)))
+        else:
+            skipped: dict[str, int] = {}
+            qs = read_questions_csv(folder / qname, size=s, skipped=skipped)
+            ev = read_evidence_jsonl(folder / "evidence.jsonl") if (folder / "evidence.jsonl").is_file() else None
+            out.append(questions_stats(qs, name=f"personamem-{s.lower()} (questions only)", source=str(folder),
+                                       skipped=skipped, evidence=ev))
+    return out
+
+
+def _stats(args: argparse.Namespace) -> int:
+    from comam_env.cli import CommandError
+    from . import DATASET_NAMES, load_dataset
+    from .errors import DataFormatError, DataNotFoundError
+    from .stats import dataset_stats, format_stats
+
+    target = Path(args.target)
+    try:
+        if target.is_dir():
+            results = _folder_stats(target, args.size)
+        elif args.target.strip().lower() in DATASET_NAMES:
+            results = [dataset_stats(load_dataset(args.target))]
+        else:
+            raise CommandError(f"{args.target!r} is neither a folder nor a dataset id "
+                               f"({', '.join(DATASET_NAMES)})")
+    except (DataFormatError, DataNotFoundError) as exc:
+        raise CommandError(str(exc)) from None
+    if args.json:
+        print(json.dumps(results[0] if len(results) == 1 else results, indent=2))
+    else:
+        print("\n\n".join(format_stats(r) for r in results))
+    return 0
+
+
+# ------------------------------------------------------------------ download
+
+
+def _download(args: argparse.Namespace) -> int:
+    from comam_env.cli import CommandError
+    from .download import download_locomo, download_personamem
+    from .errors import DownloadError
+
+    try:
+        if args.dataset == "personamem":
+            paths = download_personamem(args.split, args.dest, endpoint=args.endpoint, revision=args.revision,
+                                        backend=args.backend, force=args.force, progress=not args.no_progress)
+        else:
+            paths = {"locomo10.json": download_locomo(args.dest, url=args.url, force=args.force,
+                                                      progress=not args.no_progress)}
+    except (DownloadError, OSError) as exc:
+        raise CommandError(str(exc)) from None
+    if args.json:
+        print(json.dumps({name: str(p) for name, p in paths.items()}, indent=2))
+    else:
+        for name, p in paths.items():
+            print(f"{name}: {p}")
+    return 0

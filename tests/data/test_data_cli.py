@@ -1,0 +1,168 @@
+"""``comam-env data generate|stats|download`` through ``comam_env.cli.main``."""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+from comam_env.cli import main
+from comam_env.data import DATASET_NAMES, load_dataset
+from comam_env.data.errors import DataNotFoundError
+from comam_env.data.schema import Dataset, History, Question
+
+from .conftest import REAL_QUESTIONS_32K, question_rows, write_personamem
+from .test_download import FakeHub
+
+
+def run(capsys, *argv):
+    rc = main(list(argv))
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+@pytest.mark.parametrize("argv", [["data", "--help"], ["data", "stats", "--help"], ["data", "generate", "--help"],
+                                  ["data", "download", "--help"]])
+def test_help_everywhere(argv, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 0
+    assert "usage:" in capsys.readouterr().out
+
+
+def test_usage_errors_exit_2(capsys, tmp_path):
+    assert main(["data"]) == 2
+    for argv in (["data", "stats", str(tmp_path), "--size", "64k"], ["data", "generate", "--size", "32k"],
+                 ["data", "download", "nosuchbenchmark"], ["data", "generate", "--size", "32k", "--out", "x",
+                                                           "--knob", "novalue"]):
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        assert exc.value.code == 2, argv
+
+
+@pytest.mark.skipif(not REAL_QUESTIONS_32K.is_file(), reason="real PersonaMem 32k question file not available")
+def test_stats_on_questions_only_real_folder(capsys):
+    rc, out, _ = run(capsys, "data", "stats", str(REAL_QUESTIONS_32K.parent), "--json")
+    assert rc == 0
+    s = json.loads(out)
+    assert s["questions"] == 589 and s["histories"] == 37 and s["personas"] == 20
+    assert s["longest_option_accuracy"] == pytest.approx(0.516, abs=5e-4)
+    assert s["questions_per_type"]["acknowledge_latest_user_preferences"] == 129
+    assert s["evidence_coverage"] == 0.0
+    rc, text, _ = run(capsys, "data", "stats", str(REAL_QUESTIONS_32K.parent))
+    assert rc == 0 and "longest-option probe:  0.516" in text and "questions:             589" in text
+
+
+def test_stats_on_full_folder(capsys, personamem_dir):
+    rc, out, _ = run(capsys, "data", "stats", str(personamem_dir), "--json")
+    assert rc == 0
+    s = json.loads(out)
+    assert s["histories"] == 2 and s["messages"] == 17 and s["sessions"] == 3
+    assert s["questions"] == 5 and s["skipped"] == {"negative_end_index": 1}
+    assert s["evidence_coverage"] == 1.0 and s["evidence_source"] == "heuristic"
+    assert s["questions_per_type"]["generalize_to_new_scenarios"] == 1
+    assert s["history_tokens"]["max"] > s["history_tokens"]["min"] > 0
+    # the fixture's gold options all happen to be the longest (like much of real PersonaMem)
+    assert s["longest_option_accuracy"] == 1.0
+
+
+def test_stats_failures_exit_1(capsys, tmp_path):
+    rc, _, err = run(capsys, "data", "stats", "no-such-thing")
+    assert rc == 1 and "neither a folder nor a dataset id" in err
+    rows = question_rows()
+    rows[2]["all_options"] = "not a list"
+    write_personamem(tmp_path / "bad", rows=rows)
+    rc, _, err = run(capsys, "data", "stats", str(tmp_path / "bad"))
+    assert rc == 1 and "questions_32k.csv, row 3, field 'all_options'" in err
+    (tmp_path / "empty").mkdir()
+    rc, _, err = run(capsys, "data", "stats", str(tmp_path / "empty"))
+    assert rc == 1 and "no PersonaMem" in err
+
+
+def test_download_command(capsys, tmp_path):
+    hub = FakeHub()
+    try:
+        src = write_personamem(tmp_path / "src", "128k")
+        for p in src.iterdir():
+            hub.put_dataset_file(p.name, p.read_bytes())
+        dest = tmp_path / "dest"
+        rc, out, _ = run(capsys, "data", "download", "personamem", "--split", "128k", "--endpoint", hub.url,
+                         "--dest", str(dest), "--backend", "urllib", "--no-progress", "--json")
+        assert rc == 0
+        assert json.loads(out) == {n: str(dest / n) for n in ("questions_128k.csv", "shared_contexts_128k.jsonl")}
+        # 32k has published digests; fixture bytes must be rejected with exit 1 and nothing written
+        for p in write_personamem(tmp_path / "src32", "32k").iterdir():
+            hub.put_dataset_file(p.name, p.read_bytes())
+        rc, _, err = run(capsys, "data", "download", "personamem", "--split", "32k", "--endpoint", hub.url,
+                         "--dest", str(tmp_path / "d32"), "--backend", "urllib", "--no-progress")
+        assert rc == 1 and "sha256 mismatch" in err
+        assert list((tmp_path / "d32").iterdir()) == []
+    finally:
+        hub.close()
+
+
+@pytest.fixture
+def fake_synthetic(monkeypatch):
+    """A stand-in synthetic module that records calls (the real generator is tested separately)."""
+    calls = []
+    mod = types.ModuleType("comam_env.data.synthetic")
+
+    def generate(size, seed, out_dir, **knobs):
+        calls.append(("generate", size, seed, Path(out_dir), knobs))
+        write_personamem(Path(out_dir), "1M" if size == "1m" else size)
+
+    def load_synthetic(size, seed=0, **knobs):
+        calls.append(("load", size, seed, knobs))
+        h = History("h", ("user",), ("I like tea.",), (0,))
+        return Dataset(f"synthetic-{size}", {"h": h},
+                       (Question("q", "h", "suggest_new_ideas", "suggest_new_ideas", "?", ("tea", "coffee!"),
+                                 "a", (0,), 1),))
+
+    mod.generate, mod.load_synthetic = generate, load_synthetic
+    monkeypatch.setitem(sys.modules, "comam_env.data.synthetic", mod)
+    return calls
+
+
+def test_generate_passes_size_seed_and_knobs(capsys, tmp_path, fake_synthetic):
+    out_dir = tmp_path / "gen"
+    rc, out, _ = run(capsys, "data", "generate", "--size", "32K", "--seed", "7", "--out", str(out_dir),
+                     "--knob", "filler_ratio=0.5", "--knob", "n-updates=3", "--knob", "style=plain", "--json")
+    assert rc == 0
+    assert fake_synthetic == [("generate", "32k", 7, out_dir,
+                               {"filler_ratio": 0.5, "n_updates": 3, "style": "plain"})]
+    assert set(json.loads(out)["files"]) == {"questions_32k.csv", "shared_contexts_32k.jsonl"}
+
+
+def test_generate_bad_knob_exit_1(capsys, tmp_path, monkeypatch):
+    mod = types.ModuleType("comam_env.data.synthetic")
+
+    def generate(size, seed, out_dir, *, filler_ratio=0.3):
+        raise AssertionError("not reached")
+
+    mod.generate = generate
+    monkeypatch.setitem(sys.modules, "comam_env.data.synthetic", mod)
+    rc, _, err = run(capsys, "data", "generate", "--size", "32k", "--out", str(tmp_path / "g"), "--knob", "nope=1")
+    assert rc == 1 and "nope" in err
+
+
+def test_stats_on_dataset_id(capsys, fake_synthetic):
+    rc, out, _ = run(capsys, "data", "stats", "synthetic-128k", "--json")
+    assert rc == 0
+    s = json.loads(out)
+    assert s["name"] == "synthetic-128k" and s["evidence_coverage"] == 1.0 and s["longest_option_accuracy"] == 0.0
+    assert fake_synthetic == [("load", "128k", 0, {})]
+
+
+def test_load_dataset_dispatch(tmp_path, isolated_data_env, fake_synthetic):
+    folder = write_personamem(tmp_path / "pm")
+    assert load_dataset("PersonaMem-32K", data_dir=folder).name == "personamem-32k"
+    assert load_dataset("synthetic-1m", seed=3, filler_ratio=0.2).name == "synthetic-1m"
+    assert fake_synthetic[-1] == ("load", "1m", 3, {"filler_ratio": 0.2})
+    with pytest.raises(ValueError, match="unknown dataset"):
+        load_dataset("personamem-64k")
+    with pytest.raises(DataNotFoundError):
+        load_dataset("personamem-128k")
+    assert set(DATASET_NAMES) >= {"locomo", "synthetic-32k", "personamem-1m"}
