@@ -1,0 +1,15 @@
+"""comam-env: multi-agent LLM memory systems (extractor → profiler → retriever) as an
+RL benchmark, with the CoMAM learner (Mao et al., 2026, arXiv 2603.12631).
+
+``comam_env.make(env_id, **kwargs)`` builds a PettingZoo AEC environment;
+``comam_env.list_envs()`` lists the ids. Importing this package is light: it
+imports neither torch nor transformers (only PettingZoo, to register the
+``comam/<id>-v0`` ids in PettingZoo's registry); the environment itself, the
+data loaders and any model are imported when first used.
+"""
+
+from comam_env.registry import list_envs, make
+
+__version__ = "0.1.0"
+
+__all__ = ["make", "list_envs", "__version__"]

@@ -1,0 +1,824 @@
+"""The CoMAM memory-system MDP as a PettingZoo AEC environment.
+
+Description
+-----------
+Three cooperating LLM agents build and use a memory of a long user
+conversation (DESIGN §1–§2):
+
+==========  ==============  ==================================================
+step        agent           action (text)
+==========  ==============  ==================================================
+0 … K−1     ``extractor_0`` key facts/turns of chunk k, one per line; the
+                            concatenation over the K chunks is M_f
+K           ``profiler_0``  the user profile M_c, from M_f
+K+1 … K+Q   ``retriever_0`` for query j: ``<information>`` memory lines
+                            ``</information>`` + ``<final_answer>(x)</final_answer>``
+==========  ==============  ==================================================
+
+The history H of an episode depends on ``episode``:
+
+* ``"evidence-session"`` (the paper's training setting): the session(s) that
+  hold the gold evidence of the episode's questions, in history order. A
+  question without evidence falls back to the last session before its
+  ``end_index`` (``info["history"]["fallback"]`` says so).
+* ``"full-history"`` (evaluation): every session of ``messages[:end_index]``.
+
+The extractor acts once per session, or once per chunk when a session is longer
+than ``chunk_tokens`` (estimated with :func:`comam_env.text.estimate_tokens`,
+counting each message as its text plus two tokens for the ``Role:`` prefix).
+Chunks are runs of whole consecutive messages of one session; a message is
+never split — a single message longer than ``chunk_tokens`` becomes a chunk on
+its own, over budget (splitting it would break the one-message-one-line
+alignment the evidence matching relies on). An empty H still gives the
+extractor one (empty) chunk so every agent acts.
+
+With ``queries_per_episode = Q > 1`` the memory is built once and the
+retriever answers Q questions on the same visible history in turn: questions
+are grouped by (history id, ``end_index``); an episode holds the drawn
+question and the next Q−1 of its group (fewer when the group is smaller).
+
+Spaces
+------
+Observation (every agent; one cached ``Dict`` per agent)::
+
+    Dict(role=Discrete(3),            # 0 extractor, 1 profiler, 2 retriever
+         prompt=Text, chunk=Text, memory=Text, query=Text, options=Text)
+
+``prompt`` is the full rendered prompt (:mod:`comam_env.prompts`); the other
+fields are its parts (empty when the role does not read them): the extractor
+gets ``chunk``; the profiler gets ``memory`` = M_f; the retriever gets
+``memory`` = M_f + M_c, ``query`` and ``options`` (``(a) …`` lines; empty for
+open questions). Any agent can be observed at any time (the parallel
+conversion observes all three): it sees its own view of the current state.
+
+Action: ``Text(0, max_action_chars)``. All ``Text`` spaces share one wide
+charset (:mod:`comam_env.charset`: all assigned Unicode except controls other
+than newline/tab, surrogates and private use). Text that enters an observation
+— history and actions alike — is normalised into it: ``\\r\\n`` → ``\\n``,
+other characters outside the charset → U+FFFD (counted in
+``flags["replaced_chars"]`` for actions). Observation fields are capped at
+``max_observation_chars`` (flagged in ``info["flags"]["observation_truncated"]``).
+
+Robustness: any action is accepted. Non-text actions (``None`` from a live
+agent, ``bytes``, numbers, …) count as an empty text, get local reward 0 and
+``flags["non_text"]``; an empty text gets ``flags["empty"]``; a text longer
+than ``max_action_chars`` is cut to that length (``flags["truncated"]``); a
+retriever output without ``<information>`` or ``<final_answer>`` gets
+``flags["malformed"]`` (no tag → no retrieved units; the answer parser falls
+back to the whole response, as PersonaMem's rule says).
+
+Rewards
+-------
+Computed by :mod:`comam_env.rewards` and :mod:`comam_env.judges` (DESIGN §3):
+
+* extractor — coverage of M_f against the gold evidence E_q (eq. 9, α),
+  given at its **last** chunk step on the complete M_f; earlier chunk steps
+  get 0 (``parts["deferred"] = True``). With Q > 1 it is the mean over the
+  episode's questions whose evidence is defined (per-question parts in
+  ``parts["queries"]``).
+* profiler — the judge's score of M_c (eq. 10).
+* retriever — coverage of the units inside ``<information>`` against E_q of
+  the query it answers (eq. 11, β), at each of its steps.
+* global — the answer reward (eq. 12: exact option match, or token F1 for open
+  questions), averaged over the episode's Q questions, known at the last step.
+
+``infos[agent]`` (after each of the agent's steps) carries ``local_reward``
+(``None`` when undefined: a question without evidence), ``local_reward_defined``,
+``parts`` (recall, jaccard, matched evidence positions and message indices,
+parsed option, …), ``flags``, and — for every agent once the episode ends —
+``global_reward`` and ``global_parts``. The scalar ``rewards`` follow
+``reward_mode``: ``"local"`` (local only), ``"global"`` (every agent gets the
+global reward at the end), ``"local+global"`` (default: local + global/3 — an
+equal 1/N share for N = 3 agents), ``"none"`` (always 0; use the infos).
+An undefined local reward contributes 0 to the scalar.
+
+Episode End
+-----------
+All agents terminate after the retriever's last answer; there is no
+truncation. Step count = K + 1 + Q.
+
+Arguments
+---------
+``raw_env(dataset, question_ids=None, *, episode, queries_per_episode,
+chunk_tokens, alpha, beta, matcher, tau, judge, reward_mode, max_action_chars,
+max_observation_chars, record_trajectory, render_mode)`` — see
+:class:`EnvConfig` for every field. ``comam_env.make(env_id, …)`` loads the
+dataset and the split and then calls :func:`env`.
+
+``reset(seed=None, options=None)``: without options the first question is drawn
+uniformly from ``question_ids`` with ``self.np_random`` (seeded by ``seed``);
+``options={"question_id": qid}`` replays that question (any question of the
+dataset), ``options={"question_ids": [...]}`` an explicit group (same history
+and ``end_index``). Other option keys are ignored.
+
+Version history
+---------------
+* v0: initial release (text view; CoMAM eq. 9–12 rewards).
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+from collections import OrderedDict
+from dataclasses import dataclass, field, fields
+from typing import Any, Sequence
+
+import numpy as np
+from gymnasium import logger, spaces
+from gymnasium.utils import seeding
+from pettingzoo import AECEnv
+from pettingzoo.utils import wrappers
+
+from comam_env import prompts
+from comam_env.charset import charset, normalize_text
+from comam_env.data.schema import Dataset, History, Question
+from comam_env.text import estimate_tokens
+
+__all__ = ["EnvConfig", "raw_env", "env", "plan_chunks", "AGENTS", "ROLE_OF", "ENV_VERSION"]
+
+#: Environment version (the ``-v0`` of the registered ids).
+ENV_VERSION = 0
+
+AGENTS: tuple[str, ...] = ("extractor_0", "profiler_0", "retriever_0")
+ROLE_OF: dict[str, str] = {a: r for a, r in zip(AGENTS, prompts.ROLES)}
+EPISODES = ("evidence-session", "full-history")
+REWARD_MODES = ("local", "global", "local+global", "none")
+OBS_FIELDS = ("prompt", "chunk", "memory", "query", "options")
+
+#: Extra tokens a message costs in a chunk for its ``Role:`` prefix.
+ROLE_PREFIX_TOKENS = 2
+
+
+@dataclass(frozen=True)
+class EnvConfig:
+    """Every setting of the environment (``make``/``env`` keyword arguments)."""
+
+    episode: str = field(default="evidence-session", metadata={
+        "help": "'evidence-session': H = the session(s) holding the evidence (training, as in the paper); "
+                "'full-history': H = messages[:end_index] (evaluation)"})
+    queries_per_episode: int = field(default=1, metadata={
+        "help": "questions answered on one memory (grouped by history id and end_index)"})
+    chunk_tokens: int | None = field(default=4096, metadata={
+        "help": "a session longer than this (estimated tokens) is cut into chunks of whole messages; None = one chunk per session"})
+    alpha: float = field(default=0.8, metadata={"help": "extractor recall weight (eq. 9)"})
+    beta: float = field(default=0.2, metadata={"help": "retriever recall weight (eq. 11)"})
+    matcher: Any = field(default="token-recall", metadata={
+        "help": "unit/evidence matcher: 'token-recall', 'embedding', 'embedding:<name>' or an object (rewards.resolve_matcher)"})
+    tau: float | None = field(default=None, metadata={"help": "match threshold; None = the matcher's default"})
+    judge: Any = field(default="auto", metadata={
+        "help": "profile judge name or object; 'auto' = gold-profile judge when the dataset has gold profiles, else embedding judge"})
+    reward_mode: str = field(default="local+global", metadata={
+        "help": "scalar rewards: 'local', 'global', 'local+global' (local + global/3) or 'none'"})
+    max_action_chars: int = field(default=16384, metadata={
+        "help": "longer actions are cut to this many characters (flagged); also the action space's max_length"})
+    max_observation_chars: int = field(default=1 << 25, metadata={
+        "help": "cap on every observation text field (flagged when hit); the observation spaces' max_length"})
+    record_trajectory: bool = field(default=True, metadata={
+        "help": "keep every prompt and action for env.trajectory() (disable to save memory on long runs)"})
+
+    def __post_init__(self) -> None:
+        if self.episode not in EPISODES:
+            raise ValueError(f"episode must be one of {EPISODES}, got {self.episode!r}")
+        if self.reward_mode not in REWARD_MODES:
+            raise ValueError(f"reward_mode must be one of {REWARD_MODES}, got {self.reward_mode!r}")
+        if not isinstance(self.queries_per_episode, (int, np.integer)) or self.queries_per_episode < 1:
+            raise ValueError(f"queries_per_episode must be an integer >= 1, got {self.queries_per_episode!r}")
+        if self.chunk_tokens is not None and (not isinstance(self.chunk_tokens, (int, np.integer)) or self.chunk_tokens < 1):
+            raise ValueError(f"chunk_tokens must be a positive integer or None, got {self.chunk_tokens!r}")
+        for name in ("alpha", "beta"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or not 0.0 <= float(v) <= 1.0:
+                raise ValueError(f"{name} must be a number in [0, 1], got {v!r}")
+        for name in ("max_action_chars", "max_observation_chars"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, np.integer)) or v < 1:
+                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls))
+
+
+# ----------------------------------------------------------------------- spaces
+
+
+@functools.lru_cache(maxsize=8)
+def _text_prototype(max_length: int) -> spaces.Text:
+    # Building a Text over ~145k characters takes ~0.25 s and ~20 MB (gymnasium
+    # indexes the charset); build it once per length and hand out shallow copies
+    # that share the immutable tables but own their random generator.
+    return spaces.Text(max_length, min_length=0, charset=charset())
+
+
+def text_space(max_length: int) -> spaces.Text:
+    """A fresh ``Text(0, max_length)`` space over :func:`comam_env.charset.charset`."""
+    space = copy.copy(_text_prototype(int(max_length)))
+    space._np_random = None  # own, unseeded generator (seed_test seeds each agent's space)
+    return space
+
+
+# ---------------------------------------------------------------------- chunking
+
+
+def plan_chunks(token_counts: Sequence[int], ranges: Sequence[range], chunk_tokens: int | None) -> list[tuple[int, int]]:
+    """Cut sessions into chunks of whole messages.
+
+    Args:
+        token_counts: estimated tokens of every message of the history (indexable by message index).
+        ranges: the message ranges of the sessions of H, in order.
+        chunk_tokens: budget per chunk; ``None`` = one chunk per session.
+
+    Returns:
+        ``(start, stop)`` message spans. A session within budget is one chunk; a
+        longer one is packed greedily into consecutive runs within budget; a
+        message alone over budget is a chunk by itself.
+    """
+    spans: list[tuple[int, int]] = []
+    for r in ranges:
+        if len(r) == 0:
+            continue
+        if chunk_tokens is None:
+            spans.append((r.start, r.stop))
+            continue
+        start, total = r.start, 0
+        for i in r:
+            t = int(token_counts[i])
+            if i > start and total + t > chunk_tokens:
+                spans.append((start, i))
+                start, total = i, 0
+            total += t
+        spans.append((start, r.stop))
+    return spans
+
+
+def _message_tokens(text: str) -> int:
+    return estimate_tokens(text) + ROLE_PREFIX_TOKENS
+
+
+class _TextCache:
+    """LRU cache of normalised texts bounded by total characters."""
+
+    def __init__(self, max_chars: int) -> None:
+        self.max_chars = max_chars
+        self._data: OrderedDict[Any, str] = OrderedDict()
+        self._chars = 0
+
+    def get(self, key: Any) -> str | None:
+        v = self._data.get(key)
+        if v is not None:
+            self._data.move_to_end(key)
+        return v
+
+    def put(self, key: Any, value: str) -> None:
+        if len(value) > self.max_chars:
+            return
+        old = self._data.pop(key, None)
+        if old is not None:
+            self._chars -= len(old)
+        self._data[key] = value
+        self._chars += len(value)
+        while self._chars > self.max_chars:
+            _, v = self._data.popitem(last=False)
+            self._chars -= len(v)
+
+
+# ----------------------------------------------------------------- environment
+
+
+class raw_env(AECEnv):
+    """The extractor → profiler → retriever MDP (see the module docstring)."""
+
+    metadata = {
+        "name": "comam_memory_v0",
+        "render_modes": ["ansi"],
+        "is_parallelizable": False,
+    }
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        question_ids: Sequence[str] | None = None,
+        *,
+        render_mode: str | None = None,
+        config: EnvConfig | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__()
+        if not isinstance(dataset, Dataset):
+            raise TypeError(f"dataset must be a comam_env.data.schema.Dataset, got {type(dataset).__name__}")
+        unknown = set(kwargs) - set(EnvConfig.field_names())
+        if unknown:
+            raise TypeError(f"unknown environment argument(s) {sorted(unknown)}; valid: {list(EnvConfig.field_names())}")
+        if config is None:
+            config = EnvConfig(**kwargs)
+        elif kwargs:
+            config = EnvConfig(**{**{f: getattr(config, f) for f in EnvConfig.field_names()}, **kwargs})
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}")
+        self.config = config
+        self.render_mode = render_mode
+        self.dataset = dataset
+
+        if question_ids is None:
+            pool = [q.question_id for q in dataset.questions]
+        else:
+            pool = list(question_ids)
+            for qid in pool:
+                dataset.question(qid)  # clear KeyError naming the dataset and id
+        if not pool:
+            raise ValueError(f"dataset {dataset.name!r}: no questions to draw episodes from")
+        self.question_ids: tuple[str, ...] = tuple(pool)
+        # Episode groups: questions on the same visible history (history id, end_index).
+        self._groups: dict[tuple[str, int], list[str]] = {}
+        for qid in self.question_ids:
+            q = dataset.question(qid)
+            self._groups.setdefault((q.history_id, q.end_index), []).append(qid)
+
+        from comam_env import rewards  # noqa: F401  (fail early if the reward module is missing)
+
+        self._rewards = rewards
+        self._matcher = rewards.resolve_matcher(config.matcher)
+        self._judge = self._resolve_judge(config.judge)
+
+        self.possible_agents = list(AGENTS)
+        self.agents: list[str] = []
+        self._role_index = {a: i for i, a in enumerate(AGENTS)}
+        self.observation_spaces = {a: self._make_obs_space() for a in AGENTS}
+        self.action_spaces = {a: text_space(config.max_action_chars) for a in AGENTS}
+
+        self._token_counts: dict[str, np.ndarray] = {}
+        self._chunk_cache = _TextCache(64 << 20)
+        self.np_random, self.np_random_seed = seeding.np_random(None)
+        self._episode: dict[str, Any] | None = None
+
+    # ------------------------------------------------------------------ spaces
+
+    def _make_obs_space(self) -> spaces.Dict:
+        n = self.config.max_observation_chars
+        return spaces.Dict({"role": spaces.Discrete(3), **{k: text_space(n) for k in OBS_FIELDS}})
+
+    def observation_space(self, agent: str) -> spaces.Space:
+        return self.observation_spaces[agent]
+
+    def action_space(self, agent: str) -> spaces.Space:
+        return self.action_spaces[agent]
+
+    # ------------------------------------------------------------------ judge
+
+    def _resolve_judge(self, judge: Any) -> Any:
+        if judge == "auto":
+            judge = "gold" if len(self.dataset.profiles) else "embedding"
+        if isinstance(judge, str):
+            from comam_env.judges import get_judge
+
+            return get_judge(judge)
+        if not hasattr(judge, "score"):
+            raise TypeError(f"judge {judge!r} has no score(profile, *, history, gold_profile) method")
+        return judge
+
+    # ------------------------------------------------------------- episodes
+
+    def _group_for(self, first: Question) -> list[Question]:
+        group = self._groups.get((first.history_id, first.end_index), [])
+        k = self.config.queries_per_episode
+        if first.question_id in group:
+            i = group.index(first.question_id)
+            order = group[i:] + group[:i]
+        else:  # a replayed question outside the pool: its companions come from the pool
+            order = [first.question_id] + group
+        return [self.dataset.question(q) for q in order[:k]]
+
+    def _history_ranges(self, history: History, questions: list[Question]) -> tuple[list[range], dict[str, Any]]:
+        end = questions[0].end_index
+        all_ranges = history.session_ranges(end)
+        info: dict[str, Any] = {"episode": self.config.episode, "end_index": end, "fallback": False}
+        if self.config.episode == "full-history":
+            ranges = all_ranges
+        else:
+            wanted: set[int] = set()
+            for q in questions:
+                for i in q.evidence or ():
+                    if 0 <= i < min(end, len(history)):
+                        wanted.add(history.session_of(i))
+            if not wanted and all_ranges:
+                wanted = {len(all_ranges) - 1}
+                info["fallback"] = True
+            ranges = [all_ranges[s] for s in sorted(wanted) if s < len(all_ranges)]
+        info["sessions"] = [history.session_of(r.start) for r in ranges if len(r)]
+        info["num_messages"] = int(sum(len(r) for r in ranges))
+        return ranges, info
+
+    def reset(self, seed: int | None = None, options: dict[str, Any] | None = None) -> None:
+        if seed is not None:
+            self.np_random, self.np_random_seed = seeding.np_random(seed)
+        options = options or {}
+        if "question_ids" in options and options["question_ids"] is not None:
+            qids = list(options["question_ids"])
+            if not qids:
+                raise ValueError("options['question_ids'] is empty")
+            questions = [self.dataset.question(q) for q in qids]
+            key = (questions[0].history_id, questions[0].end_index)
+            for q in questions[1:]:
+                if (q.history_id, q.end_index) != key:
+                    raise ValueError(
+                        f"options['question_ids']: question {q.question_id!r} is on ({q.history_id!r}, end {q.end_index}), "
+                        f"not on ({key[0]!r}, end {key[1]}) like {questions[0].question_id!r}"
+                    )
+        elif options.get("question_id") is not None:
+            questions = self._group_for(self.dataset.question(options["question_id"]))
+        else:
+            qid = self.question_ids[int(self.np_random.integers(len(self.question_ids)))]
+            questions = self._group_for(self.dataset.question(qid))
+
+        history = self.dataset.history_for(questions[0])
+        ranges, hinfo = self._history_ranges(history, questions)
+        counts = self._token_counts_for(history, ranges)
+        spans = plan_chunks(counts, ranges, self.config.chunk_tokens)
+        hinfo["empty"] = not spans
+        if not spans:
+            spans = [(0, 0)]  # the extractor still acts once, on an empty chunk
+        evidence = [self.dataset.evidence_texts(q) for q in questions]
+
+        self._episode = {
+            "questions": questions,
+            "history": history,
+            "spans": spans,
+            "history_info": hinfo,
+            "evidence": evidence,
+            "chunk": 0,  # next chunk the extractor acts on
+            "query": 0,  # next query the retriever answers
+            "fine_parts": [],  # normalised extractor outputs
+            "coarse": "",
+            "retrieved": [],
+            "answers": [],
+            "global": None,
+            "steps": [] if self.config.record_trajectory else None,
+            "version": 0,
+            "obs_cache": {},
+        }
+        self.agents = list(AGENTS)
+        self.rewards = {a: 0.0 for a in self.agents}
+        self._cumulative_rewards = {a: 0.0 for a in self.agents}
+        self.terminations = {a: False for a in self.agents}
+        self.truncations = {a: False for a in self.agents}
+        qids = [q.question_id for q in questions]
+        self.infos = {
+            a: {"role": ROLE_OF[a], "question_ids": qids, "local_reward": None, "local_reward_defined": False,
+                "global_reward": None, "parts": {}, "flags": {}}
+            for a in self.agents
+        }
+        self.infos[AGENTS[0]]["num_chunks"] = len(spans)
+        self.agent_selection = AGENTS[0]
+
+    def _token_counts_for(self, history: History, ranges: list[range]) -> np.ndarray:
+        """Per-message token estimates, computed lazily for the sessions in ``ranges``
+        and cached per history (a 1M-token history is counted once, not per reset)."""
+        counts = self._token_counts.get(history.history_id)
+        if counts is None:
+            counts = np.full(len(history), -1, dtype=np.int64)
+            self._token_counts[history.history_id] = counts
+        contents = history.contents
+        for r in ranges:
+            if len(r) and (counts[r.start:r.stop] < 0).any():
+                for i in r:
+                    if counts[i] < 0:
+                        counts[i] = _message_tokens(contents[i])
+        return counts
+
+    # ------------------------------------------------------------- rendering
+
+    def _cap(self, text: str) -> tuple[str, bool]:
+        n = self.config.max_observation_chars
+        if len(text) > n:
+            return text[:n], True
+        return text, False
+
+    def _chunk_text(self, k: int) -> str:
+        ep = self._episode
+        history: History = ep["history"]
+        start, stop = ep["spans"][k]
+        key = (id(self.dataset), history.history_id, start, stop)
+        text = self._chunk_cache.get(key)
+        if text is None:
+            text, _ = normalize_text(prompts.render_chunk(history, range(start, stop)))
+            self._chunk_cache.put(key, text)
+        return text
+
+    def _fine_text(self) -> str:
+        return "\n".join(p for p in self._episode["fine_parts"] if p)
+
+    def _build_obs(self, agent: str) -> dict[str, Any]:
+        ep = self._episode
+        role = ROLE_OF[agent]
+        chunk = memory = query = options = ""
+        if role == "extractor":
+            chunk = self._chunk_text(min(ep["chunk"], len(ep["spans"]) - 1))
+        elif role == "profiler":
+            memory = prompts.render_memory(self._fine_text())
+        else:
+            memory = prompts.render_memory(self._fine_text(), ep["coarse"])
+            q: Question = ep["questions"][min(ep["query"], len(ep["questions"]) - 1)]
+            query, _ = normalize_text(q.query)
+            options, _ = normalize_text(prompts.render_options(q))
+        capped = False
+        parts = {}
+        for name, value in (("chunk", chunk), ("memory", memory), ("query", query), ("options", options)):
+            parts[name], c = self._cap(value)
+            capped |= c
+        prompt, c = self._cap(prompts.build_prompt(role, **parts))
+        capped |= c
+        if capped:
+            ep["observation_truncated"] = True
+        return {"role": np.int64(self._role_index[agent]), "prompt": prompt, **parts}
+
+    def observe(self, agent: str) -> dict[str, Any]:
+        if self._episode is None:
+            raise RuntimeError("observe() before reset()")
+        cache = self._episode["obs_cache"]
+        hit = cache.get(agent)
+        if hit is not None and hit[0] == self._episode["version"]:
+            return hit[1]
+        obs = self._build_obs(agent)
+        cache[agent] = (self._episode["version"], obs)
+        return obs
+
+    # ------------------------------------------------------------------ step
+
+    def _coerce_action(self, action: Any) -> tuple[str, dict[str, Any]]:
+        flags: dict[str, Any] = {"non_text": False, "empty": False, "truncated": False, "replaced_chars": 0, "malformed": False}
+        if not isinstance(action, str):
+            flags["non_text"] = True
+            flags["action_type"] = type(action).__name__
+            flags["empty"] = True
+            return "", flags
+        text = str(action)
+        if len(text) > self.config.max_action_chars:
+            text = text[: self.config.max_action_chars]
+            flags["truncated"] = True
+        text, n = normalize_text(text)
+        flags["replaced_chars"] = n
+        if not text.strip():
+            flags["empty"] = True
+        return text, flags
+
+    def _coverage(self, memory: str, evidence: Sequence[str] | None, weight: float) -> Any:
+        return self._rewards.coverage_reward(memory, evidence, weight, matcher=self._matcher, tau=self.config.tau)
+
+    @staticmethod
+    def _coverage_dict(parts: Any, question: Question) -> dict[str, Any]:
+        d = parts.to_dict()
+        ev = question.evidence or ()
+        d["matched_messages"] = [int(ev[i]) for i in d["matched_evidence"] if i < len(ev)]
+        d["question_id"] = question.question_id
+        return d
+
+    def _extractor_reward(self) -> tuple[float | None, dict[str, Any]]:
+        ep = self._episode
+        fine = self._fine_text()
+        per = []
+        for q, ev in zip(ep["questions"], ep["evidence"]):
+            parts = self._coverage(fine, ev, self.config.alpha)
+            per.append(None if parts is None else self._coverage_dict(parts, q))
+        defined = [p for p in per if p is not None]
+        if not defined:
+            return None, {"queries": per, "undefined": "no evidence for the episode's question(s)"}
+        reward = float(np.mean([p["reward"] for p in defined]))
+        out: dict[str, Any] = {
+            "reward": reward,
+            "recall": float(np.mean([p["recall"] for p in defined])),
+            "jaccard": float(np.mean([p["jaccard"] for p in defined])),
+            "n_units": defined[0]["n_units"],
+            "queries": per,
+        }
+        if len(per) == 1:
+            out.update({k: per[0][k] for k in ("matched_evidence", "matched_messages", "n_evidence", "count")})
+        return reward, out
+
+    def _profiler_reward(self, profile: str) -> tuple[float, dict[str, Any]]:
+        ep = self._episode
+        q = ep["questions"][0]
+        history_text = "\n".join(self._chunk_text(k) for k in range(len(ep["spans"])))
+        gold = self.dataset.profile_for(q)
+        result = self._judge.score(profile, history=history_text, gold_profile=gold)
+        score = float(result.score)
+        parts = dict(getattr(result, "parts", {}) or {})
+        parts["judge"] = getattr(self._judge, "name", type(self._judge).__name__)
+        parts["score"] = score
+        return score, parts
+
+    def _retriever_step(self, text: str, flags: dict[str, Any]) -> tuple[float | None, dict[str, Any]]:
+        ep = self._episode
+        j = ep["query"]
+        q: Question = ep["questions"][j]
+        retrieved = self._rewards.extract_tag(text, "information")
+        has_answer = "<final_answer>" in text.lower()
+        missing = [t for t, ok in (("information", retrieved is not None), ("final_answer", has_answer)) if not ok]
+        if missing:
+            flags["malformed"] = True
+            flags["missing_tags"] = missing
+        retrieved = retrieved or ""
+        ep["retrieved"].append(retrieved)
+        ans = self._rewards.answer_reward(text, q)
+        ep["answers"].append({"question_id": q.question_id, **ans.to_dict()})
+        parts_obj = self._coverage(retrieved, ep["evidence"][j], self.config.beta)
+        if parts_obj is None:
+            parts = {"question_id": q.question_id, "undefined": "question has no evidence"}
+            local = None
+        else:
+            parts = self._coverage_dict(parts_obj, q)
+            local = float(parts_obj.reward)
+        parts["parsed_option"] = ans.parsed if ans.kind == "mcq" else None
+        parts["answer"] = ans.to_dict()
+        parts["query_index"] = j
+        return local, parts
+
+    def step(self, action: Any) -> None:
+        if self._episode is None:
+            raise RuntimeError("step() before reset()")
+        agent = self.agent_selection
+        if self.terminations[agent] or self.truncations[agent]:
+            self._was_dead_step(action)
+            return
+        ep = self._episode
+        role = ROLE_OF[agent]
+        prompt = self.observe(agent)["prompt"] if self.config.record_trajectory else None
+        self._cumulative_rewards[agent] = 0.0
+        self.rewards = {a: 0.0 for a in self.agents}
+        text, flags = self._coerce_action(action)
+
+        local: float | None
+        defined = True
+        extra: dict[str, Any] = {}
+        if role == "extractor":
+            k = ep["chunk"]
+            ep["fine_parts"].append(text.strip())
+            ep["chunk"] += 1
+            extra = {"chunk_index": k, "num_chunks": len(ep["spans"])}
+            if ep["chunk"] < len(ep["spans"]):
+                local, parts = 0.0, {"deferred": True,
+                                     "note": "the extractor's coverage reward is given on the complete M_f at its last chunk"}
+                nxt = agent
+            else:
+                local, parts = self._extractor_reward()
+                defined = local is not None
+                nxt = AGENTS[1]
+        elif role == "profiler":
+            ep["coarse"] = text.strip()
+            local, parts = self._profiler_reward(ep["coarse"])
+            nxt = AGENTS[2]
+        else:
+            local, parts = self._retriever_step(text, flags)
+            defined = local is not None
+            ep["query"] += 1
+            extra = {"query_index": ep["query"] - 1, "num_queries": len(ep["questions"])}
+            nxt = agent
+        if flags["non_text"] and local is not None:
+            # Invalid actions never earn a local reward (the parts still show the formula's value).
+            parts = {**parts, "forced_zero": "non-text action"}
+            local = 0.0
+        scalar_local = local if local is not None else 0.0
+
+        info = {
+            "role": role,
+            "question_ids": [q.question_id for q in ep["questions"]],
+            "local_reward": local,
+            "local_reward_defined": defined,
+            "global_reward": None,
+            "parts": parts,
+            "flags": flags,
+            **extra,
+        }
+        if ep.get("observation_truncated"):
+            flags["observation_truncated"] = True
+        self.infos[agent] = info
+        mode = self.config.reward_mode
+        if mode in ("local", "local+global"):
+            self.rewards[agent] += scalar_local
+        if ep["steps"] is not None:
+            ep["steps"].append({
+                "agent": agent, "role": role, "prompt": prompt, "action": text,
+                "local_reward": local, "local_parts": parts, "flags": flags, **extra,
+            })
+
+        done = role == "retriever" and ep["query"] >= len(ep["questions"])
+        if done:
+            g = float(np.mean([a["reward"] for a in ep["answers"]]))
+            ep["global"] = g
+            gparts = {"reward": g, "answers": list(ep["answers"])}
+            for a in self.agents:
+                self.infos[a]["global_reward"] = g
+                self.infos[a]["global_parts"] = gparts
+                if mode == "global":
+                    self.rewards[a] += g
+                elif mode == "local+global":
+                    self.rewards[a] += g / len(AGENTS)
+                self.terminations[a] = True
+        else:
+            self.agent_selection = nxt
+        ep["version"] += 1
+        self._accumulate_rewards()
+
+    # -------------------------------------------------------------- learners
+
+    @property
+    def current_questions(self) -> tuple[Question, ...]:
+        """The questions of the current episode (after ``reset``)."""
+        self._require_episode()
+        return tuple(self._episode["questions"])
+
+    @property
+    def current_question(self) -> Question:
+        """The question the retriever answers next (the last one once done)."""
+        ep = self._require_episode()
+        return ep["questions"][min(ep["query"], len(ep["questions"]) - 1)]
+
+    @property
+    def current_history(self) -> History:
+        return self._require_episode()["history"]
+
+    @property
+    def chunk_spans(self) -> tuple[tuple[int, int], ...]:
+        """``(start, stop)`` message spans of the extractor's chunks."""
+        return tuple(self._require_episode()["spans"])
+
+    @property
+    def current_chunk(self) -> tuple[int, int]:
+        """The span of the chunk the extractor acts on next (the last one once done)."""
+        ep = self._require_episode()
+        return ep["spans"][min(ep["chunk"], len(ep["spans"]) - 1)]
+
+    @property
+    def fine_memory(self) -> str:
+        return self._fine_text() if self._episode else ""
+
+    @property
+    def coarse_memory(self) -> str:
+        return self._episode["coarse"] if self._episode else ""
+
+    def _require_episode(self) -> dict[str, Any]:
+        if self._episode is None:
+            raise RuntimeError("no episode: call reset() first")
+        return self._episode
+
+    def trajectory(self) -> dict[str, Any]:
+        """The episode so far as plain data (docs/architecture.md contract)."""
+        ep = self._require_episode()
+        qs = ep["questions"]
+        return {
+            "question_id": qs[0].question_id,
+            "question_ids": [q.question_id for q in qs],
+            "history_id": ep["history"].history_id,
+            "history": dict(ep["history_info"]),
+            "chunks": [list(s) for s in ep["spans"]],
+            "steps": [dict(s) for s in ep["steps"] or ()],
+            "global_reward": ep["global"],
+            "parsed_answer": ep["answers"][0]["parsed"] if ep["answers"] else None,
+            "answers": list(ep["answers"]),
+            "memory": {"fine": self._fine_text(), "coarse": ep["coarse"]},
+            "retrieved": ep["retrieved"][0] if len(ep["retrieved"]) == 1 else list(ep["retrieved"]),
+            "config": {k: (v if isinstance(v, (str, int, float, bool, type(None))) else repr(v))
+                       for k, v in ((f, getattr(self.config, f)) for f in EnvConfig.field_names())},
+        }
+
+    # ---------------------------------------------------------- render/close
+
+    def render(self) -> str | None:
+        if self.render_mode is None:
+            logger.warn("You are calling render() without specifying a render_mode (use render_mode='ansi').")
+            return None
+        if self._episode is None:
+            return "comam memory env: not reset"
+        ep = self._episode
+        qs = ep["questions"]
+        lines = [
+            f"comam memory env | history {ep['history'].history_id} | question(s) {', '.join(q.question_id for q in qs)}",
+            f"  chunks {ep['chunk']}/{len(ep['spans'])} | queries answered {ep['query']}/{len(qs)} | "
+            f"next: {self.agent_selection if self.agents else '-'}",
+            f"  M_f: {len(self._fine_text().splitlines())} lines | M_c: {len(ep['coarse'].splitlines())} lines",
+        ]
+        for s in (ep["steps"] or [])[-3:]:
+            act = " ".join(s["action"].split())
+            act = act[:97] + "..." if len(act) > 100 else act
+            r = "undefined" if s["local_reward"] is None else f"{s['local_reward']:.3f}"
+            lines.append(f"  {s['agent']}: local {r} | {act!r}")
+        if ep["global"] is not None:
+            lines.append(f"  global (answer) reward {ep['global']:.3f}")
+        return "\n".join(lines)
+
+    def close(self) -> None:
+        self._episode = None
+
+    def __str__(self) -> str:
+        return f"comam_memory_v0({self.dataset.name})"
+
+
+def env(dataset: Dataset, question_ids: Sequence[str] | None = None, **kwargs: Any) -> AECEnv:
+    """The environment wrapped for safe use (``OrderEnforcingWrapper``).
+
+    ``AssertOutOfBoundsWrapper`` is not added on purpose: the environment accepts
+    *any* action (non-text, too long, outside the charset) and flags it, which the
+    robustness contract requires and that wrapper would turn into an assertion.
+    """
+    e = raw_env(dataset, question_ids, **kwargs)
+    return wrappers.OrderEnforcingWrapper(e)

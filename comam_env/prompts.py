@@ -1,0 +1,124 @@
+"""The three agent prompts of the memory system and the rendering of their inputs.
+
+CoMAM's memory system (DESIGN §1) has three LLM agents. Their instructions are
+kept here, in one module, written in our own words after the paper's appendix:
+
+* **extractor** — reads one chunk of the raw conversation and writes the key
+  facts/turns of the user, one per line, dropping redundant text. Its outputs,
+  concatenated over the chunks, are the fine-grained memory M_f.
+* **profiler** — reads M_f and writes a user profile (scenarios, behaviour
+  patterns, preferences), one statement per line: the coarse-grained memory M_c.
+* **retriever** — reads the memory M = M_f + M_c, the user's query and the
+  answer options; copies the memory lines that matter inside
+  ``<information>…</information>`` and answers with
+  ``<final_answer>(x)</final_answer>``.
+
+Rendering conventions (what the reward code relies on):
+
+* A chunk is rendered one message per line, ``Role: text`` (newlines inside a
+  message are folded to spaces, :meth:`History.render`), so the *line* is the
+  natural memory unit and copying a line copies exactly one message.
+* The memory block shows M_f and M_c under two headings; an empty part is shown
+  as ``(empty)`` so an agent can tell "nothing yet" from a rendering bug.
+* Options are rendered ``(a) text`` one per line; an open question (LoCoMo) has
+  no options and the retriever prompt then asks for a free-text answer.
+
+Everything is plain ``str`` formatting: :func:`build_prompt` is the only
+function the environment calls per step, and the throughput benchmark times it
+on its own as the baseline the environment's overhead is measured against.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from comam_env.data.schema import History, Question
+
+#: Role names in MDP order; the index is the ``role`` field of an observation.
+ROLES: tuple[str, ...] = ("extractor", "profiler", "retriever")
+
+EXTRACTOR_INSTRUCTIONS = """\
+You are the memory extractor of a personal assistant. Below is one part of a long \
+conversation between a user and an assistant. Write down what the assistant must \
+remember about this user: the facts the user shares, their preferences and every \
+change of preference together with the reason given, their plans and experiences. \
+Keep the user's own wording where you can and leave out greetings, small talk, \
+repetitions and the assistant's generic replies.
+Write one fact or turn per line. Write nothing else."""
+
+PROFILER_INSTRUCTIONS = """\
+You are the user profiler of a personal assistant. Below is the fine-grained memory \
+collected from the user's conversations. Summarise it into a profile of the user: \
+the situations and scenarios they are in, their habits and behaviour patterns, and \
+their current preferences (say which earlier preferences changed, and why).
+Write one short statement per line. Write nothing else."""
+
+RETRIEVER_INSTRUCTIONS = """\
+You are the retrieval and answering module of a personal assistant. Below is the \
+memory kept about the user, followed by the user's latest message and the candidate \
+responses. First copy, word for word, the memory lines needed to choose the best \
+response, one per line, inside <information> and </information>. Then give the \
+letter of the best response inside <final_answer> and </final_answer>, for example \
+<final_answer>(b)</final_answer>."""
+
+RETRIEVER_OPEN_INSTRUCTIONS = """\
+You are the retrieval and answering module of a personal assistant. Below is the \
+memory kept about the user, followed by a question about the user. First copy, word \
+for word, the memory lines needed to answer, one per line, inside <information> and \
+</information>. Then give a short answer inside <final_answer> and </final_answer>; \
+if the memory does not contain the answer, say that the information is not available."""
+
+EMPTY = "(empty)"
+
+
+def render_chunk(history: History, indices: Sequence[int] | range) -> str:
+    """The raw conversation of one chunk, one ``Role: text`` message per line."""
+    return history.render(indices)
+
+
+def render_memory(fine: str, coarse: str | None = None) -> str:
+    """The memory block: fine-grained memory, then (when given) the user profile.
+
+    ``coarse=None`` renders M_f alone (what the profiler reads); a string, even
+    an empty one, renders M = M_f + M_c (what the retriever reads).
+    """
+    fine = fine.strip() or EMPTY
+    if coarse is None:
+        return f"## Fine-grained memory\n{fine}"
+    coarse = coarse.strip() or EMPTY
+    return f"## Fine-grained memory\n{fine}\n\n## User profile\n{coarse}"
+
+
+def render_options(question: Question) -> str:
+    """Options as ``(a) text`` lines; an empty string for open questions."""
+    return "\n".join(question.labelled_options())
+
+
+def extractor_prompt(chunk: str) -> str:
+    return f"{EXTRACTOR_INSTRUCTIONS}\n\n# Conversation\n{chunk.strip() or EMPTY}\n\n# Memory lines\n"
+
+
+def profiler_prompt(memory: str) -> str:
+    return f"{PROFILER_INSTRUCTIONS}\n\n# Memory\n{memory}\n\n# User profile\n"
+
+
+def retriever_prompt(memory: str, query: str, options: str) -> str:
+    if options:
+        return (
+            f"{RETRIEVER_INSTRUCTIONS}\n\n# Memory\n{memory}\n\n# User message\n{query.strip()}\n\n"
+            f"# Candidate responses\n{options}\n\n# Your output\n"
+        )
+    return f"{RETRIEVER_OPEN_INSTRUCTIONS}\n\n# Memory\n{memory}\n\n# Question\n{query.strip()}\n\n# Your output\n"
+
+
+def build_prompt(role: str | int, *, chunk: str = "", memory: str = "", query: str = "", options: str = "") -> str:
+    """The full prompt of ``role`` (name or index into :data:`ROLES`) from its rendered fields."""
+    if isinstance(role, int):
+        role = ROLES[role]
+    if role == "extractor":
+        return extractor_prompt(chunk)
+    if role == "profiler":
+        return profiler_prompt(memory)
+    if role == "retriever":
+        return retriever_prompt(memory, query, options)
+    raise ValueError(f"unknown role {role!r}; expected one of {ROLES}")
