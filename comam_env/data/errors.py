@@ -23,6 +23,7 @@ class DataFormatError(ValueError):
     def __init__(self, path: str | Path, message: str, *, line: int | None = None,
                  field: str | None = None, row: int | None = None) -> None:
         self.path = str(path)
+        self.message = message
         self.line = line
         self.row = row
         self.field = field

@@ -211,58 +211,72 @@ def read_questions_csv(path: str | os.PathLike, size: str | None = None,
         size = m.group(1) if m else None
     questions: list[Question] = []
     seen: dict[str, int] = {}
-    for rowno, _line, rec in _read_rows(path):
-        qid = rec["question_id"].strip()
-        if not qid:
-            raise DataFormatError(path, "empty question id", row=rowno, field="question_id")
-        if qid in seen:
-            raise DataFormatError(path, f"duplicate question id {qid!r} (first in row {seen[qid]})",
-                                  row=rowno, field="question_id")
-        seen[qid] = rowno
-        end = _parse_int(rec["end_index_in_shared_context"], path, rowno, "end_index_in_shared_context")
-        if end is None:
-            raise DataFormatError(path, "empty end index", row=rowno, field="end_index_in_shared_context")
-        if end < 0:
+    for rowno, line, rec in _read_rows(path):
+        try:
+            q = _parse_row(rec, path, rowno, line, size, seen)
+        except DataFormatError as exc:
+            if exc.row == rowno and exc.line is None:  # add the line number for editors
+                raise DataFormatError(path, exc.message, row=rowno, line=line, field=exc.field) from None
+            raise
+        if q is None:
             if skipped is not None:
                 skipped["negative_end_index"] = skipped.get("negative_end_index", 0) + 1
             continue
-        raw_type = rec["question_type"].strip()
-        qtype = normalize_question_type(raw_type, size)
-        if qtype is None:
-            raise DataFormatError(path, f"unknown question type {raw_type!r}; known labels: "
-                                  f"{', '.join(sorted(TYPE_ALIASES))}", row=rowno, field="question_type")
-        options = _parse_options(rec["all_options"], path, rowno)
-        answer = _parse_answer(rec["correct_answer"], len(options), path, rowno)
-        history_id = rec["shared_context_id"].strip()
-        if not history_id:
-            raise DataFormatError(path, "empty shared context id", row=rowno, field="shared_context_id")
-        meta: dict[str, Any] = {"row": rowno}
-        for col, val in rec.items():
-            if col in _FIELD_COLUMNS:
-                continue
-            if col in _INT_COLUMNS:
-                meta[col] = _parse_int(val, path, rowno, col)
-            elif col == _PROPORTION_COLUMN:
-                meta[col] = _parse_proportion(val, path, rowno)
-            else:
-                meta[col] = val
-        persona = rec.get("persona_id")
-        topic = rec.get("topic")
-        questions.append(Question(
-            question_id=qid,
-            history_id=history_id,
-            qtype=qtype,
-            raw_type=raw_type,
-            query=rec["user_question_or_message"],
-            options=options,
-            answer=answer,
-            evidence=None,
-            end_index=end,
-            persona_id=persona.strip() if persona is not None and persona.strip() else None,
-            topic=topic.strip() if topic is not None and topic.strip() else None,
-            meta=meta,
-        ))
+        questions.append(q)
     return questions
+
+
+def _parse_row(rec: dict[str, str], path: Path, rowno: int, line: int, size: str | None,
+               seen: dict[str, int]) -> Question | None:
+    """One csv row as a :class:`Question` (``None`` for a negative end index)."""
+    qid = rec["question_id"].strip()
+    if not qid:
+        raise DataFormatError(path, "empty question id", row=rowno, field="question_id")
+    if qid in seen:
+        raise DataFormatError(path, f"duplicate question id {qid!r} (first in row {seen[qid]})",
+                              row=rowno, field="question_id")
+    seen[qid] = rowno
+    end = _parse_int(rec["end_index_in_shared_context"], path, rowno, "end_index_in_shared_context")
+    if end is None:
+        raise DataFormatError(path, "empty end index", row=rowno, field="end_index_in_shared_context")
+    if end < 0:
+        return None
+    raw_type = rec["question_type"].strip()
+    qtype = normalize_question_type(raw_type, size)
+    if qtype is None:
+        raise DataFormatError(path, f"unknown question type {raw_type!r}; known labels: "
+                              f"{', '.join(sorted(TYPE_ALIASES))}", row=rowno, field="question_type")
+    options = _parse_options(rec["all_options"], path, rowno)
+    answer = _parse_answer(rec["correct_answer"], len(options), path, rowno)
+    history_id = rec["shared_context_id"].strip()
+    if not history_id:
+        raise DataFormatError(path, "empty shared context id", row=rowno, field="shared_context_id")
+    meta: dict[str, Any] = {"row": rowno, "line": line}
+    for col, val in rec.items():
+        if col in _FIELD_COLUMNS:
+            continue
+        if col in _INT_COLUMNS:
+            meta[col] = _parse_int(val, path, rowno, col)
+        elif col == _PROPORTION_COLUMN:
+            meta[col] = _parse_proportion(val, path, rowno)
+        else:
+            meta[col] = val
+    persona = rec.get("persona_id")
+    topic = rec.get("topic")
+    return Question(
+        question_id=qid,
+        history_id=history_id,
+        qtype=qtype,
+        raw_type=raw_type,
+        query=rec["user_question_or_message"],
+        options=options,
+        answer=answer,
+        evidence=None,
+        end_index=end,
+        persona_id=persona.strip() if persona is not None and persona.strip() else None,
+        topic=topic.strip() if topic is not None and topic.strip() else None,
+        meta=meta,
+    )
 
 
 def _build_history(history_id: str, messages: Any, path: Path, lineno: int) -> History:
@@ -373,10 +387,10 @@ def load_personamem_dir(folder: str | os.PathLike, size: str, evidence: Any = No
     for q in questions:
         if q.history_id not in histories:
             raise DataFormatError(qpath, f"unknown shared context id {q.history_id!r} (not in {cpath.name})",
-                                  row=q.meta["row"], field="shared_context_id")
+                                  row=q.meta["row"], line=q.meta["line"], field="shared_context_id")
         if q.end_index > len(histories[q.history_id]):
             raise DataFormatError(qpath, f"end index {q.end_index} beyond the {len(histories[q.history_id])} "
-                                  f"messages of context {q.history_id!r}", row=q.meta["row"],
+                                  f"messages of context {q.history_id!r}", row=q.meta["row"], line=q.meta["line"],
                                   field="end_index_in_shared_context")
 
     ev_source, mapping = _evidence_mapping(evidence, folder)

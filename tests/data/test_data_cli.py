@@ -76,7 +76,7 @@ def test_stats_failures_exit_1(capsys, tmp_path):
     rows[2]["all_options"] = "not a list"
     write_personamem(tmp_path / "bad", rows=rows)
     rc, _, err = run(capsys, "data", "stats", str(tmp_path / "bad"))
-    assert rc == 1 and "questions_32k.csv, row 3, field 'all_options'" in err
+    assert rc == 1 and "questions_32k.csv, row 3, line 4, field 'all_options'" in err
     (tmp_path / "empty").mkdir()
     rc, _, err = run(capsys, "data", "stats", str(tmp_path / "empty"))
     assert rc == 1 and "no PersonaMem" in err

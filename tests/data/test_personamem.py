@@ -168,15 +168,25 @@ def test_unparsable_options(tmp_path):
     rows = question_rows()
     rows[2]["all_options"] = "['(a) one', '(b) two'"  # unclosed list
     write_personamem(tmp_path, rows=rows)
-    with pytest.raises(DataFormatError, match=r"questions_32k.csv, row 3, field 'all_options'"):
+    with pytest.raises(DataFormatError, match=r"questions_32k.csv, row 3, line 4, field 'all_options'"):
         load_personamem_dir(tmp_path, "32k")
+
+
+def test_line_numbers_follow_multiline_cells(tmp_path):
+    rows = question_rows()
+    rows[0]["user_question_or_message"] = "first line\nsecond line\nthird line"  # a quoted multi-line cell
+    rows[1]["correct_answer"] = "(z)"
+    write_personamem(tmp_path, rows=rows)
+    with pytest.raises(DataFormatError) as exc:
+        read_questions_csv(tmp_path / "questions_32k.csv")
+    assert (exc.value.row, exc.value.line, exc.value.field) == (2, 5, "correct_answer")
 
 
 def test_options_never_evaluated(tmp_path):
     rows = question_rows()
     rows[0]["all_options"] = "__import__('os').system('echo pwned')"
     write_personamem(tmp_path, rows=rows)
-    with pytest.raises(DataFormatError, match=r"row 1, field 'all_options'"):
+    with pytest.raises(DataFormatError, match=r"row 1, line 2, field 'all_options'"):
         read_questions_csv(tmp_path / "questions_32k.csv")
 
 
@@ -184,7 +194,7 @@ def test_unknown_context_id(tmp_path):
     rows = question_rows()
     rows[3]["shared_context_id"] = "ffff"
     write_personamem(tmp_path, rows=rows)
-    with pytest.raises(DataFormatError, match=r"questions_32k.csv, row 4, field 'shared_context_id'.*'ffff'"):
+    with pytest.raises(DataFormatError, match=r"questions_32k.csv, row 4, line 5, field 'shared_context_id'.*'ffff'"):
         load_personamem_dir(tmp_path, "32k")
 
 
@@ -192,7 +202,7 @@ def test_unknown_type_label(tmp_path):
     rows = question_rows()
     rows[1]["question_type"] = "guess_the_weather"
     write_personamem(tmp_path, rows=rows)
-    with pytest.raises(DataFormatError, match=r"row 2, field 'question_type'.*'guess_the_weather'"):
+    with pytest.raises(DataFormatError, match=r"row 2, line 3, field 'question_type'.*'guess_the_weather'"):
         read_questions_csv(tmp_path / "questions_32k.csv")
 
 
@@ -214,7 +224,7 @@ def test_end_index_beyond_context(tmp_path):
     rows = question_rows()
     rows[0]["end_index_in_shared_context"] = "99"
     write_personamem(tmp_path, rows=rows)
-    with pytest.raises(DataFormatError, match=r"row 1, field 'end_index_in_shared_context'.*beyond"):
+    with pytest.raises(DataFormatError, match=r"row 1, line 2, field 'end_index_in_shared_context'.*beyond"):
         load_personamem_dir(tmp_path, "32k")
 
 
