@@ -70,7 +70,6 @@ calls it with the view keyword arguments.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -79,7 +78,7 @@ import numpy as np
 from gymnasium import spaces
 from pettingzoo import AECEnv
 
-from comam_env.embed import EmbeddingCache, embed_dataset, get_embedder
+from comam_env.embed import EmbeddingCache, embed_dataset, get_embedder, message_text
 from comam_env.text import split_units
 
 __all__ = ["SelectionView", "SelectionState", "wrap", "ROLES", "N_OPTIONS", "render_selection", "role_of"]
@@ -89,8 +88,6 @@ ROLES: tuple[str, ...] = ("extractor", "profiler", "retriever")
 N_OPTIONS = 4
 PRERANK_RULES = ("similarity", "first", "last")
 
-_OPTION_LINE = re.compile(r"^\(([a-h])\)\s?(.*)$")
-_MEMORY_HEADINGS = ("## Fine-grained memory", "## User profile")
 
 
 def role_of(agent: str) -> str:
@@ -147,11 +144,6 @@ def _dedupe(texts: Sequence[str]) -> list[str]:
     return out
 
 
-def _memory_units(text: str) -> list[str]:
-    """Units of a memory text, without the text view's headings/placeholders."""
-    return [u for u in split_units(text) if u not in _MEMORY_HEADINGS and u != "(empty)"]
-
-
 class SelectionView(AECEnv):
     """PettingZoo AEC wrapper: numeric selection view over a text-view env (see module doc)."""
 
@@ -168,6 +160,7 @@ class SelectionView(AECEnv):
         persist_embeddings: bool = True,
         cache_dir: str | None = None,
         progress: bool = True,
+        infos: str = "full",
     ) -> None:
         """Args:
         env: the inner text-view AEC env.
@@ -178,12 +171,18 @@ class SelectionView(AECEnv):
         persist_embeddings: embed the inner env's dataset once up front and keep it on disk.
         cache_dir: cache root (default: the package cache folder).
         progress: show a progress bar while embedding the dataset.
+        infos: ``"full"`` (the inner env's infos plus the selection entries) or
+            ``"numeric"`` (only ``candidates_dropped`` and ``n_candidates``, ints, for every
+            agent — what libraries that turn infos into tensors, e.g. TorchRL, need).
         """
         super().__init__()
         if K < 1:
             raise ValueError(f"selection view: K must be >= 1, got {K}")
         if prerank not in PRERANK_RULES:
             raise ValueError(f"selection view: prerank must be one of {PRERANK_RULES}, got {prerank!r}")
+        if infos not in ("full", "numeric"):
+            raise ValueError(f"selection view: infos must be 'full' or 'numeric', got {infos!r}")
+        self.info_mode = infos
         self.env = env
         self.K = int(K)
         self.prerank = prerank
@@ -266,7 +265,7 @@ class SelectionView(AECEnv):
         return self._act_spaces[agent]
 
     def trajectory(self) -> dict:
-        return self.env.trajectory()
+        return self.env.unwrapped.trajectory()
 
     def __str__(self) -> str:
         return f"SelectionView<{self.env}>"
@@ -279,33 +278,25 @@ class SelectionView(AECEnv):
 
     # -- candidates ------------------------------------------------------------------------------
     def _inputs(self, agent: str) -> tuple[str, list[str], str, list[str]]:
-        """(role, candidate texts, query, options) for ``agent`` at the current step."""
+        """(role, candidate texts, query, options) for ``agent`` at the current step.
+
+        Read from the text env's public episode state (``current_history``,
+        ``current_chunk``, ``fine_memory``, ``coarse_memory``, ``current_question``)
+        rather than re-parsed from the rendered prompt.
+        """
         role = role_of(agent)
         inner = self.env.unwrapped
-        hook = getattr(inner, "selection_inputs", None)
-        if hook is not None:  # structured access when the env offers it (no re-parsing)
-            got = hook(agent)
-            return role, _dedupe(got["candidates"]), got.get("query", ""), list(got.get("options", ()))
-        obs = self.env.observe(agent)
         query, options = "", []
         if role == "extractor":
-            cands = [ln.strip() for ln in str(obs["chunk"]).splitlines()]
+            history = inner.current_history
+            start, stop = inner.current_chunk
+            cands = [message_text(history.roles[i], history.contents[i]) for i in range(start, stop)]
         else:
-            mem = self.env.trajectory().get("memory", {}) if hasattr(self.env, "trajectory") else {}
-            fine = mem.get("fine")
-            coarse = mem.get("coarse")
-            if fine is None:  # fall back to the rendered memory block
-                cands = _memory_units(str(obs["memory"]))
-            else:
-                cands = _memory_units(fine or "")
-                if role == "retriever":
-                    cands += _memory_units(coarse or "")
-        if role == "retriever":
-            query = str(obs.get("query", ""))
-            for ln in str(obs.get("options", "")).splitlines():
-                m = _OPTION_LINE.match(ln.strip())
-                if m:
-                    options.append(m.group(2))
+            cands = split_units(inner.fine_memory)
+            if role == "retriever":
+                cands += split_units(inner.coarse_memory)
+                q = inner.current_question
+                query, options = q.query, list(q.options)
         return role, _dedupe(cands), query, options
 
     def _build(self, agent: str) -> SelectionState:
@@ -349,13 +340,16 @@ class SelectionView(AECEnv):
 
     def _refresh_infos(self) -> None:
         self._version += 1
-        infos = {a: dict(i) for a, i in self.env.infos.items()}
+        if self.info_mode == "numeric":
+            infos = {a: {"candidates_dropped": 0, "n_candidates": 0} for a in self.env.infos}
+        else:
+            infos = {a: dict(i) for a, i in self.env.infos.items()}
         cur = self.env.agent_selection if self.env.agents else None
         if cur is not None and cur in infos and not (self.env.terminations.get(cur) or self.env.truncations.get(cur)):
             st = self.state_of(cur)
-            infos[cur].update(
-                candidates_dropped=st.dropped, n_candidates=st.n_candidates, candidate_texts=list(st.texts)
-            )
+            infos[cur].update(candidates_dropped=st.dropped, n_candidates=st.n_candidates)
+            if self.info_mode == "full":
+                infos[cur]["candidate_texts"] = list(st.texts)
         self.infos = infos
 
     # -- AEC API ---------------------------------------------------------------------------------
@@ -385,6 +379,39 @@ class SelectionView(AECEnv):
             option = None
         bits = a[: len(st.texts)] != 0
         return render_selection(st.role, st.texts, bits, option, len(st.options))
+
+    def gold_action(self, agent: str) -> np.ndarray:
+        """The action selecting exactly the gold-evidence candidates (and the gold option).
+
+        A candidate is gold when its text is an evidence message of the episode's
+        question(s) rendered as a memory line (:func:`comam_env.embed.message_text`):
+        for the extractor the evidence of every question of the episode, for the
+        retriever that of the question it answers. The profiler has no evidence:
+        its gold action keeps every candidate (M_c = M_f). Uses gold data — for
+        tests, oracle upper bounds and ``others={"extractor": "oracle"}``, never
+        for a learner's observation.
+        """
+        st = self.state_of(agent)
+        inner = self.env.unwrapped
+        keep = np.zeros(self.K, dtype=np.int64)
+        if st.role == "profiler":
+            keep[: len(st.texts)] = 1
+            return keep.astype(np.int8)
+        questions = inner.current_questions if st.role == "extractor" else (inner.current_question,)
+        history = inner.current_history
+        gold = {
+            message_text(history.roles[i], history.contents[i])
+            for q in questions
+            for i in (q.evidence or ())
+            if 0 <= i < len(history)
+        }
+        for j, t in enumerate(st.texts):
+            keep[j] = t in gold
+        if st.role == "extractor":
+            return keep.astype(np.int8)
+        q = inner.current_question
+        option = "abcdefgh".index(q.answer) if q.is_multiple_choice and q.answer in "abcdefgh"[:N_OPTIONS] else 0
+        return np.concatenate([keep, [option]])
 
     def step(self, action: Any) -> None:
         agent = self.env.agent_selection

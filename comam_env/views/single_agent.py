@@ -81,7 +81,8 @@ class SingleAgentEnv(gymnasium.Env):
         view: the multi-agent selection view.
         role: the learning role (``extractor``, ``profiler``, ``retriever``).
         others: fixed policy per other role: ``"similarity"`` (default), ``"all"``,
-            ``"random"`` or a callable ``obs -> action`` on selection-view observations.
+            ``"random"``, ``"oracle"`` (gold-evidence selection, :meth:`SelectionView.gold_action`)
+            or a callable ``obs -> action`` on selection-view observations.
         question_ids: draw each episode's question from these (e.g. a training split).
         features: ``"embeddings"`` (contract spaces), ``"similarity"`` (plus cosine
             features) or ``"similarity-only"`` (mask + cosine features).
@@ -103,9 +104,15 @@ class SingleAgentEnv(gymnasium.Env):
         if len(agents) != 1:
             raise ValueError(f"single_agent: expected exactly one {role} agent, found {agents}")
         self.agent = agents[0]
-        self._policies: dict[str, Callable] = {
-            r: get_fixed_policy(others.get(r), r) for r in ROLES if r != role
-        }
+        self._policies: dict[str, Callable] = {}
+        for r in ROLES:
+            if r == role:
+                continue
+            if others.get(r) == "oracle":  # gold selection, read from the episode (upper reference)
+                agent_r = next(a for a in view.possible_agents if role_of(a) == r)
+                self._policies[r] = (lambda _obs, _a=agent_r: view.gold_action(_a))
+            else:
+                self._policies[r] = get_fixed_policy(others.get(r), r)
         K, d = view.K, view.dim
         full = view.observation_space(self.agent)
         keys: dict[str, spaces.Space] = {}
