@@ -1,0 +1,334 @@
+"""``heuristic-pipeline``: a scripted extractor → profiler → retriever, no LLM.
+
+The CPU reference memory system that runs everywhere. It is played *through the
+environment's text view* (``comam_env.env.env(dataset, episode="full-history")``,
+``reset(options={"question_id": ...})``), so the env computes the local reward
+of every channel exactly as for any other policy, and the answer reward too.
+
+* **Extractor** (one step per chunk): keeps the user turns that state a
+  preference or a personal fact, verbatim (one message per line, so kept lines
+  match evidence messages), dropping a line whose content tokens are ≥ 80%
+  the same (Jaccard) as a line already kept — redundancy removal by similarity.
+  Preferences are recognised by first-person patterns such as
+  "I (really )?(love|like|prefer|enjoy|hate|dislike|can't stand|switched|started|
+  stopped|no longer)…" (:data:`PREFERENCE_RE`), facts by "my <noun> …" /
+  "I (work|live|moved|…)…" patterns (:data:`FACT_RES`).
+* **Profiler**: groups the preference statements of M_f by their *object* (the
+  content words after the verb; two objects are the same topic when they share
+  at least half of the smaller one's words) and writes, per topic, the *latest*
+  statement as ``Current preference: …`` — the user's present state.
+* **Retriever**: embeds the units of M = M_f + M_c and the query, copies the
+  ``top_k`` (default 5) most similar units into ``<information>``, and answers
+  with the option most similar to those units
+  (:class:`~baselines.answerers.SimilarityAnswerer`) in ``<final_answer>``.
+
+The statement parser (:func:`parse_statements`) is shared with ``mem0-style``.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from comam_env.data.schema import Dataset, History, Question
+from comam_env.text import content_tokens, estimate_tokens, split_units
+
+from .answerers import CachedEmbedder, SimilarityAnswerer
+from .base import Prediction
+
+_POSITIVE = (
+    r"love|loved|like|liked|prefer|preferred|enjoy|enjoyed|adore|am into|'m into|got into|fell in love with|"
+    r"started|began|switched|took up|picked up|am a (?:big |huge )?fan of|'m a (?:big |huge )?fan of"
+)
+_NEGATIVE = (
+    r"hate|hated|dislike|disliked|can't stand|cannot stand|can not stand|detest|stopped|quit|gave up|"
+    r"no longer|don't like|do not like|don't enjoy|do not enjoy|don't love|am not into|'m not into|avoid|"
+    r"am tired of|'m tired of|lost interest in|am done with|'m done with"
+)
+_ADVERBS = r"(?:(?:really|absolutely|now|also|just|actually|recently|totally|truly|still|always|never|kind of|" \
+           r"sort of|have|had|'ve|been|do|definitely|genuinely|honestly|mostly|even|personally)\s+)*"
+#: A first-person preference statement; group 1 is the verb phrase, group 2 the rest.
+PREFERENCE_RE = re.compile(
+    rf"\bI(?:'ve|'m)?\s+{_ADVERBS}({_NEGATIVE}|{_POSITIVE})\b(.*)", re.IGNORECASE)
+_FAVOURITE_RE = re.compile(r"\bmy\s+(?:all[- ]time\s+)?favou?rite\s+(.*)", re.IGNORECASE)
+_NEGATIVE_RE = re.compile(rf"^(?:{_NEGATIVE})$", re.IGNORECASE)
+#: Personal facts worth remembering even without a preference verb.
+FACT_RES = (
+    re.compile(r"\bmy\s+(?:\w+\s+){0,2}?(?:sister|brother|mother|mom|father|dad|parents|wife|husband|partner|son|"
+               r"daughter|kids|children|friend|boss|family|dog|cat|job|work|house|home|birthday|name|goal|plan|"
+               r"doctor|team|colleague|grand\w*)\b", re.IGNORECASE),
+    re.compile(r"\bI(?:'m|'ve| am| was| have| had)?\s+(?:\w+\s+)?(?:work|worked|live|lived|moved|grew up|studied|"
+               r"graduated|bought|visited|adopted|volunteer|volunteered|joined|signed up|learned|was born|"
+               r"am a|am an|'m a|'m an|plan to|am planning|'m planning|decided|have been|recently)\b",
+               re.IGNORECASE),
+)
+_CLAUSE_END_RE = re.compile(r"[.;!?,]|\b(?:because|since|but|although|though|as it|so that|which)\b", re.IGNORECASE)
+_CLAUSE_SPLIT_RE = re.compile(r"(?<=[.;!?])\s+|;\s*|\bbut\b|\band then\b", re.IGNORECASE)
+#: Words that describe the stance rather than the object of a preference.
+STANCE_WORDS = frozenset(
+    "love loved like liked prefer preferred enjoy enjoyed adore hate hated dislike disliked stand detest stopped "
+    "quit gave give longer don't not no started began switched took picked fan big huge really anymore more "
+    "much lot lately now into tired lost interest done avoid never always still".split()
+)
+_ANYMORE_RE = re.compile(r"\b(?:any ?more|these days no)\b", re.IGNORECASE)
+_SWITCH_RE = re.compile(r"\bswitched\s+(?:from\s+(.*?)\s+)?to\s+(.*)", re.IGNORECASE)
+#: Minimum overlap coefficient |A∩B| / min(|A|,|B|) for two objects to be the same topic.
+SAME_TOPIC = 0.5
+#: Content-token Jaccard above which two memory lines are duplicates.
+DUPLICATE = 0.8
+
+
+@dataclass(frozen=True)
+class Statement:
+    """A parsed first-person statement: ``polarity`` +1 (likes) / −1 (dislikes), ``obj`` its topic words."""
+
+    text: str
+    polarity: int
+    obj: frozenset[str]
+
+
+def _object_tokens(text: str) -> frozenset[str]:
+    m = _CLAUSE_END_RE.search(text)
+    head = text[: m.start()] if m else text
+    return frozenset(t for t in content_tokens(head) if t not in STANCE_WORDS)
+
+
+def parse_statements(text: str) -> list[Statement]:
+    """Preference statements in a user message, one per clause (possibly several per message)."""
+    out: list[Statement] = []
+    for clause in _CLAUSE_SPLIT_RE.split(text):
+        if not clause or not clause.strip():
+            continue
+        sw = _SWITCH_RE.search(clause)
+        if sw and re.search(r"\bI(?:'ve| have)?\s+(?:\w+\s+)?switched\b", clause, re.IGNORECASE):
+            if sw.group(1):
+                old = _object_tokens(sw.group(1))
+                if old:
+                    out.append(Statement(clause.strip(), -1, old))
+            new = _object_tokens(sw.group(2))
+            if new:
+                out.append(Statement(clause.strip(), 1, new))
+            continue
+        m = PREFERENCE_RE.search(clause)
+        if m:
+            verb, rest = m.group(1), m.group(2)
+            polarity = -1 if _NEGATIVE_RE.match(verb.strip()) else 1
+            if polarity > 0 and _ANYMORE_RE.search(clause):
+                polarity = -1
+            if verb.lower() == "no longer":  # "I no longer like X" / "I no longer go hiking"
+                rest = re.sub(r"^\s*(?:like|enjoy|love|want|care for|go|play|listen to|eat|watch)\b", "", rest)
+            obj = _object_tokens(rest)
+            if obj:
+                out.append(Statement(clause.strip(), polarity, obj))
+            continue
+        f = _FAVOURITE_RE.search(clause)
+        if f:
+            obj = _object_tokens(f.group(1).replace(" is ", " ").replace(" are ", " "))
+            if obj:
+                out.append(Statement(clause.strip(), 1, obj))
+    return out
+
+
+def is_fact(text: str) -> bool:
+    """Whether a user message states a personal fact (:data:`FACT_RES`)."""
+    return any(r.search(text) for r in FACT_RES)
+
+
+def same_topic(a: frozenset[str], b: frozenset[str]) -> bool:
+    return bool(a and b) and len(a & b) / min(len(a), len(b)) >= SAME_TOPIC
+
+
+def jaccard(a: frozenset[str], b: frozenset[str]) -> float:
+    return len(a & b) / len(a | b) if a | b else 1.0
+
+
+_USER_LINE_RE = re.compile(r"^\s*(?:\[\d+\]\s*)?User:\s*(.*)$", re.IGNORECASE)
+_OPTION_RE = re.compile(r"^\s*\(([a-h])\)\s?(.*)$")
+
+
+def user_lines(chunk: str) -> list[tuple[str, str]]:
+    """(full line, message text) of every ``User:`` line of a rendered chunk."""
+    out = []
+    for line in chunk.splitlines():
+        m = _USER_LINE_RE.match(line)
+        if m and m.group(1).strip():
+            out.append((line.strip(), m.group(1).strip()))
+    return out
+
+
+def memory_units(memory: str) -> list[str]:
+    """Units of a rendered memory block, without the ``##`` headings and ``(empty)`` markers."""
+    return [u for u in split_units(memory) if not u.startswith("## ") and u != "(empty)"]
+
+
+class HeuristicExtractor:
+    """Keep user turns stating preferences or facts; drop near-duplicates of kept lines."""
+
+    def __init__(self, duplicate: float = DUPLICATE) -> None:
+        self.duplicate = duplicate
+        self._kept: list[frozenset[str]] = []
+
+    def reset(self) -> None:
+        self._kept = []
+
+    def __call__(self, chunk: str) -> str:
+        lines = []
+        for line, text in user_lines(chunk):
+            if not (parse_statements(text) or is_fact(text)):
+                continue
+            toks = content_tokens(text)
+            if any(jaccard(toks, k) >= self.duplicate for k in self._kept):
+                continue
+            self._kept.append(toks)
+            lines.append(line)
+        return "\n".join(lines)
+
+
+def profile_lines(units: Sequence[str]) -> list[str]:
+    """Per topic (object) the latest preference statement, as ``Current preference: …`` lines."""
+    topics: list[tuple[frozenset[str], str]] = []  # (object words, latest statement text), first-seen order
+    for unit in units:
+        m = _USER_LINE_RE.match(unit)
+        text = m.group(1) if m else unit
+        for st in parse_statements(text):
+            for i, (obj, _) in enumerate(topics):
+                if same_topic(obj, st.obj):
+                    topics[i] = (obj | st.obj, st.text)
+                    break
+            else:
+                topics.append((st.obj, st.text))
+    seen, out = set(), []
+    for _, text in topics:
+        if text not in seen:
+            seen.add(text)
+            out.append(f"Current preference: {text}")
+    return out
+
+
+class HeuristicRetriever:
+    """The ``top_k`` memory units most similar to the query, and the option most similar to them."""
+
+    def __init__(self, embedder: Any = "minilm", top_k: int = 5) -> None:
+        if top_k < 1:
+            raise ValueError(f"top_k must be >= 1, got {top_k}")
+        self.embedder = embedder if isinstance(embedder, CachedEmbedder) else CachedEmbedder(embedder)
+        self.top_k = int(top_k)
+        self.answerer = SimilarityAnswerer(self.embedder)
+
+    def retrieve(self, units: Sequence[str], query: str) -> list[str]:
+        units = list(dict.fromkeys(units))
+        if not units:
+            return []
+        sims = self.embedder.encode(units) @ self.embedder.encode([query])[0]
+        order = sorted(range(len(units)), key=lambda i: (-float(sims[i]), -i))[: self.top_k]  # ties: most recent
+        return [units[i] for i in sorted(order)]
+
+    def choose(self, question: Question, retrieved: Sequence[str]) -> str:
+        return self.answerer.choose(question, list(retrieved)).answer
+
+
+def retriever_action(retrieved: Sequence[str], letter: str) -> str:
+    """The retriever's text action: ``<information>`` lines, then ``<final_answer>(x)``."""
+    body = "\n".join(retrieved)
+    return f"<information>\n{body}\n</information>\n<final_answer>({letter})</final_answer>"
+
+
+def parse_options(options: str) -> list[str]:
+    """Option texts from ``(a) text`` lines (the env's ``options`` field)."""
+    return [m.group(2) for m in (_OPTION_RE.match(line) for line in options.splitlines()) if m]
+
+
+class HeuristicPipeline:
+    """Scripted extractor/profiler/retriever played through the env's text view (no LLM)."""
+
+    name = "heuristic-pipeline"
+
+    def __init__(self, embedder: Any = "minilm", top_k: int = 5, chunk_tokens: int | None = 4096,
+                 judge: Any = "auto") -> None:
+        self.embedder = CachedEmbedder(embedder) if not isinstance(embedder, CachedEmbedder) else embedder
+        self.retriever = HeuristicRetriever(self.embedder, top_k=top_k)
+        self.chunk_tokens = chunk_tokens
+        self.judge = judge
+        self._env = None
+        self._dataset: Dataset | None = None
+
+    def prepare(self, dataset: Dataset) -> None:
+        from comam_env.env import env as make_env
+
+        if self._dataset is not dataset:
+            self._env = make_env(dataset, episode="full-history", chunk_tokens=self.chunk_tokens, judge=self.judge,
+                                 reward_mode="none", record_trajectory=False)
+            self._dataset = dataset
+
+    # -- the three scripted policies, each reading only its own observation
+    def act(self, role: str, obs: dict, extractor: HeuristicExtractor) -> str:
+        if role == "extractor":
+            return extractor(obs["chunk"])
+        if role == "profiler":
+            return "\n".join(profile_lines(memory_units(obs["memory"])))
+        units = memory_units(obs["memory"])
+        retrieved = self.retriever.retrieve(units, obs["query"])
+        options = parse_options(obs["options"])
+        self._last_units = units
+        if not options:
+            return retriever_action(retrieved, "")
+        q = Question("_", "_", "_", "_", obs["query"], tuple(options), "a", None, 0)
+        return retriever_action(retrieved, self.retriever.choose(q, retrieved))
+
+    def answer(self, question: Question, history: History) -> Prediction:
+        if self._env is None or self._dataset is None:
+            raise RuntimeError("call prepare(dataset) before answer()")
+        start = time.perf_counter()
+        return play_episode(self._env, question, lambda role, obs, ex: self.act(role, obs, ex),
+                            HeuristicExtractor(), start)
+
+
+def play_episode(env, question: Question, act, extractor_state, start: float) -> Prediction:
+    """Run one full-history episode of ``question`` with ``act(role, obs, state) -> text``.
+
+    Collects each channel's local reward from the env's infos (the extractor's
+    from its last chunk step), the retriever's output and the parsed answer.
+    """
+    from comam_env.prompts import ROLES
+    from comam_env.rewards import extract_tag
+
+    env.reset(options={"question_id": question.question_id})
+    local: dict[str, float | None] = {}
+    tokens_in = tokens_out = 0
+    retrieved = ""
+    parsed = ""
+    fine = coarse = ""
+    for agent in env.agent_iter():
+        obs, _, term, trunc, _ = env.last()
+        if term or trunc:
+            env.step(None)
+            continue
+        role = ROLES[int(obs["role"])]
+        action = act(role, obs, extractor_state)
+        tokens_in += estimate_tokens(obs["prompt"])
+        tokens_out += estimate_tokens(action)
+        env.step(action)
+        info = env.unwrapped.infos[agent]
+        local[role] = info.get("local_reward")
+        if role == "retriever":
+            retrieved = extract_tag(action, "information") or ""
+            parsed = (info.get("parts") or {}).get("parsed_option") or ""
+            if not question.options:
+                parsed = (extract_tag(action, "final_answer") or "").strip()
+    base = env.unwrapped
+    fine, coarse = base.fine_memory, base.coarse_memory
+    units = memory_units(fine) + memory_units(coarse)
+    return Prediction(
+        answer=parsed,
+        retrieved_memory=retrieved.strip(),
+        tokens_in=tokens_in,
+        tokens_out=tokens_out,
+        latency_ms=(time.perf_counter() - start) * 1000.0,
+        local_rewards=local,
+        memory_units=len(units),
+        memory_tokens=sum(estimate_tokens(u) for u in units),
+    )

@@ -1,0 +1,85 @@
+"""heuristic-pipeline (through the env) and mem0-style (ADD/UPDATE/DELETE/NOOP)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from baselines.base import get_system
+from baselines.harness import evaluate
+from baselines.mem0 import FactMemory
+from baselines.pipeline import HeuristicExtractor, parse_statements, profile_lines
+
+
+class ConstJudge:
+    """A profile judge stub so the test does not depend on the judge implementation."""
+
+    name = "const"
+
+    def score(self, profile, *, history, gold_profile):
+        return SimpleNamespace(score=0.25 if profile.strip() else 0.0, parts={})
+
+
+def test_statement_parser_polarity_and_objects():
+    (s,) = parse_statements("I really love jazz music, especially late night records.")
+    assert s.polarity == 1 and s.obj == {"jazz", "music"}
+    a, b = parse_statements("I no longer like jazz music; I switched to classical piano because it helps.")
+    assert (a.polarity, a.obj) == (-1, {"jazz", "music"}) and (b.polarity, b.obj) == (1, {"classical", "piano"})
+    (c,) = parse_statements("I don't enjoy running anymore")
+    assert c.polarity == -1 and c.obj == {"running"}
+    assert parse_statements("What is the weather like tomorrow?") == []
+
+
+def test_extractor_keeps_preferences_and_facts_drops_small_talk_and_duplicates():
+    ex = HeuristicExtractor()
+    chunk = ("User: I really love jazz music.\nAssistant: I love it too.\nUser: What time is it?\n"
+             "User: My sister moved to Seattle.\nUser: I really love jazz music!")
+    assert ex(chunk).splitlines() == ["User: I really love jazz music.", "User: My sister moved to Seattle."]
+
+
+def test_profiler_keeps_latest_statement_per_topic():
+    lines = profile_lines(["User: I love jazz music.", "User: I enjoy hiking.", "User: I hate jazz music now."])
+    assert lines == ["Current preference: I hate jazz music now.", "Current preference: I enjoy hiking."]
+
+
+def test_heuristic_pipeline_through_env_reports_local_rewards(toy, tmp_path):
+    system = get_system("heuristic-pipeline", embedder="hashing", judge=ConstJudge())
+    report = evaluate(system, toy, out=tmp_path / "p.jsonl", progress=False, probes=None)
+    assert report["n_questions"] == len(toy.questions) and report["n_unanswered"] == 0
+    lr = report["local_rewards"]
+    assert set(lr) == {"extractor", "profiler", "retriever"}
+    assert lr["extractor"]["n_undefined"] == 1 and lr["retriever"]["n_undefined"] == 1  # q7 has no evidence
+    assert 0 < lr["extractor"]["mean"] <= 1 and lr["profiler"]["mean"] == 0.25
+    assert report["accuracy"] > 0.25  # the memory helps on this fixture
+
+
+def test_mem0_stale_preference_is_replaced():
+    m = FactMemory()
+    assert m.apply("I really love jazz music, especially saxophone records.", 1).op == "ADD"
+    assert m.apply("I really love jazz music, especially saxophone records!", 2).op == "NOOP"
+    assert m.apply("My sister moved to Seattle last spring.", 3).op == "ADD"
+    op = m.apply("I no longer like jazz music; I switched to classical piano.", 4)
+    assert op.op == "UPDATE" and op.replaced == ("I really love jazz music, especially saxophone records.",)
+    texts = m.texts()
+    assert not any("saxophone" in t for t in texts)  # the stale fact is gone
+    assert texts[0].endswith("I switched to classical piano.")  # the update took its place
+    assert m.apply("I enjoy hiking on mountain trails.", 5).op == "ADD"
+    d = m.apply("Please forget what I said about hiking.", 6)
+    assert d.op == "DELETE" and d.replaced == ("I enjoy hiking on mountain trails.",)
+    assert m.apply("Nice weather today.", 7) is None
+    assert [o.op for o in m.log] == ["ADD", "NOOP", "ADD", "UPDATE", "ADD", "DELETE"]
+
+
+def test_mem0_system_answers_and_snapshots(toy, tmp_path):
+    system = get_system("mem0-style", embedder="hashing", judge=ConstJudge())
+    report = evaluate(system, toy, out=tmp_path / "p.jsonl", progress=False, probes=None)
+    assert report["n_questions"] == len(toy.questions) and report["n_unanswered"] == 0
+    assert set(report["local_rewards"]) == {"extractor", "profiler", "retriever"}
+    h = toy.histories["h1"]
+    full = system.memory_for(h, 17)
+    assert not any("late night saxophone" in t for t in full.texts())
+    early = system.memory_for(h, 7)  # before the update: the jazz preference is still there
+    assert any("late night saxophone" in t for t in early.texts())
+    again = system.memory_for(h, 17)
+    assert again.texts() == full.texts()
