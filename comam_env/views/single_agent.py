@@ -49,6 +49,7 @@ Seeding
 
 from __future__ import annotations
 
+import copy
 from typing import Any, Callable, Mapping, Sequence
 
 import gymnasium
@@ -191,8 +192,8 @@ class SingleAgentEnv(gymnasium.Env):
         return obs, self._info()
 
     def _info(self) -> dict[str, Any]:
-        info = dict(self.view.infos.get(self.agent, {}))
-        info.pop("candidate_texts", None)  # large; available through env.view.infos
+        # Deep copy: callers keep infos, and nested dicts must not alias the env's.
+        info = {k: copy.deepcopy(v) for k, v in self.view.infos.get(self.agent, {}).items() if k != "candidate_texts"}
         return info
 
     def step(self, action):
