@@ -167,7 +167,8 @@ class EnvConfig:
         "help": "unit/evidence matcher: 'token-recall', 'embedding', 'embedding:<name>' or an object (rewards.resolve_matcher)"})
     tau: float | None = field(default=None, metadata={"help": "match threshold; None = the matcher's default"})
     judge: Any = field(default="auto", metadata={
-        "help": "profile judge name or object; 'auto' = gold-profile judge when the dataset has gold profiles, else embedding judge"})
+        "help": "profile judge name or object (comam_env.judges.get_judge): 'auto' = gold-profile judge for questions "
+                "whose persona has a gold profile, else the embedding judge; 'gold', 'embedding[:<embedder>]', 'llm[:<model>]'"})
     reward_mode: str = field(default="local+global", metadata={
         "help": "scalar rewards: 'local', 'global', 'local+global' (local + global/3) or 'none'"})
     max_action_chars: int = field(default=16384, metadata={
@@ -367,15 +368,12 @@ class raw_env(AECEnv):
     # ------------------------------------------------------------------ judge
 
     def _resolve_judge(self, judge: Any) -> Any:
-        if judge == "auto":
-            judge = "gold" if len(self.dataset.profiles) else "embedding"
-        if isinstance(judge, str):
-            from comam_env.judges import get_judge
+        from comam_env.judges import get_judge
 
-            return get_judge(judge)
-        if not hasattr(judge, "score"):
-            raise TypeError(f"judge {judge!r} has no score(profile, *, history, gold_profile) method")
-        return judge
+        if isinstance(judge, str) and judge.strip().lower() in ("auto", "gold"):
+            # The gold-profile judge matches statements with the env's own matcher.
+            return get_judge(judge, matcher=self.config.matcher, tau=self.config.tau)
+        return get_judge(judge)
 
     # ------------------------------------------------------------- episodes
 

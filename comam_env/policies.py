@@ -99,13 +99,18 @@ class CopyAllPolicy:
 
 def run_episode(env: Any, policy: Any, seed: int | None = None, options: dict | None = None) -> dict[str, Any]:
     """Reset ``env`` and play one episode with ``policy``; returns ``env.trajectory()``
-    plus ``"returns"`` (the summed scalar reward of every agent)."""
+    plus ``"returns"`` (the summed scalar reward of every agent) and ``"final_infos"``
+    (each agent's info at its final ``last()``)."""
     env.reset(seed=seed, options=options)
     returns = {a: 0.0 for a in env.possible_agents}
+    final_infos: dict[str, Any] = {}
     for agent in env.agent_iter():
-        obs, reward, term, trunc, _ = env.last()
+        obs, reward, term, trunc, info = env.last()
         returns[agent] += float(reward)
+        if term or trunc:
+            final_infos[agent] = info
         env.step(None if term or trunc else policy(agent, obs, env))
     traj = env.unwrapped.trajectory()
     traj["returns"] = returns
+    traj["final_infos"] = final_infos
     return traj
