@@ -105,11 +105,12 @@ def annotate_evidence(history: History | HistoryIndex, end_index: int, query: st
         half = max(config.window_min_tokens, config.window_rel * distance_tokens)
         ref_tokens = max(0, total - distance_tokens)
         lo_tok, hi_tok = max(0, ref_tokens - half), min(total, ref_tokens + half)
-    # message i spans tokens [prefix[i], prefix[i+1]); keep those overlapping [lo_tok, hi_tok]
+    # message j spans tokens [prefix[j], prefix[j+1]); keep those overlapping [lo_tok, hi_tok]:
+    # first = the message holding lo_tok, stop = the first message starting at or after hi_tok
     first = max(0, bisect.bisect_right(prefix, lo_tok) - 1)
-    last = bisect.bisect_left(prefix, hi_tok)  # exclusive upper message bound (approx.)
+    stop = max(first + 1, bisect.bisect_left(prefix, hi_tok))
     lo_u = bisect.bisect_left(users, first)
-    hi_u = bisect.bisect_right(users, max(first, last))
+    hi_u = bisect.bisect_left(users, stop)
     window = users[lo_u:hi_u]
     ref_msg = max(0, bisect.bisect_right(prefix, ref_tokens) - 1)
     target = content_tokens(f"{query} {gold_text}")

@@ -94,3 +94,16 @@ def test_malformed_evidence_lines(tmp_path, line, field, msg):
         read_evidence_jsonl(p)
     assert exc.value.line == 3 and exc.value.field == field
     assert str(p) in str(exc.value) and "line 3" in str(exc.value)
+
+
+def test_zero_width_window_holds_exactly_the_reference_message():
+    roles = ("user",) * 6
+    contents = ("golden retriever one", "golden retriever two", "golden retriever three",
+                "golden retriever four", "filler words here", "filler words here")
+    h = History("h", roles, contents, (0,))
+    cfg = AnnotatorConfig(k=3, window_min_tokens=0, window_rel=0.0)
+    # distance from the end (6) back to the start of message 2
+    distance = sum(estimate_tokens(c) for c in contents[2:6])
+    assert annotate_evidence(h, 6, "golden retriever", "golden retriever", distance, cfg) == (2,)
+    # one token further back lands inside message 1
+    assert annotate_evidence(h, 6, "golden retriever", "golden retriever", distance + 1, cfg) == (1,)
