@@ -83,11 +83,8 @@ _DIA_RE = re.compile(r"D\s*(\d+)\s*:\s*(\d+)", re.IGNORECASE)
 
 
 def download_command() -> str:
-    """Human instructions to fetch the file into the cache (shown in errors)."""
-    from .paths import cache_dir
-
-    target = cache_dir() / "locomo" / LOCOMO_FILE
-    return f"curl -L --create-dirs -o {target} {LOCOMO_URL}"
+    """How to fetch the file into the cache (shown in errors; the loader never downloads)."""
+    return f"comam-env data download locomo   (or save {LOCOMO_URL} as <cache>/locomo/{LOCOMO_FILE})"
 
 
 def _canonical_dia(dia_id: str) -> str | None:
