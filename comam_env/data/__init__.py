@@ -40,9 +40,9 @@ __all__ = [
 def load_dataset(name: str, data_dir: str | os.PathLike | None = None, **kw: Any) -> Dataset:
     """Load a dataset by name (see the module docstring).
 
-    ``data_dir`` applies to the real datasets; the synthetic datasets are
-    generated into (and re-read from) the cache, so ``data_dir`` is ignored for
-    them. Other keyword arguments go to the underlying loader
+    ``data_dir`` is where the real datasets are searched first; for the
+    synthetic datasets it replaces the cache as the root their generated
+    folders are kept under. Other keyword arguments go to the underlying loader
     (``load_personamem(size, data_dir, evidence=..., download=...)``,
     ``load_synthetic(size, seed=..., **knobs)``, ``load_locomo(data_dir)``).
     """
@@ -56,6 +56,8 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, **kw: Any
     if key.startswith("synthetic-"):
         from .synthetic import load_synthetic  # written in parallel; imported only when used
 
+        if data_dir is not None:
+            kw["data_dir"] = data_dir  # root of the generated-data cache
         return load_synthetic(key.split("-", 1)[1], **kw)
     from .locomo import load_locomo
 

@@ -44,6 +44,54 @@ def _knob(value: str) -> tuple[str, Any]:
         return key, raw
 
 
+def _converter(type_text: str):
+    """argparse type for a SyntheticConfig field annotation (annotations are strings here)."""
+    optional = "None" in type_text
+    base = type_text.replace("| None", "").replace("None |", "").strip()
+    scalar = {"int": int, "float": float, "str": str, "bool": lambda v: v.lower() in ("1", "true", "yes")}
+
+    def convert(value: str):
+        if optional and value.strip().lower() == "none":
+            return None
+        if base.startswith("tuple["):
+            inner = scalar.get(base[6:-1].split(",")[0].strip(), str)
+            return tuple(inner(x) for x in value.replace(" ", "").split(","))
+        fn = scalar.get(base)
+        if fn is None:
+            return _knob(f"k={value}")[1]
+        try:
+            return fn(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {base}, got {value!r}") from None
+
+    convert.__name__ = base  # argparse names the type in its error messages
+    return convert
+
+
+def _add_knob_flags(parser: argparse.ArgumentParser) -> None:
+    """One ``--flag`` per :class:`SyntheticConfig` field (besides size/seed), when the generator exists."""
+    try:
+        import dataclasses
+
+        from comam_env.data.synthetic import SyntheticConfig
+    except ImportError:  # generator not installed: --knob still works
+        return
+    group = parser.add_argument_group("generator knobs (SyntheticConfig; omitted flags keep their defaults)")
+    for f in dataclasses.fields(SyntheticConfig):
+        if f.name in ("size", "seed"):
+            continue
+        type_text = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+        help_text = f.metadata.get("help", "")
+        default = f.default if f.default is not dataclasses.MISSING else None
+        if isinstance(default, tuple):
+            help_text += f" (comma-separated; default {','.join(map(str, default))})"
+        else:
+            help_text += f" (default {default})"
+        group.add_argument("--" + f.name.replace("_", "-"), dest=f"knob__{f.name}", type=_converter(type_text),
+                           metavar="MIN,MAX" if isinstance(default, tuple) else f.name.split("_")[-1].upper(),
+                           default=argparse.SUPPRESS, help=help_text.replace("%", "%%"))
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="data_command", metavar="ACTION")
 
@@ -54,7 +102,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=int, default=0, help="random seed (same seed -> same files; default 0)")
     g.add_argument("--out", type=Path, required=True, help="output folder (created if missing)")
     g.add_argument("--knob", type=_knob, action="append", default=[], metavar="KEY=VALUE",
-                   help="generator difficulty knob, repeatable (see comam_env.data.synthetic)")
+                   help="generator knob as key=value, repeatable (any SyntheticConfig field; "
+                        "values parsed as JSON when possible)")
+    _add_knob_flags(g)
     g.add_argument("--json", action="store_true", help="print the result as JSON")
 
     s = sub.add_parser("stats", help="summarise a dataset folder or dataset id",
@@ -101,7 +151,8 @@ def _generate(args: argparse.Namespace) -> int:
         from comam_env.data.synthetic import generate
     except ImportError as exc:
         raise CommandError(f"the synthetic generator is not available: {exc}") from None
-    knobs = dict(args.knob)
+    knobs = {k[len("knob__"):]: v for k, v in vars(args).items() if k.startswith("knob__")}
+    knobs.update(dict(args.knob))
     try:
         generate(args.size, args.seed, args.out, **knobs)
     except TypeError as exc:
@@ -147,7 +198,7 @@ def _folder_stats(folder: Path, size: str | None) -> list[dict]:
     for s in present:
         qname, cname = file_names(s)
         if (folder / cname).is_file():
-            out.append(dataset_stats(load_personamem_dir(folder, s, progress=True)))
+            out.append(dataset_stats(load_personamem_dir(folder, s, name=_folder_name(folder, s), progress=True)))
         else:
             skipped: dict[str, int] = {}
             qs = read_questions_csv(folder / qname, size=s, skipped=skipped)
@@ -155,6 +206,17 @@ def _folder_stats(folder: Path, size: str | None) -> list[dict]:
             out.append(questions_stats(qs, name=f"personamem-{s.lower()} (questions only)", source=str(folder),
                                        skipped=skipped, evidence=ev))
     return out
+
+
+def _folder_name(folder: Path, size: str) -> str:
+    """``synthetic-<size>`` for a folder the generator wrote (its meta.json has a config), else personamem."""
+    try:
+        meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+        if isinstance(meta, dict) and isinstance(meta.get("config"), dict):
+            return f"synthetic-{size.lower()}"
+    except (OSError, ValueError):
+        pass
+    return f"personamem-{size.lower()}"
 
 
 def _stats(args: argparse.Namespace) -> int:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import statistics
 from collections import Counter
+from itertools import accumulate
 from typing import Any, Mapping, Sequence
 
 from ..probes import longest_option, probe_accuracy
@@ -50,11 +51,10 @@ def _question_part(questions: Sequence[Question], evidence: Mapping[str, Any] | 
 
 def dataset_stats(dataset: Dataset) -> dict[str, Any]:
     """Statistics of a loaded dataset as a JSON-serialisable dict."""
-    hist_tokens = {hid: sum(estimate_tokens(c) for c in h.contents) for hid, h in dataset.histories.items()}
-    visible = []
-    for q in dataset.questions:
-        h = dataset.history_for(q)
-        visible.append(sum(estimate_tokens(c) for c in h.contents[: q.end_index]))
+    # prefix sums per history, so each question's visible length is one lookup
+    prefix = {hid: [0, *accumulate(estimate_tokens(c) for c in h.contents)] for hid, h in dataset.histories.items()}
+    hist_tokens = {hid: p[-1] for hid, p in prefix.items()}
+    visible = [prefix[q.history_id][min(q.end_index, len(prefix[q.history_id]) - 1)] for q in dataset.questions]
     out = {
         "name": dataset.name,
         "source": dataset.source,

@@ -166,3 +166,25 @@ def test_load_dataset_dispatch(tmp_path, isolated_data_env, fake_synthetic):
     with pytest.raises(DataNotFoundError):
         load_dataset("personamem-128k")
     assert set(DATASET_NAMES) >= {"locomo", "synthetic-32k", "personamem-1m"}
+
+
+def test_generate_and_stats_with_the_real_generator(capsys, tmp_path):
+    synthetic = pytest.importorskip("comam_env.data.synthetic")
+    if not hasattr(synthetic, "SyntheticConfig"):
+        pytest.skip("synthetic generator without SyntheticConfig")
+    out_dir = tmp_path / "gen"
+    rc, _, err = run(capsys, "data", "generate", "--size", "32k", "--seed", "3", "--out", str(out_dir),
+                     "--updates-per-topic", "1", "--session-turns", "15,20", "--filler-ratio", "none",
+                     "--knob", "n_personas=3")
+    assert rc == 0, err
+    cfg = json.loads((out_dir / "meta.json").read_text())["config"]
+    assert (cfg["updates_per_topic"], list(cfg["session_turns"]), cfg["filler_ratio"], cfg["n_personas"]) == (
+        1, [15, 20], None, 3)
+    rc, out, _ = run(capsys, "data", "stats", str(out_dir), "--json")
+    assert rc == 0
+    s = json.loads(out)
+    assert s["name"] == "synthetic-32k" and s["histories"] == 3 and s["profiles"] == 3
+    assert s["evidence_coverage"] == 1.0 and s["evidence_source"].endswith("evidence.jsonl")
+    with pytest.raises(SystemExit) as exc:
+        main(["data", "generate", "--size", "32k", "--out", str(out_dir), "--updates-per-topic", "two"])
+    assert exc.value.code == 2
