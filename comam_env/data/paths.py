@@ -33,6 +33,10 @@ DATA_DIR_ENV = "COMAM_DATA_DIR"
 #: Environment variable overriding the cache folder.
 CACHE_DIR_ENV = "COMAM_CACHE_DIR"
 
+# The process umask, read once at import (os.umask can only be read by setting it).
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
 
 def cache_dir() -> Path:
     """The per-user cache folder (not created here)."""
@@ -100,6 +104,13 @@ def atomic_writer(path: str | os.PathLike, mode: str = "w", encoding: str | None
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
+        # mkstemp creates 0600 files; give the result the permissions a plain open() would
+        # (or keep the replaced file's), so shared data folders stay readable
+        try:
+            mode_bits = target.stat().st_mode & 0o777
+        except FileNotFoundError:
+            mode_bits = 0o666 & ~_UMASK
+        os.chmod(tmp, mode_bits)
         if mode == "wb":
             f = os.fdopen(fd, "wb")
         else:
