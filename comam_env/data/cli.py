@@ -219,6 +219,22 @@ def _folder_name(folder: Path, size: str) -> str:
     return f"personamem-{size.lower()}"
 
 
+def _dataset_name(target: str) -> str | None:
+    """The dataset behind a dataset name or an environment id/alias (``comam/synthetic-32k-v0``)."""
+    from . import DATASET_NAMES
+
+    if target.strip().lower() in DATASET_NAMES:
+        return target.strip().lower()
+    try:
+        from comam_env.registry import resolve_id
+    except ImportError:
+        return None
+    try:
+        return resolve_id(target).dataset
+    except (ValueError, TypeError):
+        return None
+
+
 def _stats(args: argparse.Namespace) -> int:
     from comam_env.cli import CommandError
     from . import DATASET_NAMES, load_dataset
@@ -229,11 +245,12 @@ def _stats(args: argparse.Namespace) -> int:
     try:
         if target.is_dir():
             results = _folder_stats(target, args.size)
-        elif args.target.strip().lower() in DATASET_NAMES:
-            results = [dataset_stats(load_dataset(args.target))]
         else:
-            raise CommandError(f"{args.target!r} is neither a folder nor a dataset id "
-                               f"({', '.join(DATASET_NAMES)})")
+            name = _dataset_name(args.target)
+            if name is None:
+                raise CommandError(f"{args.target!r} is neither a folder nor a dataset id "
+                                   f"({', '.join(DATASET_NAMES)})")
+            results = [dataset_stats(load_dataset(name))]
     except (DataFormatError, DataNotFoundError) as exc:
         raise CommandError(str(exc)) from None
     if args.json:

@@ -154,6 +154,9 @@ def test_stats_on_dataset_id(capsys, fake_synthetic):
     s = json.loads(out)
     assert s["name"] == "synthetic-128k" and s["evidence_coverage"] == 1.0 and s["longest_option_accuracy"] == 0.0
     assert fake_synthetic == [("load", "128k", 0, {})]
+    pytest.importorskip("comam_env.registry")
+    rc, out, _ = run(capsys, "data", "stats", "comam/synthetic-32k-v0", "--json")  # an env id alias
+    assert rc == 0 and json.loads(out)["name"] == "synthetic-32k"
 
 
 def test_load_dataset_dispatch(tmp_path, isolated_data_env, fake_synthetic):
