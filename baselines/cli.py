@@ -48,22 +48,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def load_env_dataset(env_id: str):
-    """The dataset behind an env id (registry first, then dataset names)."""
+    """The dataset behind an env id (``comam_env.registry.resolve_id``), else a dataset name."""
     from comam_env.data import load_dataset
 
     try:
-        from comam_env import registry
+        from comam_env.registry import resolve_id
 
-        spec = getattr(registry, "env_spec", None) or getattr(registry, "get_spec", None)
-        if spec is not None:
-            s = spec(env_id)
-            name = getattr(s, "dataset", None) or (s.get("dataset") if isinstance(s, dict) else None)
-            kwargs = dict(getattr(s, "dataset_kwargs", None) or (s.get("dataset_kwargs", {}) if isinstance(s, dict) else {}))
-            if name:
-                return load_dataset(name, **kwargs)
-    except (ImportError, KeyError, ValueError):
-        pass
-    return load_dataset(env_id)
+        name = resolve_id(env_id).dataset
+    except ValueError:
+        name = env_id  # not a registered env id: maybe a dataset name load_dataset knows
+    return load_dataset(name)
 
 
 def default_out(env_id: str, system: str, split: str, seed: int, answerer: str | None) -> Path:
