@@ -258,3 +258,31 @@ def test_resolution_order(tmp_path, isolated_data_env, monkeypatch):
     monkeypatch.delenv("COMAM_DATA_DIR")
     write_personamem(isolated_data_env / "personamem")
     assert load_personamem("32k").source == str(isolated_data_env / "personamem")
+
+
+REAL_EXCERPT = REAL_QUESTIONS_32K.parent / "context_excerpt_32k.json"
+
+
+@pytest.mark.skipif(not REAL_EXCERPT.is_file(), reason="real PersonaMem context excerpt not available")
+def test_real_context_excerpt_loads(tmp_path):
+    """Real question row + the first real messages of its context, written back in the file format."""
+    import csv
+
+    excerpt = json.loads(REAL_EXCERPT.read_text(encoding="utf-8"))
+    (cid, messages), = excerpt["shared_contexts"].items()
+    row = {k: str(v) for k, v in excerpt["questions"][0].items()}
+    row["end_index_in_shared_context"] = str(len(messages))  # the excerpt is cut short
+    with open(tmp_path / "questions_32k.csv", "w", encoding="utf-8", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(row))
+        w.writeheader()
+        w.writerow(row)
+    write_contexts(tmp_path / "shared_contexts_32k.jsonl", {cid: messages})
+    ds = load_personamem_dir(tmp_path, "32k")
+    h = ds.histories[cid]
+    q = ds.questions[0]
+    assert q.qtype == "acknowledge_latest_user_preferences" and q.answer == "c"
+    assert h.roles[0] == "system" and h.persona.startswith("Name: Kanoa Manu")
+    assert h.session_starts == (0,)
+    assert all(not c.startswith(("User:", "Assistant:")) for c in h.contents)
+    assert h.contents[1].startswith("Hi there! I've recently been diving deeper")
+    assert q.evidence and all(h.roles[i] == "user" for i in q.evidence)
