@@ -200,3 +200,16 @@ def write_personamem_dir(folder: Path) -> Path:
 @pytest.fixture(scope="session")
 def personamem_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_personamem_dir(tmp_path_factory.mktemp("personamem"))
+
+
+# --------------------------------------------------------------------- synthetic data
+
+#: Small synthetic data: generated into a temporary folder (never the user cache).
+SYNTHETIC_KW = {"cache": False, "n_personas": 3}
+
+
+@pytest.fixture(scope="session")
+def synthetic_32k() -> Dataset:
+    from comam_env.data.synthetic import load_synthetic
+
+    return load_synthetic("32k", seed=0, **SYNTHETIC_KW)

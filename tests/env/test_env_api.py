@@ -18,6 +18,8 @@ from pettingzoo.utils.conversions import turn_based_aec_to_parallel
 import comam_env
 from comam_env.env import env as make_env
 
+from .conftest import SYNTHETIC_KW
+
 # Small action spaces keep the random actions (and the test) fast; the default
 # 16k-character space is exercised in test_env.py.
 SMALL = {"max_action_chars": 2000}
@@ -29,10 +31,13 @@ def _constructors(tiny_dataset, personamem_dir):
         "tiny-multi-query": lambda: make_env(tiny_dataset, judge="gold", queries_per_episode=2, **SMALL),
         "personamem-fixture": lambda: comam_env.make(
             "personamem-32k", data_dir=personamem_dir, split="all", judge="embedding:hashing", **SMALL),
+        "synthetic-32k": lambda: comam_env.make("synthetic-32k", data_kwargs=SYNTHETIC_KW, **SMALL),
+        "synthetic-32k-full": lambda: comam_env.make(
+            "synthetic-32k", split="validation", chunk_tokens=1000, data_kwargs=SYNTHETIC_KW, **SMALL),
     }
 
 
-CASES = ["tiny", "tiny-multi-query", "personamem-fixture"]
+CASES = ["tiny", "tiny-multi-query", "personamem-fixture", "synthetic-32k", "synthetic-32k-full"]
 
 
 @pytest.fixture(params=CASES)
