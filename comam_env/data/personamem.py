@@ -154,7 +154,8 @@ def _parse_int(text: str, path: Path, row: int, field: str) -> int | None:
     if not t:
         return None
     try:
-        return int(float(t)) if re.fullmatch(r"-?\d+\.0*", t) else int(t)
+        # pandas writes integer columns holding a NaN as floats ("182.0"): accept a zero fraction
+        return int(t.split(".")[0]) if re.fullmatch(r"-?\d+\.0*", t) else int(t)
     except ValueError:
         raise DataFormatError(path, f"expected an integer, got {text!r}", row=row, field=field) from None
 
