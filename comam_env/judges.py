@@ -64,7 +64,7 @@ from typing import Any, Callable, Mapping, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
-from comam_env.rewards import EmbeddingMatcher, match_units, to_units
+from comam_env.rewards import EmbeddingMatcher, _utf8_safe, match_units, to_units
 from comam_env.text import estimate_tokens
 
 __all__ = [
@@ -449,7 +449,7 @@ class LLMJudge:
                 parts["history_truncated"] = True
                 break
             kept.append(line)
-        reply, info = self._generate(profile, kept[::-1])
+        reply, info = self._generate(_utf8_safe(profile), [_utf8_safe(x) for x in kept[::-1]])
         parts.update(info)
         scores, flags = parse_rubric_scores(reply, self.rubrics)
         parts.update(flags, reply=reply, rubric_scores=scores)

@@ -275,6 +275,15 @@ class TokenRecallMatcher:
         return sim
 
 
+def _utf8_safe(text: str) -> str:
+    """``text`` with anything UTF-8 cannot encode (lone surrogates) replaced by ``?``."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "replace").decode("utf-8")
+
+
 class EmbeddingMatcher:
     """Cosine similarity of sentence embeddings.
 
@@ -320,7 +329,9 @@ class EmbeddingMatcher:
                     found[t] = v
         missing = list(dict.fromkeys(t for t in texts if t not in found))
         if missing:
-            vecs = np.asarray(self.embedder.encode(missing), dtype=np.float64)
+            # Lone surrogates (non-UTF-8-safe text from a policy) would crash tokenizers.
+            safe = [_utf8_safe(t) for t in missing]
+            vecs = np.asarray(self.embedder.encode(safe), dtype=np.float64)
             if vecs.ndim != 2 or vecs.shape[0] != len(missing):
                 raise ValueError(f"{self.name}: encode() returned shape {vecs.shape} for {len(missing)} texts")
             # Normalise again: custom embedders need not return unit rows.

@@ -197,12 +197,13 @@ def test_llm_judge_requires_model_or_generate_fn():
         LLMJudge()
 
 
+@pytest.mark.slow  # imports transformers and runs a (tiny) model: ~5 s idle, more on a loaded machine
 def test_llm_judge_with_tiny_random_model(tmp_path):
     tiny = pytest.importorskip("agents.tiny")
     pytest.importorskip("transformers")
     path = tiny.build_tiny_llm(str(tmp_path / "tiny"))
     judge = get_judge("llm", model=path, device="auto", max_new_tokens=12)
-    history = "\n".join(f"User: I really enjoy hiking and jazz, session {i}." for i in range(200))
+    history = "\n".join(f"User: I really enjoy hiking and jazz, session {i}." for i in range(120))
     r1 = judge.score("The user likes hiking.\nThe user prefers jazz.", history=history, gold_profile=None)
     r2 = judge.score("The user likes hiking.\nThe user prefers jazz.", history=history, gold_profile=None)
     assert 0.0 <= r1.score <= 1.0
@@ -254,3 +255,10 @@ def test_judge_result_to_dict():
 def test_rubric_prompt_lists_messages():
     p = build_rubric_prompt("P", ["m1", "m2"])
     assert "- m1\n- m2" in p and "scenario: <0-10>" in p
+
+
+def test_llm_judge_prompt_is_utf8_safe():
+    seen = []
+    judge = LLMJudge(generate_fn=lambda p: seen.append(p.encode("utf-8")) or "scenario: 10\npreference: 10\nprofile: 10")
+    assert judge.score("Likes jazz \udcff", history="User: jazz \udcfe").score == 1.0
+    assert b"Likes jazz ?" in seen[0]

@@ -428,3 +428,17 @@ def test_answer_reward_adversarial():
     assert answer_reward("She knows it well", q).reward == 0.0  # "known" not inside other words
     assert all(is_abstention(p) for p in ABSTENTION_PHRASES)
     assert not is_abstention("unknowingly")
+
+
+def test_non_utf8_safe_text_does_not_crash_embedding_matcher():
+    seen = []
+
+    class Strict(BagOfWords):
+        def encode(self, texts):
+            for t in texts:
+                t.encode("utf-8")  # raises on lone surrogates, like real tokenizers
+            seen.extend(texts)
+            return super().encode(texts)
+
+    parts = extractor_reward(["jazz \udcff rock"], ["jazz rock"], matcher=Strict())
+    assert parts.count == 1 and "jazz ? rock" in seen
