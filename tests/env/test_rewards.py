@@ -442,3 +442,23 @@ def test_non_utf8_safe_text_does_not_crash_embedding_matcher():
 
     parts = extractor_reward(["jazz \udcff rock"], ["jazz rock"], matcher=Strict())
     assert parts.count == 1 and "jazz ? rock" in seen
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(0, 6), st.integers(0, 6), st.data())
+def test_property_greedy_matching_is_one_to_one_and_maximal(n_u, n_e, data):
+    # similarities on a coarse grid so ties are frequent
+    sim = np.array(data.draw(st.lists(st.lists(st.sampled_from([0.0, 0.25, 0.5, 0.75, 1.0]),
+                                                min_size=n_e, max_size=n_e), min_size=n_u, max_size=n_u)),
+                   dtype=float).reshape(n_u, n_e)
+    r = match_units([f"u{i}" for i in range(n_u)], [f"e{j}" for j in range(n_e)],
+                    matcher=FixedMatcher(sim), tau=0.5)
+    us = [u for u, _, _ in r.pairs]
+    es = [e for _, e, _ in r.pairs]
+    assert len(set(us)) == len(us) and len(set(es)) == len(es)  # one-to-one
+    assert all(s >= 0.5 and sim[u, e] == s for u, e, s in r.pairs)
+    assert [s for _, _, s in r.pairs] == sorted((s for _, _, s in r.pairs), reverse=True)  # taken best-first
+    # maximal: no pair above the threshold has both ends free
+    free_u = set(range(n_u)) - set(us)
+    free_e = set(range(n_e)) - set(es)
+    assert not any(sim[u, e] >= 0.5 for u in free_u for e in free_e)
