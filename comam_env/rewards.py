@@ -89,6 +89,7 @@ __all__ = [
     "resolve_matcher",
     "MatchResult",
     "match_units",
+    "greedy_match",
     "to_units",
     "CoverageParts",
     "coverage_reward",
@@ -101,6 +102,7 @@ __all__ = [
     "normalize_answer",
     "token_f1",
     "is_abstention",
+    "answer_text",
     "AnswerParts",
     "answer_reward",
 ]
