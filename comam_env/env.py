@@ -120,6 +120,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import weakref
 from collections import OrderedDict
 from dataclasses import dataclass, field, fields
 from typing import Any, Sequence
@@ -148,6 +149,9 @@ OBS_FIELDS = ("prompt", "chunk", "memory", "query", "options")
 
 #: Extra tokens a message costs in a chunk for its ``Role:`` prefix.
 ROLE_PREFIX_TOKENS = 2
+
+_COVERAGE_FIELDS = ("reward", "recall", "jaccard", "weight", "count", "matched_evidence", "matched_units",
+                    "n_units", "n_evidence")
 
 
 @dataclass(frozen=True)
@@ -280,6 +284,38 @@ def _message_tokens(text: str) -> int:
     return estimate_tokens(text) + ROLE_PREFIX_TOKENS
 
 
+# Token counts are shared by every env over the same (immutable) History object:
+# counting a 1M-token history takes a second, so it is done once per process, not
+# once per env or per reset. Keyed by id() with a weak reference to detect reuse of
+# an id after the history is gone (hashing a History would hash all its messages).
+_TOKEN_COUNTS: dict[int, tuple[weakref.ref, np.ndarray]] = {}
+
+
+def history_token_counts(history: History, ranges: Sequence[range] | None = None) -> np.ndarray:
+    """Estimated tokens of every message (text + :data:`ROLE_PREFIX_TOKENS`), cached per
+    history; only the messages in ``ranges`` (default: all) are guaranteed counted,
+    the others may be ``-1``."""
+    entry = _TOKEN_COUNTS.get(id(history))
+    if entry is None or entry[0]() is not history:
+        for key in [k for k, (ref, _) in _TOKEN_COUNTS.items() if ref() is None]:
+            del _TOKEN_COUNTS[key]
+        entry = (weakref.ref(history), np.full(len(history), -1, dtype=np.int64))
+        _TOKEN_COUNTS[id(history)] = entry
+    counts = entry[1]
+    contents = history.contents
+    for r in (ranges if ranges is not None else [range(len(history))]):
+        if len(r) and (counts[r.start:r.stop] < 0).any():
+            for i in r:
+                if counts[i] < 0:
+                    counts[i] = _message_tokens(contents[i])
+    return counts
+
+
+def clear_caches() -> None:
+    """Drop the process-wide token-count cache (benchmarks measure cold resets with it)."""
+    _TOKEN_COUNTS.clear()
+
+
 class _TextCache:
     """LRU cache of normalised texts bounded by total characters."""
 
@@ -371,7 +407,6 @@ class raw_env(AECEnv):
         self.observation_spaces = {a: self._make_obs_space() for a in AGENTS}
         self.action_spaces = {a: text_space(config.max_action_chars) for a in AGENTS}
 
-        self._token_counts: dict[str, np.ndarray] = {}
         self._chunk_cache = _TextCache(64 << 20)
         self.np_random, self.np_random_seed = seeding.np_random(None)
         self._episode: dict[str, Any] | None = None
@@ -493,19 +528,9 @@ class raw_env(AECEnv):
         self.agent_selection = AGENTS[0]
 
     def _token_counts_for(self, history: History, ranges: list[range]) -> np.ndarray:
-        """Per-message token estimates, computed lazily for the sessions in ``ranges``
-        and cached per history (a 1M-token history is counted once, not per reset)."""
-        counts = self._token_counts.get(history.history_id)
-        if counts is None:
-            counts = np.full(len(history), -1, dtype=np.int64)
-            self._token_counts[history.history_id] = counts
-        contents = history.contents
-        for r in ranges:
-            if len(r) and (counts[r.start:r.stop] < 0).any():
-                for i in r:
-                    if counts[i] < 0:
-                        counts[i] = _message_tokens(contents[i])
-        return counts
+        """Per-message token estimates of ``history``, counted lazily for the sessions in
+        ``ranges`` (see :func:`history_token_counts`)."""
+        return history_token_counts(history, ranges)
 
     # ------------------------------------------------------------- rendering
 
@@ -588,7 +613,10 @@ class raw_env(AECEnv):
 
     @staticmethod
     def _coverage_dict(parts: Any, question: Question) -> dict[str, Any]:
-        d = parts.to_dict()
+        # CoverageParts is flat: a shallow dict is enough (dataclasses.asdict deep-copies, 10x slower).
+        d = {k: getattr(parts, k) for k in _COVERAGE_FIELDS}
+        d["matched_evidence"] = list(d["matched_evidence"])
+        d["matched_units"] = list(d["matched_units"])
         ev = question.evidence or ()
         d["matched_messages"] = [int(ev[i]) for i in d["matched_evidence"] if i < len(ev)]
         d["question_id"] = question.question_id
@@ -604,11 +632,12 @@ class raw_env(AECEnv):
         defined = [p for p in per if p is not None]
         if not defined:
             return None, {"queries": per, "undefined": "no evidence for the episode's question(s)"}
-        reward = float(np.mean([p["reward"] for p in defined]))
+        n = len(defined)
+        reward = sum(p["reward"] for p in defined) / n
         out: dict[str, Any] = {
             "reward": reward,
-            "recall": float(np.mean([p["recall"] for p in defined])),
-            "jaccard": float(np.mean([p["jaccard"] for p in defined])),
+            "recall": sum(p["recall"] for p in defined) / n,
+            "jaccard": sum(p["jaccard"] for p in defined) / n,
             "n_units": defined[0]["n_units"],
             "queries": per,
         }
@@ -641,7 +670,8 @@ class raw_env(AECEnv):
         retrieved = retrieved or ""
         ep["retrieved"].append(retrieved)
         ans = self._rewards.answer_reward(text, q)
-        ep["answers"].append({"question_id": q.question_id, **ans.to_dict()})
+        ans_d = {"reward": float(ans.reward), "parsed": ans.parsed, "kind": ans.kind}
+        ep["answers"].append({"question_id": q.question_id, **ans_d})
         parts_obj = self._coverage(retrieved, ep["evidence"][j], self.config.beta)
         if parts_obj is None:
             parts = {"question_id": q.question_id, "undefined": "question has no evidence"}
@@ -650,7 +680,7 @@ class raw_env(AECEnv):
             parts = self._coverage_dict(parts_obj, q)
             local = float(parts_obj.reward)
         parts["parsed_option"] = ans.parsed if ans.kind == "mcq" else None
-        parts["answer"] = ans.to_dict()
+        parts["answer"] = ans_d
         parts["query_index"] = j
         return local, parts
 
@@ -724,7 +754,7 @@ class raw_env(AECEnv):
 
         done = role == "retriever" and ep["query"] >= len(ep["questions"])
         if done:
-            g = float(np.mean([a["reward"] for a in ep["answers"]]))
+            g = float(sum(a["reward"] for a in ep["answers"]) / len(ep["answers"]))
             ep["global"] = g
             gparts = {"reward": g, "answers": list(ep["answers"])}
             for a in self.agents:
