@@ -37,7 +37,27 @@ __all__ = [
 ]
 
 
-def load_dataset(name: str, data_dir: str | os.PathLike | None = None, **kw: Any) -> Dataset:
+#: Datasets loaded in this process, keyed by everything that selects the files. Datasets are
+#: immutable, so environments made from the same arguments share one copy (a pool of 64
+#: environments for batched rollouts must not parse the same files 64 times).
+_LOADED: dict[tuple, Dataset] = {}
+
+
+def _cache_key(name: str, data_dir: Any, kw: dict) -> tuple | None:
+    simple = (str, int, float, bool, type(None), os.PathLike)
+    if not all(isinstance(v, simple) for v in kw.values()):
+        return None  # e.g. an evidence mapping: load afresh rather than guess equality
+    env = tuple(os.environ.get(v) for v in ("COMAM_DATA_DIR", "COMAM_CACHE_DIR", "XDG_CACHE_HOME"))
+    return (name, str(data_dir), env, tuple(sorted((k, str(v)) for k, v in kw.items())))
+
+
+def clear_dataset_cache() -> None:
+    """Forget the datasets memoised by :func:`load_dataset` (e.g. after files changed on disk)."""
+    _LOADED.clear()
+
+
+def load_dataset(name: str, data_dir: str | os.PathLike | None = None, *, reuse: bool = True,
+                 **kw: Any) -> Dataset:
     """Load a dataset by name (see the module docstring).
 
     ``data_dir`` is where the real datasets are searched first; for the
@@ -45,8 +65,20 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, **kw: Any
     folders are kept under. Other keyword arguments go to the underlying loader
     (``load_personamem(size, data_dir, evidence=..., download=...)``,
     ``load_synthetic(size, seed=..., **knobs)``, ``load_locomo(data_dir)``).
+    With ``reuse=True`` (default) a dataset already loaded in this process with
+    the same arguments is returned as is (:func:`clear_dataset_cache` forgets them).
     """
     key = name.strip().lower()
+    memo = _cache_key(key, data_dir, kw) if reuse else None
+    if memo is not None and memo in _LOADED:
+        return _LOADED[memo]
+    dataset = _load(key, name, data_dir, kw)
+    if memo is not None:
+        _LOADED[memo] = dataset
+    return dataset
+
+
+def _load(key: str, name: str, data_dir: Any, kw: dict) -> Dataset:
     if key not in DATASET_NAMES:
         raise ValueError(f"unknown dataset {name!r}; known: {', '.join(DATASET_NAMES)}")
     if key.startswith("personamem-"):
