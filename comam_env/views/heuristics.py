@@ -16,7 +16,9 @@ the "similarity heuristic" reference points of the examples.
 * :class:`RandomPolicy` — each valid candidate kept with probability ``p``,
   a uniform option; from an explicit seeded generator.
 
-Every policy is a callable ``policy(obs) -> action``.
+Every policy is a callable ``policy(obs) -> action``; ``obs`` may also be a
+single-agent observation (no ``role``: pass ``role=``; the extractor's and
+profiler's have no ``query``/``options``).
 """
 
 from __future__ import annotations
@@ -77,7 +79,7 @@ class SimilarityPolicy:
         mask = np.asarray(obs["mask"]).astype(bool)
         cands = np.asarray(obs["candidates"], dtype=np.float32)
         k = self.top_k if self.top_k is not None else DEFAULT_TOP_K[role]
-        query = np.asarray(obs["query"], dtype=np.float32)
+        query = np.asarray(obs["query"], dtype=np.float32) if "query" in obs else np.zeros(cands.shape[1], np.float32)
         ref = query if role == "retriever" and query.any() else (cands[mask].mean(axis=0) if mask.any() else query)
         scores = np.where(mask, cands @ ref, -np.inf)
         order = np.argsort(-scores, kind="stable")[: min(k, int(mask.sum()))]
