@@ -445,22 +445,29 @@ class raw_env(AECEnv):
             order = [first.question_id] + group
         return [self.dataset.question(q) for q in order[:k]]
 
+    @staticmethod
+    def _session_range(history: History, s: int, end: int) -> range:
+        starts = history.session_starts
+        stop = starts[s + 1] if s + 1 < len(starts) else len(history)
+        return range(starts[s], min(stop, end))
+
     def _history_ranges(self, history: History, questions: list[Question]) -> tuple[list[range], dict[str, Any]]:
-        end = questions[0].end_index
-        all_ranges = history.session_ranges(end)
-        info: dict[str, Any] = {"episode": self.config.episode, "end_index": end, "fallback": False}
+        end = min(questions[0].end_index, len(history))
+        info: dict[str, Any] = {"episode": self.config.episode, "end_index": questions[0].end_index, "fallback": False}
         if self.config.episode == "full-history":
-            ranges = all_ranges
+            ranges = history.session_ranges(end)
         else:
+            # Only the sessions holding evidence are needed: look them up by bisection instead
+            # of listing every session of a long history.
             wanted: set[int] = set()
             for q in questions:
                 for i in q.evidence or ():
-                    if 0 <= i < min(end, len(history)):
+                    if 0 <= i < end:
                         wanted.add(history.session_of(i))
-            if not wanted and all_ranges:
-                wanted = {len(all_ranges) - 1}
+            if not wanted and end > 0:
+                wanted = {history.session_of(end - 1)}  # no evidence: the last session before end_index
                 info["fallback"] = True
-            ranges = [all_ranges[s] for s in sorted(wanted) if s < len(all_ranges)]
+            ranges = [self._session_range(history, s, end) for s in sorted(wanted)]
         info["sessions"] = [history.session_of(r.start) for r in ranges if len(r)]
         info["num_messages"] = int(sum(len(r) for r in ranges))
         return ranges, info

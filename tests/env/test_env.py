@@ -484,3 +484,34 @@ def test_synthetic_1m_reset_and_episode():
     t = run_episode(e, OraclePolicy(), seed=0)
     assert t["global_reward"] == 1.0
     assert len(t["steps"]) == len(t["chunks"]) + 2
+
+
+def test_open_question_scored_by_token_f1(tiny_dataset):
+    """LoCoMo-style open question: no options, the retriever prompt asks for free text,
+    the global reward is token F1 against the gold answer."""
+    from dataclasses import replace
+
+    from comam_env.data.schema import Dataset
+
+    q = tiny_dataset.question("q_sport")
+    open_q = replace(q, question_id="q_open", options=(), answer="swimming laps at the local pool",
+                     query="What exercise does Kanoa do now?")
+    ds = Dataset("tiny-open", tiny_dataset.histories, (open_q,), tiny_dataset.profiles)
+    e = make_env(ds, judge="gold")
+    t = run_episode(e, OraclePolicy(ds), options={"question_id": "q_open"})
+    ret = _steps_by_agent(t)["retriever_0"][0]
+    assert "# Candidate responses" not in ret["prompt"] and "# Question" in ret["prompt"]
+    assert t["answers"][0]["kind"] == "open" and t["global_reward"] == 1.0
+    assert ret["local_parts"]["parsed_option"] is None
+    t = run_episode(e, lambda a, o, env: "<information>x</information><final_answer>the pool</final_answer>",
+                    options={"question_id": "q_open"})
+    # F1 of "pool" vs "swimming laps at local pool" (articles dropped): P = 1, R = 1/5
+    assert t["global_reward"] == pytest.approx(2 * 1 * 0.2 / 1.2)
+
+
+def test_make_selection_view_hook():
+    e = comam_env.make("synthetic-32k", view="selection", view_kwargs={"K": 16}, data_kwargs=SYNTHETIC_KW)
+    assert type(e).__name__ == "SelectionView"
+    assert type(e.unwrapped).__name__ == "raw_env"
+    with pytest.raises(ValueError, match="view"):
+        comam_env.make("synthetic-32k", view="pixels", data_kwargs=SYNTHETIC_KW)
