@@ -68,33 +68,36 @@ def _options_block(question: Question) -> str:
 
 
 class CachedEmbedder:
-    """Wraps a ``comam_env.embed`` embedder with an in-memory text → vector cache.
+    """A ``comam_env.embed`` embedder behind a text → vector cache (:class:`comam_env.embed.EmbeddingCache`).
 
     Histories are read by many questions; caching by text makes the second
-    question on a history nearly free. ``max_items`` bounds the memory use.
+    question on a history nearly free. :meth:`attach` loads (or computes once and
+    persists) the dataset-wide embedding file that the selection view also uses
+    (``comam_env.embed.embed_dataset``: every message in its one-line
+    ``Role: text`` form — exactly the units these baselines embed — plus every
+    query and option), so a benchmark run pays for MiniLM once per dataset.
     """
 
-    def __init__(self, embedder: Any = "minilm", max_items: int = 500_000) -> None:
-        if isinstance(embedder, str):
-            from comam_env.embed import get_embedder
+    def __init__(self, embedder: Any = "minilm") -> None:
+        from comam_env.embed import EmbeddingCache, get_embedder
 
-            embedder = get_embedder(embedder)
-        self.embedder = embedder
-        self.name = getattr(embedder, "name", type(embedder).__name__)
-        self.max_items = max_items
-        self._cache: dict[str, np.ndarray] = {}
+        self.embedder = get_embedder(embedder) if isinstance(embedder, str) else embedder
+        self.name = getattr(self.embedder, "name", type(self.embedder).__name__)
+        self.cache = EmbeddingCache(self.embedder)
+        self._attached: set[int] = set()
+
+    def attach(self, dataset: Any, progress: bool = True) -> None:
+        """Use the persisted embeddings of ``dataset`` (computed and saved on first use)."""
+        if id(dataset) in self._attached:
+            return
+        from comam_env.embed import embed_dataset
+
+        # Replacing the in-memory cache only drops vectors that will be recomputed on demand.
+        self.cache = embed_dataset(dataset, self.embedder, progress=progress)
+        self._attached.add(id(dataset))
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
-        missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
-        if missing:
-            vecs = np.asarray(self.embedder.encode(missing), dtype=np.float32)
-            if len(self._cache) + len(missing) > self.max_items:
-                self._cache.clear()  # crude but bounded; correctness does not depend on the cache
-            for t, v in zip(missing, vecs):
-                self._cache[t] = v
-        if not texts:
-            return np.zeros((0, int(getattr(self.embedder, "dim", 1))), dtype=np.float32)
-        return np.stack([self._cache[t] if t in self._cache else self.embedder.encode([t])[0] for t in texts])
+        return self.cache.lookup(list(texts))
 
 
 class SimilarityAnswerer:
@@ -105,6 +108,10 @@ class SimilarityAnswerer:
     def __init__(self, embedder: Any = "minilm", window_tokens: int = DEFAULT_WINDOW_TOKENS) -> None:
         self.embedder = embedder if isinstance(embedder, CachedEmbedder) else CachedEmbedder(embedder)
         self.window_tokens = int(window_tokens)
+
+    def prepare(self, dataset: Any) -> None:
+        """Load/compute the dataset's message embeddings once (see :meth:`CachedEmbedder.attach`)."""
+        self.embedder.attach(dataset)
 
     def context_budget(self, question: Question) -> int:
         """Estimated tokens left for context once question and options are read."""
@@ -186,6 +193,9 @@ class LLMAnswerer:
         self.max_new_tokens = int(max_new_tokens)
         self._lm = None
         self._tok = None
+
+    def prepare(self, dataset: Any) -> None:
+        self._load()
 
     def _load(self) -> None:
         if self._lm is None:

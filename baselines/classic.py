@@ -138,7 +138,7 @@ class FullContextSystem:
         self.answerer = make_answerer(answerer, model=model, window_tokens=window_tokens, embedder=embedder)
 
     def prepare(self, dataset: Dataset) -> None:
-        return None
+        self.answerer.prepare(dataset)
 
     def answer(self, question: Question, history: History) -> Prediction:
         start = time.perf_counter()
@@ -171,6 +171,7 @@ class _ChunkRetrievalSystem:
 
     def prepare(self, dataset: Dataset) -> None:
         self.index.build(dataset)
+        self.answerer.prepare(dataset)
 
     def _scores(self, question: Question, chunks: list[Chunk]) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -4,7 +4,7 @@ Usage::
 
     comam-env evaluate --env synthetic-32k --system rag [--split validation] [--limit N]
                        [--json] [--out predictions.jsonl] [--seed S]
-                       [--answerer similarity|llm] [--model PATH_OR_ID] [--run DIR]
+                       [--answerer similarity|llm] [--model PATH_OR_ID] [--run DIR] [--embedder minilm|hashing]
     comam-env evaluate --run runs/NAME [--split validation] [--json]
 
 ``--env`` names an environment id (``comam-env envs``) or a dataset name
@@ -41,6 +41,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--answerer", choices=["similarity", "llm"], default=None,
                         help="how classic systems pick an option (default similarity)")
     parser.add_argument("--model", default=None, help="local path or hub id of the LLM (llm answerer, prompt-only)")
+    parser.add_argument("--embedder", default=None,
+                        help="embedder of similarity-based systems: minilm (default) or hashing (fast, for smoke tests)")
     parser.add_argument("--run", default=None, help="training run directory (runs/NAME) for independent/comam")
     parser.add_argument("--no-probes", action="store_true", help="skip the answer-only probes")
     parser.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (default 2000)")
@@ -99,12 +101,14 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(f"env {env_id!r} has no questions in split {args.split!r}")
     try:
         system = get_system(system_name, context={"seed": args.seed, "env_id": env_id},
-                            answerer=args.answerer, model=args.model, run=args.run)
+                            answerer=args.answerer, model=args.model, run=args.run,
+                            embedder=args.embedder)
     except (ValueError, FileNotFoundError) as exc:
         raise CommandError(str(exc)) from None
     out = Path(args.out) if args.out else default_out(env_id, system_name, args.split, args.seed, args.answerer)
     config = {"env": env_id, "system": system_name, "split": args.split, "split_seed": args.split_seed,
-              "seed": args.seed, "answerer": args.answerer, "model": args.model, "run": args.run}
+              "seed": args.seed, "answerer": args.answerer, "model": args.model, "run": args.run,
+              "embedder": args.embedder}
     try:
         report = evaluate(system, dataset, ids, out=out, seed=args.seed, n_resamples=args.resamples,
                           probes=None if args.no_probes else ("random", "longest-option", "question-only"),

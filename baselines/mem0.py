@@ -147,6 +147,7 @@ class Mem0StyleSystem:
 
     def prepare(self, dataset: Dataset) -> None:
         if dataset is not self._dataset:
+            self.embedder.attach(dataset)
             self._dataset = dataset
             self._snapshots = {}
             self._judge = self._resolve_judge(dataset)

@@ -260,6 +260,7 @@ class HeuristicPipeline:
         from comam_env.env import env as make_env
 
         if self._dataset is not dataset:
+            self.embedder.attach(dataset)
             self._env = make_env(dataset, episode="full-history", chunk_tokens=self.chunk_tokens, judge=self.judge,
                                  reward_mode="none", record_trajectory=False)
             self._dataset = dataset

@@ -90,3 +90,9 @@ def toy_dataset() -> Dataset:
 @pytest.fixture
 def toy() -> Dataset:
     return toy_dataset()
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path, monkeypatch):
+    """Embedding caches and generated data go to a temporary folder, never the user's cache."""
+    monkeypatch.setenv("COMAM_CACHE_DIR", str(tmp_path / "cache"))
