@@ -61,6 +61,8 @@ the dataset's cache from :func:`comam_env.embed.embed_dataset` (computed once,
 persisted). Extractor outputs are exact copies of turns, so memory units are
 cache hits; other texts (e.g. an LLM profiler's lines) are embedded on first use.
 
+An agent that is terminated or truncated observes all zeros (mask 0) with its role.
+
 Construction
 ------------
 ``wrap(env, K=64, embedder="hashing", ...)`` — ``env`` is a text-view AEC env
@@ -184,6 +186,7 @@ class SelectionView(AECEnv):
             raise ValueError(f"selection view: infos must be 'full' or 'numeric', got {infos!r}")
         self.info_mode = infos
         self.env = env
+        self._inner = env.unwrapped  # the raw env: skips the order-enforcing wrapper's __getattr__ per lookup
         self.K = int(K)
         self.prerank = prerank
         if cache is None:
@@ -217,6 +220,7 @@ class SelectionView(AECEnv):
             else:
                 self._act_spaces[a] = spaces.MultiBinary(K)
         self._states: dict[str, SelectionState] = {}
+        self._units_memo: dict[str, list[str]] = {}
         self._state_version = -1
         self._version = 0
         self.infos: dict[str, dict] = {}
@@ -285,19 +289,28 @@ class SelectionView(AECEnv):
         rather than re-parsed from the rendered prompt.
         """
         role = role_of(agent)
-        inner = self.env.unwrapped
+        inner = self._inner
         query, options = "", []
         if role == "extractor":
             history = inner.current_history
             start, stop = inner.current_chunk
             cands = [message_text(history.roles[i], history.contents[i]) for i in range(start, stop)]
         else:
-            cands = split_units(inner.fine_memory)
+            cands = self._units(inner.fine_memory)
             if role == "retriever":
-                cands += split_units(inner.coarse_memory)
+                cands = cands + self._units(inner.coarse_memory)
                 q = inner.current_question
                 query, options = q.query, list(q.options)
         return role, _dedupe(cands), query, options
+
+    def _units(self, text: str) -> list[str]:
+        """``split_units`` with a small memo: M_f is split for the profiler and again for the retriever."""
+        hit = self._units_memo.get(text)
+        if hit is None:
+            if len(self._units_memo) >= 8:
+                self._units_memo.clear()
+            hit = self._units_memo[text] = split_units(text)
+        return hit
 
     def _build(self, agent: str) -> SelectionState:
         role, texts, query, options = self._inputs(agent)
@@ -357,7 +370,17 @@ class SelectionView(AECEnv):
         self.env.reset(seed=seed, options=options)
         self._refresh_infos()
 
+    def _final_obs(self, agent: str) -> dict[str, Any]:
+        """Observation of a terminated/truncated agent: all zeros (no candidates) with its role."""
+        space = self._obs_spaces[agent]
+        obs = {k: np.zeros(sp.shape, sp.dtype) for k, sp in space.spaces.items() if k != "role"}
+        return {"role": ROLES.index(role_of(agent)), **obs}
+
     def observe(self, agent: str) -> dict[str, Any]:
+        if self.env.terminations.get(agent) or self.env.truncations.get(agent):
+            # The episode is over for this agent: nothing to choose from, and building
+            # candidates of the final memory would only cost time.
+            return self._final_obs(agent)
         obs = self.state_of(agent).obs
         # Copies: a caller mutating an observation must not corrupt the cached state.
         return {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in obs.items()}
@@ -392,7 +415,7 @@ class SelectionView(AECEnv):
         for a learner's observation.
         """
         st = self.state_of(agent)
-        inner = self.env.unwrapped
+        inner = self._inner
         keep = np.zeros(self.K, dtype=np.int64)
         if st.role == "profiler":
             keep[: len(st.texts)] = 1
