@@ -269,8 +269,20 @@ def plot(results: list[dict[str, Any]], role: str, path: Path) -> None:
     os.replace(tmp, path)
 
 
+#: Per-role defaults of the examples (what docs/selection_view.md reports).
+#: Retriever: compact cosine features, and an extractor that keeps every turn so
+#: the evidence is in memory for the retriever to find (with the similarity
+#: extractor it rarely is, and nothing can be learnt). Extractor: embeddings plus
+#: the centroid cosine, the profiler/retriever follow the similarity heuristic.
+ROLE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "retriever": {"K": 32, "features": "similarity-only", "others": ("extractor=all",), "timesteps": 8000,
+                  "eval_every": 2000},
+    "extractor": {"K": 32, "features": "similarity", "others": (), "timesteps": 8000, "eval_every": 2000},
+}
+
+
 def parse_args(role: str, argv: Sequence[str] | None = None) -> Config:
-    cfg = Config(role=role)
+    cfg = Config(role=role, **ROLE_DEFAULTS.get(role, {}))
     p = argparse.ArgumentParser(description=f"PPO (Stable-Baselines3) on the {role} single-agent selection view")
     for name, f in Config.__dataclass_fields__.items():
         if name == "role":
