@@ -75,7 +75,8 @@ class CachedEmbedder:
     persists) the dataset-wide embedding file that the selection view also uses
     (``comam_env.embed.embed_dataset``: every message in its one-line
     ``Role: text`` form — exactly the units these baselines embed — plus every
-    query and option), so a benchmark run pays for MiniLM once per dataset.
+    query and option) when it exists, so a benchmark run pays for MiniLM once
+    per dataset (``benchmarks/make_results.py`` precomputes it).
     """
 
     def __init__(self, embedder: Any = "minilm") -> None:
@@ -86,14 +87,24 @@ class CachedEmbedder:
         self.cache = EmbeddingCache(self.embedder)
         self._attached: set[int] = set()
 
-    def attach(self, dataset: Any, progress: bool = True) -> None:
-        """Use the persisted embeddings of ``dataset`` (computed and saved on first use)."""
+    def attach(self, dataset: Any, precompute: bool = False, progress: bool = True) -> None:
+        """Use the persisted embeddings of ``dataset`` when they exist.
+
+        With ``precompute`` they are computed and saved first (``embed_dataset``);
+        otherwise, when no file exists, texts are embedded lazily in memory — a
+        ``--limit 5`` run never embeds a whole 128k dataset.
+        """
         if id(dataset) in self._attached:
             return
-        from comam_env.embed import embed_dataset
+        from comam_env.embed import EmbeddingCache, embed_dataset, embedding_cache_path
 
-        # Replacing the in-memory cache only drops vectors that will be recomputed on demand.
-        self.cache = embed_dataset(dataset, self.embedder, progress=progress)
+        if precompute:
+            self.cache = embed_dataset(dataset, self.embedder, progress=progress)
+        else:
+            path = embedding_cache_path(dataset, self.embedder)
+            if path.exists():
+                # replacing the in-memory cache only drops vectors that get recomputed on demand
+                self.cache = EmbeddingCache(self.embedder, path)
         self._attached.add(id(dataset))
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
