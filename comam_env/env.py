@@ -262,20 +262,28 @@ def plan_chunks(token_counts: Sequence[int], ranges: Sequence[range], chunk_toke
         longer one is packed greedily into consecutive runs within budget; a
         message alone over budget is a chunk by itself.
     """
+    ranges = [r for r in ranges if len(r)]
+    if chunk_tokens is None:
+        return [(r.start, r.stop) for r in ranges]
+    if not ranges:
+        return []
+    counts = np.asarray(token_counts, dtype=np.int64)
+    # Session totals from one cumulative sum: only sessions over budget are walked message by message.
+    csum = np.concatenate(([0], np.cumsum(counts)))
+    starts = np.fromiter((r.start for r in ranges), dtype=np.int64, count=len(ranges))
+    stops = np.fromiter((r.stop for r in ranges), dtype=np.int64, count=len(ranges))
+    totals = (csum[stops] - csum[starts]).tolist()
     spans: list[tuple[int, int]] = []
-    for r in ranges:
-        if len(r) == 0:
-            continue
-        if chunk_tokens is None:
+    for r, total in zip(ranges, totals):
+        if total <= chunk_tokens:
             spans.append((r.start, r.stop))
             continue
-        start, total = r.start, 0
-        for i in r:
-            t = int(token_counts[i])
-            if i > start and total + t > chunk_tokens:
+        start, run = r.start, 0
+        for i, t in zip(r, counts[r.start:r.stop].tolist()):
+            if i > start and run + t > chunk_tokens:
                 spans.append((start, i))
-                start, total = i, 0
-            total += t
+                start, run = i, 0
+            run += t
         spans.append((start, r.stop))
     return spans
 
@@ -303,7 +311,12 @@ def history_token_counts(history: History, ranges: Sequence[range] | None = None
         _TOKEN_COUNTS[id(history)] = entry
     counts = entry[1]
     contents = history.contents
-    for r in (ranges if ranges is not None else [range(len(history))]):
+    ranges = [r for r in (ranges if ranges is not None else [range(len(history))]) if len(r)]
+    if ranges:
+        lo, hi = min(r.start for r in ranges), max(r.stop for r in ranges)
+        if counts[lo:hi].min() >= 0:  # everything in the span already counted (the usual case)
+            return counts
+    for r in ranges:
         if len(r) and (counts[r.start:r.stop] < 0).any():
             for i in r:
                 if counts[i] < 0:

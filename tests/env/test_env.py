@@ -158,6 +158,27 @@ def test_plan_chunks_never_splits_a_message():
     assert plan_chunks(counts, [range(0, 0)], 12) == []
 
 
+def test_plan_chunks_properties():
+    """Random sessions: chunks tile every session in order, stay within budget unless a
+    single message is over it, and are maximal (the next message would not have fit)."""
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        counts = rng.integers(1, 40, size=int(rng.integers(1, 60)))
+        cuts = sorted(set(rng.integers(0, len(counts), size=int(rng.integers(0, 6))).tolist()) | {0})
+        ranges = [range(a, b) for a, b in zip(cuts, cuts[1:] + [len(counts)])]
+        budget = int(rng.integers(1, 120))
+        spans = plan_chunks(counts, ranges, budget)
+        assert [i for a, b in spans for i in range(a, b)] == list(range(len(counts)))
+        for a, b in spans:
+            assert any(a >= r.start and b <= r.stop for r in ranges)  # never crosses a session
+            total = int(counts[a:b].sum())
+            assert total <= budget or b - a == 1
+        for (a, b), (c, d) in zip(spans, spans[1:]):
+            same_session = any(r.start <= a and d <= r.stop for r in ranges)
+            if same_session:
+                assert counts[a:b].sum() + counts[c] > budget
+
+
 def test_chunk_tokens_drives_extractor_steps(tiny_dataset):
     e = _tiny_env(tiny_dataset, episode="full-history", chunk_tokens=20)
     t = run_episode(e, OraclePolicy(tiny_dataset), options={"question_id": "q_sport"})
