@@ -1,0 +1,429 @@
+"""Small torch policies over the selection view (DESIGN §7; docs/architecture.md `## Selection view`).
+
+Observation (one per sample, a dict of numpy arrays): ``role`` (int 0..2),
+``candidates`` ``(K, d)``, ``mask`` ``(K,)`` (1 = valid), ``query`` ``(d,)`` and
+``options`` ``(4, d)`` (zeros for extractor/profiler). ``act`` accepts a list of such
+dicts or one dict of stacked arrays with a leading batch axis.
+
+Model. Every valid candidate ``c`` gets an independent Bernoulli *keep* logit from an
+MLP over
+
+    [c, q, c⊙q, m, c⊙m, c·q, c·m, role embedding]
+
+where ``q`` is the query (zeros for the extractor/profiler) and ``m`` is the mean of
+the valid candidates (the context, so the extractor and profiler can judge a candidate
+against the rest of its chunk). For the retriever each of the 4 options ``o`` gets a
+logit from a second MLP over
+
+    [o, q, o⊙q, s, o⊙s, o·q, o·s, role embedding]
+
+where ``s`` is the mean of the candidates *kept* in this sample (zeros if none), so the
+option is chosen conditionally on the retrieved memory; the option is a categorical
+over the options whose embedding is non-zero (all 4 for MCQ data).
+
+Decisions and log-probs. A sample's decisions are its valid candidates' keep bits plus,
+for the retriever, the option: ``logprobs_of`` returns ``(B, K + 1)`` per-decision
+log-probs with a mask (candidate slots masked by the observation mask; the last slot is
+the option, masked for extractor/profiler). Masked candidates are never kept and do not
+enter the log-prob.
+
+Temperature. Sampling at temperature ``T`` divides every logit by ``T``; the sample
+record stores ``T`` and ``logprobs_of`` re-scores under the same tempered distribution
+(the behaviour distribution, so GRPO ratios start at exactly 1). Greedy acting (keep iff
+``p > 0.5``, argmax option) records ``T = 1`` and reports temperature-1 log-probs.
+
+Actions follow the view's encoding: extractor/profiler ``MultiBinary(K)`` (int8 array),
+retriever ``MultiDiscrete([2]*K + [4])`` (int64 array of K bits then the option index).
+
+``shared=True`` uses one network for every role (the paper's shared-policy ablation; the
+role embedding tells roles apart); otherwise each role has its own network. The final
+keep layer starts with small weights and a bias of ``logit(keep_prob)``, so an untrained
+policy keeps about ``keep_prob`` of the candidates.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from agents.base import (
+    ALL_ROLES,
+    ROLE_NAMES,
+    RETRIEVER,
+    ActOutput,
+    LogProbs,
+    Policy,
+    read_policy_json,
+    register_policy,
+    role_id,
+    write_policy_json,
+)
+
+__all__ = ["SelectionPolicy", "SelectionPolicyConfig", "stack_observations"]
+
+N_OPTIONS = 4
+WEIGHTS_FILE = "model.safetensors"
+
+
+@dataclass
+class SelectionPolicyConfig:
+    """Architecture and initialisation of a :class:`SelectionPolicy`."""
+
+    dim: int = field(metadata={"help": "embedding dimension d of candidates/query/options (the view's d)"})
+    hidden: int = field(default=64, metadata={"help": "hidden width of the candidate and option MLPs"})
+    role_dim: int = field(default=8, metadata={"help": "size of the learned role embedding"})
+    keep_prob: float = field(default=0.5, metadata={"help": "initial probability of keeping a candidate (sets the keep-bias)"})
+    shared: bool = field(default=False, metadata={"help": "one network for all roles (shared-policy ablation) instead of one per role"})
+    roles: tuple = field(default=ALL_ROLES, metadata={"help": "roles this policy acts for (ints 0..2)"})
+    seed: int = field(default=0, metadata={"help": "seed of the parameter initialisation and of the fallback sampling generator"})
+    device: str = field(default="cpu", metadata={"help": "torch device of the parameters"})
+
+    def __post_init__(self) -> None:
+        self.roles = tuple(sorted({role_id(r) for r in self.roles}))
+        if not self.roles:
+            raise ValueError("SelectionPolicyConfig.roles must not be empty")
+        if self.dim < 1 or self.hidden < 1 or self.role_dim < 1:
+            raise ValueError("SelectionPolicyConfig: dim, hidden and role_dim must be >= 1")
+        if not 0.0 < self.keep_prob < 1.0:
+            raise ValueError(f"SelectionPolicyConfig.keep_prob must be in (0, 1), got {self.keep_prob}")
+
+
+class _SelectionNet(nn.Module):
+    """Keep-logit scorer for candidates (+ option scorer when it serves the retriever)."""
+
+    def __init__(self, dim: int, hidden: int, role_dim: int, with_option: bool) -> None:
+        super().__init__()
+        feat = 5 * dim + 2 + role_dim
+        self.role_emb = nn.Embedding(len(ALL_ROLES), role_dim)
+        self.keep = nn.Sequential(nn.Linear(feat, hidden), nn.Tanh(), nn.Linear(hidden, 1))
+        self.option = (
+            nn.Sequential(nn.Linear(feat, hidden), nn.Tanh(), nn.Linear(hidden, 1)) if with_option else None
+        )
+
+    def reset(self, generator: torch.Generator, keep_prob: float) -> None:
+        with torch.no_grad():
+            for mod in self.modules():
+                if isinstance(mod, nn.Linear):
+                    bound = 1.0 / math.sqrt(mod.in_features)
+                    mod.weight.uniform_(-bound, bound, generator=generator)
+                    mod.bias.uniform_(-bound, bound, generator=generator)
+                elif isinstance(mod, nn.Embedding):
+                    mod.weight.normal_(0.0, 0.1, generator=generator)
+            # Small output weights: the initial keep probability is ~keep_prob everywhere.
+            last = self.keep[-1]
+            last.weight.mul_(0.01)
+            last.bias.fill_(math.log(keep_prob / (1.0 - keep_prob)))
+            if self.option is not None:
+                self.option[-1].weight.mul_(0.01)
+                self.option[-1].bias.zero_()
+
+    @staticmethod
+    def _features(x: torch.Tensor, ctx1: torch.Tensor, ctx2: torch.Tensor, role: torch.Tensor) -> torch.Tensor:
+        # x: (B, N, d); ctx1/ctx2: (B, d); role: (B, r)
+        c1 = ctx1[:, None, :].expand_as(x)
+        c2 = ctx2[:, None, :].expand_as(x)
+        dot1 = (x * c1).sum(-1, keepdim=True)
+        dot2 = (x * c2).sum(-1, keepdim=True)
+        r = role[:, None, :].expand(x.shape[0], x.shape[1], role.shape[-1])
+        return torch.cat([x, c1, x * c1, c2, x * c2, dot1, dot2, r], dim=-1)
+
+    def keep_logits(self, cand, mask, query, role_ids) -> torch.Tensor:
+        m = mask.to(cand.dtype)
+        ctx = (cand * m[..., None]).sum(1) / m.sum(1, keepdim=True).clamp(min=1.0)
+        feats = self._features(cand, query, ctx, self.role_emb(role_ids))
+        return self.keep(feats).squeeze(-1)
+
+    def option_logits(self, options, query, cand, kept, role_ids) -> torch.Tensor:
+        k = kept.to(cand.dtype)
+        sel = (cand * k[..., None]).sum(1) / k.sum(1, keepdim=True).clamp(min=1.0)
+        feats = self._features(options, query, sel, self.role_emb(role_ids))
+        return self.option(feats).squeeze(-1)
+
+
+def _as_batch(observations: Any) -> dict[str, np.ndarray]:
+    """A list of observation dicts or a stacked dict → stacked numpy arrays (B leading)."""
+    if isinstance(observations, Mapping):
+        cand = np.asarray(observations["candidates"])
+        if cand.ndim == 2:  # a single observation dict
+            return stack_observations([observations])
+        return {
+            "role": np.asarray(observations["role"]).reshape(-1),
+            "candidates": cand,
+            "mask": np.asarray(observations["mask"]),
+            "query": np.asarray(observations["query"]),
+            "options": np.asarray(observations["options"]),
+        }
+    return stack_observations(list(observations))
+
+
+def stack_observations(observations: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
+    """Stack selection-view observation dicts; K may differ (padded with masked rows)."""
+    if not observations:
+        raise ValueError("stack_observations: empty batch")
+    for i, o in enumerate(observations):
+        for key in ("candidates", "mask", "query", "options"):
+            if key not in o:
+                raise ValueError(f"selection observation {i}: field {key!r} missing")
+    dims = {np.asarray(o["candidates"]).shape[-1] for o in observations}
+    if len(dims) != 1:
+        raise ValueError(f"selection observations: inconsistent embedding dims {sorted(dims)}")
+    d = dims.pop()
+    K = max(np.asarray(o["candidates"]).shape[0] for o in observations)
+    B = len(observations)
+    cand = np.zeros((B, K, d), np.float32)
+    mask = np.zeros((B, K), np.int8)
+    for i, o in enumerate(observations):
+        c = np.asarray(o["candidates"], np.float32)
+        m = np.asarray(o["mask"]).reshape(-1)
+        if c.ndim != 2 or m.shape[0] != c.shape[0]:
+            raise ValueError(
+                f"selection observation {i}: candidates {c.shape} and mask {m.shape} disagree (want (K, d), (K,))"
+            )
+        cand[i, : c.shape[0]] = c
+        mask[i, : c.shape[0]] = m
+    return {
+        "role": np.array([int(np.asarray(o.get("role", -1))) for o in observations]),
+        "candidates": cand,
+        "mask": mask,
+        "query": np.stack([np.asarray(o["query"], np.float32).reshape(d) for o in observations]),
+        "options": np.stack([np.asarray(o["options"], np.float32).reshape(-1, d) for o in observations]),
+    }
+
+
+@register_policy("selection")
+class SelectionPolicy(Policy):
+    """Bernoulli keep-bits per candidate (+ categorical option for the retriever).
+
+    Args:
+        config: a :class:`SelectionPolicyConfig`, or pass its fields as keyword
+            arguments (``SelectionPolicy(dim=384, shared=True)``).
+
+    Sample records (``ActOutput.samples``) are dicts of numpy arrays — ``candidates``,
+    ``mask``, ``query``, ``options``, ``bits`` (K,), ``option`` (int, -1 if none) and
+    ``temperature`` — picklable and free of autograd state.
+    """
+
+    def __init__(self, config: SelectionPolicyConfig | None = None, **kwargs) -> None:
+        if config is None:
+            config = SelectionPolicyConfig(**kwargs)
+        elif kwargs:
+            raise TypeError("SelectionPolicy: pass either a config or keyword fields, not both")
+        self.config = config
+        self.roles = config.roles
+        self._device = torch.device(config.device)
+        gen = torch.Generator().manual_seed(config.seed)
+        nets: dict[str, _SelectionNet] = {}
+        if config.shared:
+            nets["shared"] = _SelectionNet(config.dim, config.hidden, config.role_dim, RETRIEVER in self.roles)
+        else:
+            for r in self.roles:
+                nets[ROLE_NAMES[r]] = _SelectionNet(config.dim, config.hidden, config.role_dim, r == RETRIEVER)
+        self.nets = nn.ModuleDict(nets)
+        for key in self.nets:  # deterministic, insertion order
+            self.nets[key].reset(gen, config.keep_prob)
+        self.nets.to(self._device)
+        self._fallback_gen = torch.Generator().manual_seed(config.seed + 1)
+
+    # ------------------------------------------------------------------ protocol
+
+    @property
+    def device(self) -> torch.device:
+        return self._device
+
+    def net(self, role: int) -> _SelectionNet:
+        r = self.check_role(role)
+        return self.nets["shared"] if self.config.shared else self.nets[ROLE_NAMES[r]]
+
+    def trainable_parameters(self, role: int | None = None) -> list:
+        if role is None:
+            return list(self.nets.parameters())
+        return list(self.net(role).parameters())
+
+    def train(self) -> "SelectionPolicy":
+        self.nets.train()
+        return self
+
+    def eval(self) -> "SelectionPolicy":
+        self.nets.eval()
+        return self
+
+    def _tensors(self, batch: Mapping[str, np.ndarray]):
+        dev = self._device
+        cand = torch.as_tensor(np.asarray(batch["candidates"], np.float32), device=dev)
+        if cand.shape[-1] != self.config.dim:
+            raise ValueError(f"SelectionPolicy: candidates have dim {cand.shape[-1]}, policy expects {self.config.dim}")
+        mask = torch.as_tensor(np.asarray(batch["mask"]) > 0, device=dev)
+        query = torch.as_tensor(np.asarray(batch["query"], np.float32), device=dev)
+        options = torch.as_tensor(np.asarray(batch["options"], np.float32), device=dev)
+        return cand, mask, query, options
+
+    def _decision_logprobs(self, role, cand, mask, query, options, bits, option, temperature):
+        """Per-decision log-probs ``(B, K+1)`` and mask for given bits/options (differentiable)."""
+        net = self.net(role)
+        B, K = mask.shape
+        role_ids = torch.full((B,), role, dtype=torch.long, device=cand.device)
+        logits = net.keep_logits(cand, mask, query, role_ids) / temperature[:, None]
+        b = bits.to(logits.dtype)
+        lp_bits = b * nn.functional.logsigmoid(logits) + (1 - b) * nn.functional.logsigmoid(-logits)
+        maskf = mask.to(logits.dtype)
+        lp_bits = lp_bits * maskf
+        lp_opt = torch.zeros((B, 1), dtype=logits.dtype, device=cand.device)
+        m_opt = torch.zeros((B, 1), dtype=logits.dtype, device=cand.device)
+        if role == RETRIEVER:
+            opt_valid = options.abs().sum(-1) > 0  # (B, 4)
+            has = opt_valid.any(-1)
+            ol = net.option_logits(options, query, cand, bits.bool() & mask, role_ids) / temperature[:, None]
+            ol = ol.masked_fill(~opt_valid, -1e9)
+            logp_all = torch.log_softmax(ol, dim=-1)
+            idx = option.clamp(min=0)[:, None]
+            lp_opt = torch.where(has[:, None], logp_all.gather(1, idx), lp_opt)
+            m_opt = has[:, None].to(logits.dtype)
+        token = torch.cat([lp_bits, lp_opt], dim=1)
+        dmask = torch.cat([maskf, m_opt], dim=1)
+        return token, dmask
+
+    def act(
+        self,
+        role: int,
+        observations: Any,
+        *,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        greedy: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> ActOutput:
+        """Sample (or greedily pick) a subset — and for the retriever an option — per observation.
+
+        ``top_p`` is accepted for protocol compatibility; selection decisions are binary /
+        4-way, so nucleus truncation is not applied (values other than 1.0 are rejected).
+        """
+        r = self.check_role(role)
+        if top_p != 1.0:
+            raise ValueError("SelectionPolicy.act: top_p is not supported (use temperature)")
+        if not greedy and temperature <= 0:
+            raise ValueError(f"SelectionPolicy.act: temperature must be > 0, got {temperature}")
+        gen = generator if generator is not None else self._fallback_gen
+        batch = _as_batch(observations)
+        roles_in = batch["role"]
+        if np.any((roles_in >= 0) & (roles_in != r)):
+            raise ValueError(f"SelectionPolicy.act: observations carry role ids {sorted(set(roles_in.tolist()))}, act called for {r}")
+        cand, mask, query, options = self._tensors(batch)
+        B, K = mask.shape
+        T = 1.0 if greedy else float(temperature)
+        temp = torch.full((B,), T, dtype=torch.float32, device=self._device)
+        net = self.net(r)
+        role_ids = torch.full((B,), r, dtype=torch.long, device=self._device)
+        with torch.no_grad():
+            logits = net.keep_logits(cand, mask, query, role_ids) / temp[:, None]
+            if greedy:
+                bits = logits > 0
+            else:
+                u = torch.rand((B, K), generator=gen).to(self._device)
+                bits = u < torch.sigmoid(logits)
+            bits = bits & mask
+            option = torch.full((B,), -1, dtype=torch.long, device=self._device)
+            if r == RETRIEVER:
+                opt_valid = options.abs().sum(-1) > 0
+                has = opt_valid.any(-1)
+                ol = net.option_logits(options, query, cand, bits, role_ids) / temp[:, None]
+                ol = ol.masked_fill(~opt_valid, -1e9)
+                if greedy:
+                    chosen = ol.argmax(-1)
+                else:
+                    probs = torch.softmax(ol, dim=-1)
+                    chosen = torch.multinomial(probs.cpu(), 1, generator=gen).squeeze(1).to(self._device)
+                option = torch.where(has, chosen, option)
+            token, dmask = self._decision_logprobs(r, cand, mask, query, options, bits, option, temp)
+            logprobs = (token * dmask).sum(1).float().cpu()
+        bits_np = bits.cpu().numpy().astype(np.int8)
+        opt_np = option.cpu().numpy()
+        actions, samples, info = [], [], []
+        for i in range(B):
+            if r == RETRIEVER:
+                actions.append(np.concatenate([bits_np[i].astype(np.int64), [max(int(opt_np[i]), 0)]]))
+            else:
+                actions.append(bits_np[i].copy())
+            samples.append(
+                {
+                    "candidates": np.array(batch["candidates"][i], np.float32),
+                    "mask": np.array(batch["mask"][i], np.int8),
+                    "query": np.array(batch["query"][i], np.float32),
+                    "options": np.array(batch["options"][i], np.float32),
+                    "bits": bits_np[i].copy(),
+                    "option": int(opt_np[i]),
+                    "temperature": T,
+                }
+            )
+            info.append({"n_kept": int(bits_np[i].sum()), "n_candidates": int(batch["mask"][i].sum())})
+        return ActOutput(actions=actions, logprobs=logprobs, samples=samples, info=info)
+
+    def logprobs_of(self, role: int, samples: Sequence[Mapping[str, Any]]) -> LogProbs:
+        """Re-score recorded decisions with gradients: ``(sum (B,), token (B, K+1), mask (B, K+1))``."""
+        r = self.check_role(role)
+        if len(samples) == 0:
+            raise ValueError("SelectionPolicy.logprobs_of: empty samples")
+        batch = stack_observations(samples)
+        K = batch["mask"].shape[1]
+        bits = np.zeros((len(samples), K), np.int8)
+        for i, s in enumerate(samples):
+            bb = np.asarray(s["bits"]).reshape(-1)
+            bits[i, : bb.shape[0]] = bb
+        cand, mask, query, options = self._tensors(batch)
+        bits_t = torch.as_tensor(bits, device=self._device).bool() & mask
+        option = torch.as_tensor([int(s["option"]) for s in samples], dtype=torch.long, device=self._device)
+        temp = torch.as_tensor([float(s.get("temperature", 1.0)) for s in samples], dtype=torch.float32, device=self._device)
+        token, dmask = self._decision_logprobs(r, cand, mask, query, options, bits_t, option, temp)
+        return LogProbs(sum=(token * dmask).sum(1), token=token * dmask, mask=dmask)
+
+    # ------------------------------------------------------------------ persistence
+
+    def save(self, directory: str | os.PathLike) -> None:
+        """Write ``model.safetensors`` (atomically) and ``policy.json`` (kind + config)."""
+        from safetensors.torch import save_file
+
+        os.makedirs(directory, exist_ok=True)
+        state = {k: v.detach().cpu().contiguous() for k, v in self.nets.state_dict().items()}
+        fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
+        os.close(fd)
+        try:
+            save_file(state, tmp)
+            os.replace(tmp, os.path.join(directory, WEIGHTS_FILE))
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+        cfg = asdict(self.config)
+        cfg["roles"] = list(cfg["roles"])
+        write_policy_json(directory, {"kind": "selection", "config": cfg})
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike, **overrides) -> "SelectionPolicy":
+        """Rebuild from :meth:`save` output; ``overrides`` replace config fields (e.g. ``device``)."""
+        from safetensors.torch import load_file
+
+        meta = read_policy_json(directory)
+        path = os.path.join(directory, "policy.json")
+        if meta.get("kind") != "selection":
+            raise ValueError(f"{path}: field 'kind' is {meta.get('kind')!r}, expected 'selection'")
+        if not isinstance(meta.get("config"), dict):
+            raise ValueError(f"{path}: field 'config' missing or not an object")
+        cfg = dict(meta["config"])
+        cfg.update(overrides)
+        try:
+            config = SelectionPolicyConfig(**cfg)
+        except TypeError as exc:
+            raise ValueError(f"{path}: field 'config': {exc}") from exc
+        policy = cls(config)
+        weights = os.path.join(directory, WEIGHTS_FILE)
+        state = load_file(weights, device=str(policy.device))
+        try:
+            policy.nets.load_state_dict(state)
+        except RuntimeError as exc:
+            raise ValueError(f"{weights}: weights do not match the config in {path}: {exc}") from exc
+        return policy

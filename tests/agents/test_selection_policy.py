@@ -1,0 +1,169 @@
+"""SelectionPolicy: protocol compliance, action encoding, log-prob consistency, persistence."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from agents.base import EXTRACTOR, PROFILER, RETRIEVER, load_policy, make_policy
+from agents.selection import SelectionPolicy, stack_observations
+
+D, K = 12, 6
+
+
+def _obs(rng, role, n_valid, with_options=None):
+    c = np.zeros((K, D), np.float32)
+    c[:n_valid] = rng.normal(size=(n_valid, D))
+    c[:n_valid] /= np.linalg.norm(c[:n_valid], axis=1, keepdims=True)
+    m = np.zeros(K, np.int8)
+    m[:n_valid] = 1
+    has_opt = role == RETRIEVER if with_options is None else with_options
+    return {
+        "role": role,
+        "candidates": c,
+        "mask": m,
+        "query": rng.normal(size=D).astype(np.float32) if role == RETRIEVER else np.zeros(D, np.float32),
+        "options": rng.normal(size=(4, D)).astype(np.float32) if has_opt else np.zeros((4, D), np.float32),
+    }
+
+
+def _batch(role, n=10, seed=0):
+    rng = np.random.default_rng(seed)
+    return [_obs(rng, role, int(rng.integers(1, K + 1))) for _ in range(n)]
+
+
+@pytest.mark.parametrize("shared", [False, True])
+@pytest.mark.parametrize("role", [EXTRACTOR, PROFILER, RETRIEVER])
+def test_act_logprobs_match_logprobs_of(role, shared):
+    policy = SelectionPolicy(dim=D, shared=shared, seed=1)
+    # Perturb the output layers so log-probs are not the trivial init values.
+    with torch.no_grad():
+        for p in policy.trainable_parameters():
+            p.add_(0.3 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+    obs = _batch(role)
+    for temperature, greedy in [(1.0, False), (0.7, False), (1.0, True)]:
+        out = policy.act(role, obs, temperature=temperature, greedy=greedy, generator=torch.Generator().manual_seed(3))
+        lp = policy.logprobs_of(role, out.samples)
+        torch.testing.assert_close(lp.sum.detach(), out.logprobs, atol=1e-5, rtol=0)
+        assert lp.sum.requires_grad and lp.token.shape == lp.mask.shape == (len(obs), K + 1)
+        # Decisions = valid candidates (+ the option for the retriever).
+        n_valid = np.array([o["mask"].sum() for o in obs])
+        np.testing.assert_array_equal(lp.mask.sum(1).numpy(), n_valid + (role == RETRIEVER))
+        # Records survive pickling and reordering.
+        again = policy.logprobs_of(role, pickle.loads(pickle.dumps(out.samples[::-1])))
+        torch.testing.assert_close(again.sum.detach(), out.logprobs.flip(0), atol=1e-5, rtol=0)
+
+
+def test_action_encoding_and_masking():
+    policy = SelectionPolicy(dim=D, keep_prob=0.9, seed=0)
+    obs = _batch(RETRIEVER, n=30)
+    out = policy.act(RETRIEVER, obs, generator=torch.Generator().manual_seed(0))
+    for a, o in zip(out.actions, obs):
+        assert a.shape == (K + 1,) and a.dtype == np.int64
+        assert np.all(a[:K][o["mask"] == 0] == 0)  # masked candidates never kept
+        assert 0 <= a[K] < 4
+    out = policy.act(EXTRACTOR, _batch(EXTRACTOR, n=30), generator=torch.Generator().manual_seed(0))
+    assert all(a.shape == (K,) and a.dtype == np.int8 and set(np.unique(a)) <= {0, 1} for a in out.actions)
+    # Stacked-dict input gives the same result as a list of dicts.
+    obs_e = _batch(EXTRACTOR, n=8, seed=4)
+    stacked = stack_observations(obs_e)
+    a1 = policy.act(EXTRACTOR, obs_e, generator=torch.Generator().manual_seed(5))
+    a2 = policy.act(EXTRACTOR, stacked, generator=torch.Generator().manual_seed(5))
+    assert all(np.array_equal(x, y) for x, y in zip(a1.actions, a2.actions))
+    with pytest.raises(ValueError, match="role"):
+        policy.act(RETRIEVER, obs_e)
+
+
+def test_initial_keep_rate_is_configurable():
+    rng = np.random.default_rng(0)
+    obs = [_obs(rng, EXTRACTOR, K) for _ in range(400)]
+    for keep in (0.5, 0.2):
+        policy = SelectionPolicy(dim=D, keep_prob=keep, seed=0)
+        out = policy.act(EXTRACTOR, obs, generator=torch.Generator().manual_seed(0))
+        rate = np.mean([a.mean() for a in out.actions])
+        assert abs(rate - keep) < 0.03, (keep, rate)
+        # Untrained retriever: option close to uniform (log 1/4 each).
+        rout = policy.logprobs_of(RETRIEVER, policy.act(RETRIEVER, _batch(RETRIEVER), generator=torch.Generator().manual_seed(1)).samples)
+        opt_lp = rout.token[:, K]
+        torch.testing.assert_close(opt_lp, torch.full_like(opt_lp, np.log(0.25)), atol=0.05, rtol=0)
+
+
+def test_greedy_and_determinism():
+    policy = SelectionPolicy(dim=D, seed=2)
+    with torch.no_grad():
+        for p in policy.trainable_parameters():
+            p.add_(0.5 * torch.randn(p.shape, generator=torch.Generator().manual_seed(7 + p.numel())))
+    obs = _batch(RETRIEVER, n=12)
+    g1 = policy.act(RETRIEVER, obs, greedy=True)
+    g2 = policy.act(RETRIEVER, obs, greedy=True, generator=torch.Generator().manual_seed(99))
+    assert all(np.array_equal(x, y) for x, y in zip(g1.actions, g2.actions))
+    # Greedy keeps exactly the candidates with p > 0.5, i.e. token log-prob > log 0.5 for kept bits.
+    lp = policy.logprobs_of(RETRIEVER, g1.samples)
+    for i, o in enumerate(obs):
+        valid = o["mask"] == 1
+        assert torch.all(lp.token[i, :K][torch.as_tensor(valid)] >= np.log(0.5) - 1e-6)
+    s1 = policy.act(RETRIEVER, obs, generator=torch.Generator().manual_seed(11))
+    s2 = policy.act(RETRIEVER, obs, generator=torch.Generator().manual_seed(11))
+    assert all(np.array_equal(x, y) for x, y in zip(s1.actions, s2.actions))
+    torch.testing.assert_close(s1.logprobs, s2.logprobs)
+    # Same seed → same initial parameters.
+    q = SelectionPolicy(dim=D, seed=2)
+    r = SelectionPolicy(dim=D, seed=2)
+    assert all(torch.equal(a, b) for a, b in zip(q.trainable_parameters(), r.trainable_parameters()))
+
+
+def test_parameters_per_role_and_shared():
+    per_role = SelectionPolicy(dim=D)
+    ids = {r: {id(p) for p in per_role.trainable_parameters(r)} for r in (0, 1, 2)}
+    assert not (ids[0] & ids[1]) and not (ids[1] & ids[2])
+    shared = SelectionPolicy(dim=D, shared=True)
+    assert {id(p) for p in shared.trainable_parameters(0)} == {id(p) for p in shared.trainable_parameters(2)}
+    only_ret = SelectionPolicy(dim=D, roles=("retriever",))
+    with pytest.raises(ValueError, match="does not act"):
+        only_ret.act(EXTRACTOR, _batch(EXTRACTOR))
+    with pytest.raises(ValueError, match="dim"):
+        SelectionPolicy(dim=D + 1).act(EXTRACTOR, _batch(EXTRACTOR))
+
+
+def test_gradients_flow_to_the_role_network_only():
+    policy = SelectionPolicy(dim=D)
+    out = policy.act(PROFILER, _batch(PROFILER), generator=torch.Generator().manual_seed(0))
+    policy.logprobs_of(PROFILER, out.samples).sum.sum().backward()
+    assert all(p.grad is not None for p in policy.net(PROFILER).keep.parameters())
+    assert all(p.grad is None for p in policy.trainable_parameters(EXTRACTOR))
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_save_load_reproduces_logprobs(tmp_path, shared):
+    policy = SelectionPolicy(dim=D, shared=shared, hidden=20, seed=3)
+    with torch.no_grad():
+        for p in policy.trainable_parameters():
+            p.add_(0.2 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+    out = policy.act(RETRIEVER, _batch(RETRIEVER), generator=torch.Generator().manual_seed(0))
+    policy.save(tmp_path / "p")
+    assert (tmp_path / "p" / "model.safetensors").exists()
+    for loaded in (SelectionPolicy.load(tmp_path / "p"), load_policy(tmp_path / "p")):
+        assert isinstance(loaded, SelectionPolicy) and loaded.config.shared == shared and loaded.config.hidden == 20
+        torch.testing.assert_close(loaded.logprobs_of(RETRIEVER, out.samples).sum.detach(), out.logprobs, atol=1e-6, rtol=0)
+    # Corrupt config → clear error naming the file and field.
+    (tmp_path / "p" / "policy.json").write_text('{"kind": "selection"}')
+    with pytest.raises(ValueError, match="policy.json.*config"):
+        SelectionPolicy.load(tmp_path / "p")
+
+
+def test_registry_builds_selection_policy():
+    p = make_policy("selection", dim=D, shared=True)
+    assert isinstance(p, SelectionPolicy) and p.kind == "selection"
+
+
+def test_retriever_without_options_has_no_option_decision():
+    rng = np.random.default_rng(0)
+    obs = [_obs(rng, RETRIEVER, 3, with_options=False) for _ in range(4)]
+    policy = SelectionPolicy(dim=D)
+    out = policy.act(RETRIEVER, obs, generator=torch.Generator().manual_seed(0))
+    lp = policy.logprobs_of(RETRIEVER, out.samples)
+    assert torch.all(lp.mask[:, K] == 0)
+    assert all(a[K] == 0 for a in out.actions)
