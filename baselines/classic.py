@@ -6,8 +6,10 @@
   rule applies to the similarity answerer, so both answerers see the same text.
 * ``rag`` (the paper's RAG): the visible history is cut into chunks of at most
   ``chunk_tokens`` = 2,048 estimated tokens, embedded with MiniLM
-  (``comam_env.embed.get_embedder("minilm")``); the ``top_k`` = 3 chunks most
-  similar to the question go to the answerer, in chronological order.
+  (``comam_env.embed.get_embedder("minilm")``, ``retrieval_embedder``; MiniLM
+  reads the first 256 word pieces of a chunk, as in the paper's setup); the
+  ``top_k`` = 3 chunks most similar to the question go to the answerer, in
+  chronological order.
 * ``bm25``: the same chunks ranked by BM25 (``bm25s``, English stop words) against
   the question.
 
@@ -200,22 +202,31 @@ class _ChunkRetrievalSystem:
 
 
 class RAGSystem(_ChunkRetrievalSystem):
-    """MiniLM embeddings over fixed 2,048-token chunks, top-k to the answerer (paper: RAG)."""
+    """MiniLM embeddings over fixed 2,048-token chunks, top-k to the answerer (paper: RAG).
+
+    ``retrieval_embedder`` (default ``"minilm"``, the paper's choice) ranks the
+    chunks; ``embedder`` is the similarity answerer's. Both share one cache when
+    they are the same model.
+    """
 
     name = "rag"
 
     def __init__(self, answerer: str = "similarity", model: Any = None, window_tokens: int | None = None,
                  chunk_tokens: int = DEFAULT_CHUNK_TOKENS, top_k: int = DEFAULT_TOP_K,
-                 embedder: Any = "minilm", retrieval_embedder: Any = None) -> None:
+                 embedder: Any = "minilm", retrieval_embedder: Any = "minilm") -> None:
         super().__init__(answerer, model, window_tokens, chunk_tokens, top_k, embedder)
         from .answerers import CachedEmbedder
 
-        # share the answerer's cache when both use the same embedder
         shared = getattr(self.answerer, "embedder", None)
-        if retrieval_embedder is None and isinstance(shared, CachedEmbedder):
+        if isinstance(shared, CachedEmbedder) and retrieval_embedder == embedder:
             self.retrieval = shared
         else:
-            self.retrieval = CachedEmbedder(retrieval_embedder or embedder)
+            self.retrieval = CachedEmbedder(retrieval_embedder)
+
+    def prepare(self, dataset: Dataset) -> None:
+        super().prepare(dataset)
+        if self.retrieval is not getattr(self.answerer, "embedder", None):
+            self.retrieval.attach(dataset)
 
     def _scores(self, question: Question, chunks: list[Chunk]) -> np.ndarray:
         q = self.retrieval.encode([question.query])[0]

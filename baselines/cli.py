@@ -43,6 +43,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=None, help="local path or hub id of the LLM (llm answerer, prompt-only)")
     parser.add_argument("--embedder", default=None,
                         help="embedder of similarity-based systems: minilm (default) or hashing (fast, for smoke tests)")
+    parser.add_argument("--retrieval-embedder", default=None,
+                        help="rag only: embedder ranking the chunks (default minilm, the paper's choice)")
     parser.add_argument("--run", default=None, help="training run directory (runs/NAME) for independent/comam")
     parser.add_argument("--no-probes", action="store_true", help="skip the answer-only probes")
     parser.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (default 2000)")
@@ -102,13 +104,13 @@ def run(args: argparse.Namespace) -> int:
     try:
         system = get_system(system_name, context={"seed": args.seed, "env_id": env_id},
                             answerer=args.answerer, model=args.model, run=args.run,
-                            embedder=args.embedder)
+                            embedder=args.embedder, retrieval_embedder=args.retrieval_embedder)
     except (ValueError, FileNotFoundError) as exc:
         raise CommandError(str(exc)) from None
     out = Path(args.out) if args.out else default_out(env_id, system_name, args.split, args.seed, args.answerer)
     config = {"env": env_id, "system": system_name, "split": args.split, "split_seed": args.split_seed,
               "seed": args.seed, "answerer": args.answerer, "model": args.model, "run": args.run,
-              "embedder": args.embedder}
+              "embedder": args.embedder, "retrieval_embedder": args.retrieval_embedder}
     try:
         report = evaluate(system, dataset, ids, out=out, seed=args.seed, n_resamples=args.resamples,
                           probes=None if args.no_probes else ("random", "longest-option", "question-only"),

@@ -31,7 +31,8 @@ def test_random_probe_is_per_question_deterministic(toy):
 
 @pytest.mark.parametrize("name", ["full-context", "rag", "bm25"])
 def test_classic_systems_answer_every_question(toy, name, tmp_path):
-    system = get_system(name, embedder="hashing")
+    kw = {"retrieval_embedder": "hashing"} if name == "rag" else {}
+    system = get_system(name, embedder="hashing", **kw)
     report = evaluate(system, toy, out=tmp_path / "p.jsonl", progress=False, probes=None)
     assert report["n_questions"] == len(toy.questions) and report["n_unanswered"] == 0
     assert report["memory"]["tokens_mean"] > 0
@@ -47,7 +48,7 @@ def test_full_context_window_keeps_most_recent(toy):
 
 
 def test_rag_retrieves_relevant_chunk_and_respects_end_index(toy):
-    system = get_system("rag", embedder="hashing", chunk_tokens=25, top_k=1)
+    system = get_system("rag", embedder="hashing", retrieval_embedder="hashing", chunk_tokens=25, top_k=1)
     system.prepare(toy)
     q = toy.question("q2")  # "Where did my sister move to?"
     pred = system.answer(q, toy.history_for(q))

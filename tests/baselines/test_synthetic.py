@@ -32,6 +32,8 @@ def small(synth):
 @pytest.mark.parametrize("name", CPU_SYSTEMS)
 def test_system_predicts_every_question(small, name, tmp_path):
     kw = {} if name in ("random", "longest-option", "question-only") else {"embedder": "hashing"}
+    if name == "rag":
+        kw["retrieval_embedder"] = "hashing"
     if name in ("heuristic-pipeline", "mem0-style"):
         kw["judge"] = "gold"
     system = get_system(name, context={"seed": 0}, **kw)
