@@ -1,0 +1,236 @@
+"""Scoring of validated submissions (``comam-env leaderboard score``).
+
+For an entry with predictions (kind ``predictions``) on the questions of its
+declared split:
+
+* **accuracy** — multiple-choice tracks: the answer letter equals the gold
+  letter (``""`` = no answer, wrong); open tracks (LoCoMo): the mean of
+  :func:`comam_env.rewards.answer_reward` (token F1; category-5 questions are
+  correct when the answer abstains), reported under ``metric: "token_f1"``;
+* **95% confidence interval** — percentile bootstrap of the mean over
+  questions, ``n_resamples`` resamples drawn by ``numpy.random.default_rng(seed)``
+  (same algorithm and seeds as the evaluation harness's report, so the numbers
+  agree); the same for each question type, with seed ``seed + 1 + k`` for the
+  k-th type in sorted order. A constant score vector has the degenerate interval
+  ``[x, x]``;
+* **efficiency** — mean / median / total of ``tokens_in`` and ``tokens_out`` and
+  mean / median / 90th percentile of ``latency_ms`` over the predictions that
+  report them (``n`` says how many);
+* **margin over the answer-only probes** (DESIGN §5) on the same questions:
+  ``longest-option`` and ``question-only`` (:mod:`comam_env.probes`) and the
+  *expected* accuracy of a uniformly random choice (mean of ``1/#options``, no
+  sampling noise); ``margin`` = accuracy − probe accuracy, and
+  ``margin_over_best_probe`` against the strongest of the three.
+
+Kind ``reported`` (published numbers nobody re-ran here) keeps its
+``reported_accuracy`` with ``accuracy_ci95: null``, ``verified: false`` and no
+per-type or probe figures — nothing is invented. Kind ``hidden-run`` returns the
+``score.json`` that ``run-agent`` wrote (the questions are secret). Kind
+``agent`` has nothing to score until an operator runs it.
+
+Output is a plain dict; :func:`dumps` renders it as deterministic JSON (sorted
+keys, fixed indentation), so the same input scores byte-identically twice.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import statistics
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from .validate import SubmissionError, load_valid, split_ids, track_dataset
+
+DEFAULT_RESAMPLES = 2000
+CONFIDENCE = 0.95
+#: metadata fields copied into the score (for the rendered table).
+INFO_FIELDS = ("authors", "url", "description", "models", "training_method", "open_source", "date", "seeds",
+               "command", "system", "reported_source", "entry_point", "notes")
+
+
+class ScoreError(ValueError):
+    """An entry cannot be scored (e.g. an agent entry that has not been run)."""
+
+
+def bootstrap_ci(values: Sequence[float], seed: int = 0, n_resamples: int = DEFAULT_RESAMPLES,
+                 confidence: float = CONFIDENCE) -> list[float] | None:
+    """Percentile bootstrap interval of the mean (deterministic for a seed); ``None`` when empty.
+
+    Same algorithm as ``baselines.harness.bootstrap_ci`` (the leaderboard may not
+    import ``baselines``); a later merge can move both into ``comam_env``.
+    """
+    x = np.asarray(values, dtype=np.float64)
+    if x.size == 0:
+        return None
+    if np.all(x == x[0]):
+        return [float(x[0]), float(x[0])]
+    rng = np.random.default_rng(seed)
+    means = x[rng.integers(0, x.size, size=(n_resamples, x.size))].mean(axis=1)
+    alpha = (1.0 - confidence) / 2.0
+    lo, hi = np.quantile(means, [alpha, 1.0 - alpha])
+    return [float(lo), float(hi)]
+
+
+def question_score(answer: str, question) -> float:
+    """1/0 for multiple choice (exact lower-case letter), answer reward (token F1) for open questions."""
+    if question.options:
+        return 1.0 if answer == question.answer else 0.0
+    from comam_env.rewards import answer_reward
+
+    return float(answer_reward(answer, question).reward)
+
+
+def _mean(xs: Sequence[float]) -> float | None:
+    return float(math.fsum(xs) / len(xs)) if xs else None
+
+
+def _summary(values: Sequence[float], *, p90: bool = False, total: bool = False) -> dict:
+    out: dict[str, Any] = {"n": len(values), "mean": _mean(values),
+                           "median": float(statistics.median(values)) if values else None}
+    if total:
+        out["total"] = float(math.fsum(values)) if values else None
+    if p90:
+        out["p90"] = float(np.quantile(np.asarray(values, dtype=np.float64), 0.9)) if values else None
+    return out
+
+
+def probe_scores(questions: Sequence[Any]) -> dict[str, float | None]:
+    """Accuracy of the answer-only probes on the multiple-choice ``questions``."""
+    from comam_env.probes import longest_option, question_similarity_option
+
+    mcq = [q for q in questions if q.options]
+    if not mcq:
+        return {}
+    return {
+        "longest-option": _mean([1.0 if longest_option(q) == q.answer else 0.0 for q in mcq]),
+        "question-only": _mean([1.0 if question_similarity_option(q) == q.answer else 0.0 for q in mcq]),
+        "random-expectation": _mean([1.0 / len(q.options) for q in mcq]),
+    }
+
+
+def _info(meta: Mapping[str, Any]) -> dict:
+    return {k: meta[k] for k in INFO_FIELDS if k in meta}
+
+
+def score_predictions(meta: Mapping[str, Any], predictions: Sequence[Mapping[str, Any]], dataset,
+                      question_ids: Sequence[str] | None = None, *, seed: int = 0,
+                      n_resamples: int = DEFAULT_RESAMPLES, entry: str | None = None) -> dict:
+    """Score validated ``predictions`` against ``dataset`` (see the module docstring).
+
+    ``question_ids`` fixes the order of the scored questions (default: the order of
+    ``predictions``); every id must have a prediction.
+    """
+    by_id = {p["question_id"]: p for p in predictions}
+    ids = list(question_ids) if question_ids is not None else [p["question_id"] for p in predictions]
+    missing = [q for q in ids if q not in by_id]
+    if missing:
+        raise ScoreError(f"{len(missing)} questions have no prediction (e.g. {missing[0]!r})")
+    questions = [dataset.question(q) for q in ids]
+    scores = [question_score(by_id[q.question_id]["answer"], q) for q in questions]
+    mcq = all(q.options for q in questions)
+    acc = _mean(scores)
+    by_type: dict[str, list[float]] = {}
+    for q, s in zip(questions, scores):
+        by_type.setdefault(q.qtype, []).append(s)
+    per_type = {}
+    for k, t in enumerate(sorted(by_type)):
+        vals = by_type[t]
+        per_type[t] = {"n": len(vals), "accuracy": _mean(vals),
+                       "ci95": bootstrap_ci(vals, seed=seed + 1 + k, n_resamples=n_resamples)}
+    preds = [by_id[q] for q in ids]
+
+    def field(name: str) -> list[float]:
+        return [float(p[name]) for p in preds if name in p]
+
+    probes = probe_scores(questions)
+    probe_block = {name: {"accuracy": v, "margin": (acc - v) if acc is not None and v is not None else None}
+                   for name, v in probes.items()}
+    best = max(probes.values()) if probes else None
+    return {
+        "entry": entry,
+        "name": meta.get("name"),
+        "kind": meta.get("kind", "predictions"),
+        "track": meta.get("track"),
+        "split": meta.get("split"),
+        "split_seed": meta.get("split_seed", 0),
+        "verified": True,
+        "metric": "accuracy" if mcq else "token_f1",
+        "n_questions": len(ids),
+        "n_correct": int(sum(1 for s in scores if s == 1.0)) if mcq else None,
+        "n_unanswered": sum(1 for p in preds if p["answer"] == ""),
+        "accuracy": acc,
+        "accuracy_ci95": bootstrap_ci(scores, seed=seed, n_resamples=n_resamples),
+        "per_type": per_type,
+        "efficiency": {
+            "tokens_in": _summary(field("tokens_in"), total=True),
+            "tokens_out": _summary(field("tokens_out"), total=True),
+            "latency_ms": _summary(field("latency_ms"), p90=True),
+        },
+        "probes": probe_block,
+        "margin_over_best_probe": (acc - best) if acc is not None and best is not None else None,
+        "bootstrap": {"seed": seed, "n_resamples": n_resamples, "confidence": CONFIDENCE},
+        "info": _info(meta),
+    }
+
+
+def score_reported(meta: Mapping[str, Any], entry: str | None = None) -> dict:
+    """A published number: kept as is, no interval, no per-type or probe figures."""
+    return {
+        "entry": entry,
+        "name": meta.get("name"),
+        "kind": "reported",
+        "track": meta.get("track"),
+        "split": meta.get("split"),
+        "split_seed": meta.get("split_seed", 0),
+        "verified": False,
+        "metric": "accuracy",
+        "n_questions": None,
+        "n_correct": None,
+        "n_unanswered": None,
+        "accuracy": float(meta["reported_accuracy"]),
+        "accuracy_ci95": None,
+        "per_type": {},
+        "efficiency": None,
+        "probes": {},
+        "margin_over_best_probe": None,
+        "bootstrap": None,
+        "info": _info(meta),
+    }
+
+
+def score_entry(path: str | os.PathLike, *, seed: int = 0, n_resamples: int = DEFAULT_RESAMPLES,
+                dataset=None) -> dict:
+    """Validate and score one submission folder/archive.
+
+    Raises :class:`~leaderboard.validate.SubmissionError` (invalid) or
+    :class:`ScoreError` (nothing to score).
+    """
+    sub = load_valid(path, dataset=dataset)
+    meta = sub.metadata
+    kind = sub.kind
+    if kind == "reported":
+        return score_reported(meta, entry=sub.name)
+    if kind == "agent":
+        raise ScoreError(f"{path}: an 'agent' entry has no predictions; an operator runs it with "
+                         f"`comam-env leaderboard run-agent {path} --track {meta.get('track')}`")
+    if kind == "hidden-run":
+        score = dict(sub.score or {})
+        score.update({"entry": sub.name, "kind": "hidden-run", "name": meta.get("name"),
+                      "track": meta.get("track"), "info": _info(meta)})
+        return score
+    ds = dataset if dataset is not None else track_dataset(meta["track"])
+    ids = split_ids(ds, meta["split"], meta.get("split_seed", 0))
+    return score_predictions(meta, sub.predictions or [], ds, ids, seed=seed, n_resamples=n_resamples,
+                             entry=sub.name)
+
+
+def dumps(score: Any) -> str:
+    """Deterministic JSON text (sorted keys, two-space indent, trailing newline)."""
+    return json.dumps(score, sort_keys=True, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+
+
+__all__ = ["bootstrap_ci", "question_score", "probe_scores", "score_predictions", "score_reported", "score_entry",
+           "dumps", "ScoreError", "SubmissionError", "DEFAULT_RESAMPLES"]
