@@ -19,8 +19,9 @@ of every channel exactly as for any other policy, and the answer reward too.
   statement as ``Current preference: …`` — the user's present state.
 * **Retriever**: embeds the units of M = M_f + M_c and the query, copies the
   ``top_k`` (default 5) most similar units into ``<information>``, and answers
-  with the option most similar to those units
-  (:class:`~baselines.answerers.SimilarityAnswerer`) in ``<final_answer>``.
+  in ``<final_answer>`` with the option most similar to those units, stance-aware:
+  similarity to a unit that only states a *negative* preference ("I don't bother
+  with X anymore") counts against an option (:meth:`HeuristicRetriever.choose`).
 
 The statement parser (:func:`parse_statements`) is shared with ``mem0-style``.
 """
@@ -41,20 +42,33 @@ from .answerers import CachedEmbedder, SimilarityAnswerer
 from .base import Prediction
 
 _POSITIVE = (
-    r"love|loved|like|liked|prefer|preferred|enjoy|enjoyed|adore|am into|'m into|got into|fell in love with|"
-    r"started|began|switched|took up|picked up|am a (?:big |huge )?fan of|'m a (?:big |huge )?fan of"
+    r"love|loved|like|liked|prefer|preferred|enjoy|enjoyed|adore|am into|'m into|got into|getting into|"
+    r"fell in love with|started|began|switched|took up|picked up|am a (?:big |huge )?fan of|"
+    r"all about|obsessed with|been loving|into|a (?:big |huge )?fan of|can't get enough of|hooked on|keen on"
 )
 _NEGATIVE = (
     r"hate|hated|dislike|disliked|can't stand|cannot stand|can not stand|detest|stopped|quit|gave up|"
     r"no longer|don't like|do not like|don't enjoy|do not enjoy|don't love|am not into|'m not into|avoid|"
-    r"am tired of|'m tired of|lost interest in|am done with|'m done with"
+    r"tired of|lost interest in|done with|don't (?:really )?bother with|"
+    r"do not (?:really )?bother with|used to (?:be (?:keen on|into|a fan of)|like|love|enjoy|prefer)|"
+    r"not a fan of|not into|grew tired of|grown tired of|moved on from"
 )
-_ADVERBS = r"(?:(?:really|absolutely|now|also|just|actually|recently|totally|truly|still|always|never|kind of|" \
-           r"sort of|have|had|'ve|been|do|definitely|genuinely|honestly|mostly|even|personally)\s+)*"
+_ADVERBS = (r"(?:(?:really|absolutely|now|also|just|actually|recently|totally|truly|still|always|never|kind of|"
+            r"sort of|have|had|'ve|been|do|definitely|genuinely|honestly|mostly|even|personally|completely|"
+            r"pretty much|simply|basically|slowly|gradually|finally|kinda|started)\s+)*")
 #: A first-person preference statement; group 1 is the verb phrase, group 2 the rest.
 PREFERENCE_RE = re.compile(
-    rf"\bI(?:'ve|'m)?\s+{_ADVERBS}({_NEGATIVE}|{_POSITIVE})\b(.*)", re.IGNORECASE)
+    rf"\bI(?:'ve|'m|\s+am|\s+have)?\s+{_ADVERBS}({_NEGATIVE}|{_POSITIVE})\b(.*)", re.IGNORECASE)
 _FAVOURITE_RE = re.compile(r"\bmy\s+(?:all[- ]time\s+)?favou?rite\s+(.*)", re.IGNORECASE)
+#: Object-first preference phrasings: "X is my favorite …", "nothing beats X …".
+_OBJECT_FIRST_RES = (
+    re.compile(r"^(?:\s*\w+,\s*)?(.+?)\s+(?:is|are)\s+(?:still\s+)?my\s+(?:absolute\s+|all[- ]time\s+)?"
+               r"(?:favou?rite|go-to|thing|jam)\b", re.IGNORECASE),
+    re.compile(r"\bnothing\s+beats\s+(.+)", re.IGNORECASE),
+    # "…; X won me over", "X took its place", "… and X replaced it"
+    re.compile(r"^(?:\s*(?:and|then|so)\s+)?(.+?)\s+(?:won me over|took (?:its|their|the) place|"
+               r"replaced (?:it|them)|is my new (?:favou?rite|thing))\b", re.IGNORECASE),
+)
 _NEGATIVE_RE = re.compile(rf"^(?:{_NEGATIVE})$", re.IGNORECASE)
 #: Personal facts worth remembering even without a preference verb.
 FACT_RES = (
@@ -67,12 +81,14 @@ FACT_RES = (
                re.IGNORECASE),
 )
 _CLAUSE_END_RE = re.compile(r"[.;!?,]|\b(?:because|since|but|although|though|as it|so that|which)\b", re.IGNORECASE)
-_CLAUSE_SPLIT_RE = re.compile(r"(?<=[.;!?])\s+|;\s*|\bbut\b|\band then\b", re.IGNORECASE)
+_CLAUSE_SPLIT_RE = re.compile(r"(?<=[.;!?])\s+|;\s*|\bbut\b|\band then\b|\band(?=\s+[\w' -]+\s+replaced\b)",
+                              re.IGNORECASE)
 #: Words that describe the stance rather than the object of a preference.
 STANCE_WORDS = frozenset(
     "love loved like liked prefer preferred enjoy enjoyed adore hate hated dislike disliked stand detest stopped "
     "quit gave give longer don't not no started began switched took picked fan big huge really anymore more "
-    "much lot lately now into tired lost interest done avoid never always still".split()
+    "much lot lately now into tired lost interest done avoid never always still getting recently currently "
+    "these days honestly completely bother keen obsessed hooked fan".split()
 )
 _ANYMORE_RE = re.compile(r"\b(?:any ?more|these days no)\b", re.IGNORECASE)
 _SWITCH_RE = re.compile(r"\bswitched\s+(?:from\s+(.*?)\s+)?to\s+(.*)", re.IGNORECASE)
@@ -89,30 +105,41 @@ class Statement:
     text: str
     polarity: int
     obj: frozenset[str]
+    phrase: str = ""  # the words naming the object ("detective paperbacks"), for stance-aware scoring
+
+
+def _object_head(text: str) -> str:
+    m = _CLAUSE_END_RE.search(text)
+    return (text[: m.start()] if m else text).strip()
 
 
 def _object_tokens(text: str) -> frozenset[str]:
-    m = _CLAUSE_END_RE.search(text)
-    head = text[: m.start()] if m else text
-    return frozenset(t for t in content_tokens(head) if t not in STANCE_WORDS)
+    return frozenset(t for t in content_tokens(_object_head(text)) if t not in STANCE_WORDS)
+
+
+def _stmt(clause: str, polarity: int, span: str) -> Statement | None:
+    obj = _object_tokens(span)
+    return Statement(clause.strip(), polarity, obj, _object_head(span)) if obj else None
 
 
 def parse_statements(text: str) -> list[Statement]:
     """Preference statements in a user message, one per clause (possibly several per message)."""
-    out: list[Statement] = []
+    out: list[Statement | None] = []
     for clause in _CLAUSE_SPLIT_RE.split(text):
         if not clause or not clause.strip():
             continue
         sw = _SWITCH_RE.search(clause)
         if sw and re.search(r"\bI(?:'ve| have)?\s+(?:\w+\s+)?switched\b", clause, re.IGNORECASE):
             if sw.group(1):
-                old = _object_tokens(sw.group(1))
-                if old:
-                    out.append(Statement(clause.strip(), -1, old))
-            new = _object_tokens(sw.group(2))
-            if new:
-                out.append(Statement(clause.strip(), 1, new))
+                out.append(_stmt(clause, -1, sw.group(1)))
+            out.append(_stmt(clause, 1, sw.group(2)))
             continue
+        first = next((m for m in (r.search(clause) for r in _OBJECT_FIRST_RES) if m), None)
+        if first:
+            st = _stmt(clause, 1, re.sub(r"\bfor me\b", "", first.group(1), flags=re.IGNORECASE))
+            if st:
+                out.append(st)
+                continue
         m = PREFERENCE_RE.search(clause)
         if m:
             verb, rest = m.group(1), m.group(2)
@@ -121,16 +148,12 @@ def parse_statements(text: str) -> list[Statement]:
                 polarity = -1
             if verb.lower() == "no longer":  # "I no longer like X" / "I no longer go hiking"
                 rest = re.sub(r"^\s*(?:like|enjoy|love|want|care for|go|play|listen to|eat|watch)\b", "", rest)
-            obj = _object_tokens(rest)
-            if obj:
-                out.append(Statement(clause.strip(), polarity, obj))
+            out.append(_stmt(clause, polarity, rest))
             continue
         f = _FAVOURITE_RE.search(clause)
         if f:
-            obj = _object_tokens(f.group(1).replace(" is ", " ").replace(" are ", " "))
-            if obj:
-                out.append(Statement(clause.strip(), 1, obj))
-    return out
+            out.append(_stmt(clause, 1, f.group(1).replace(" is ", " ").replace(" are ", " ")))
+    return [st for st in out if st is not None]
 
 
 def is_fact(text: str) -> bool:
@@ -228,7 +251,41 @@ class HeuristicRetriever:
         return [units[i] for i in sorted(order)]
 
     def choose(self, question: Question, retrieved: Sequence[str]) -> str:
-        return self.answerer.choose(question, list(retrieved)).answer
+        """Stance-aware option–memory similarity.
+
+        score(option) = max similarity to a retrieved unit that states a positive
+        (or no) preference − max similarity to a unit that only states negative
+        ones ("I don't bother with X anymore"), so an option naming a dropped
+        preference is not chosen just because the memory mentions it. Ties go to
+        the earlier option; with nothing retrieved, the option most similar to
+        the query.
+        """
+        units = list(retrieved)
+        if not units:
+            return self.answerer.choose(question, []).answer
+        # scoring elements: every unit as a whole (reasons, facts), stated as positive unless it only
+        # states negative preferences, plus the object phrase of every statement with its polarity
+        texts, signs = [], []
+        for u in units:
+            stmts = parse_statements(_unit_text(u))
+            texts.append(u)
+            signs.append(-1 if stmts and all(st.polarity < 0 for st in stmts) else 1)
+            for st in stmts:
+                texts.append(st.phrase)
+                signs.append(st.polarity)
+        sims = self.embedder.encode(list(question.options)) @ self.embedder.encode(texts).T
+        stance = np.array(signs)
+        pos = np.where(stance > 0, sims, -np.inf).max(axis=1)
+        neg = np.where(stance < 0, sims, -np.inf).max(axis=1)
+        score = np.where(np.isfinite(pos), pos, 0.0) - np.where(np.isfinite(neg), np.maximum(neg, 0.0), 0.0)
+        return question.option_labels[int(np.argmax(score))]
+
+
+def _unit_text(unit: str) -> str:
+    m = _USER_LINE_RE.match(unit)
+    if m:
+        return m.group(1)
+    return unit.split(":", 1)[1] if unit.startswith("Current preference:") else unit
 
 
 def retriever_action(retrieved: Sequence[str], letter: str) -> str:
