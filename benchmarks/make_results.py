@@ -213,9 +213,11 @@ def main(argv=None) -> int:
     ap.add_argument("--embedder", default="minilm", help="embedder of the similarity-based systems")
     ap.add_argument("--cost-limit", type=int, default=10)
     ap.add_argument("--skip-cost", action="store_true")
+    ap.add_argument("--reuse-cost", action="store_true",
+                    help="take the cost table from the existing <doc>.json instead of measuring again")
     ap.add_argument("--prompt-only-limit", type=int, default=0, help="also run prompt-only on N questions")
     ap.add_argument("--run", nargs="*", default=[], help="training run directories to evaluate (independent/comam)")
-    ap.add_argument("--out-dir", default="benchmarks/out/results")
+    ap.add_argument("--out-dir", default="runs/results", help="predictions folder (git-ignored)")
     ap.add_argument("--doc", default="docs/results.md")
     ap.add_argument("--note", dest="notes", action="append", default=[], help="a note line added to the document")
     args = ap.parse_args(argv)
@@ -250,7 +252,10 @@ def main(argv=None) -> int:
             print(f"  -> accuracy {rep.get('accuracy')} n={rep.get('n_questions')} ({rep.get('run_seconds')} s)"
                   if "error" not in rep else f"  -> error {rep['error']}", flush=True)
     cost_rows: list[dict] = []
-    if not args.skip_cost:
+    prev = (ROOT / args.doc).with_suffix(".json")
+    if args.reuse_cost and prev.exists():
+        cost_rows = json.loads(prev.read_text()).get("cost", [])
+    elif not args.skip_cost:
         import baselines_cost
 
         cost_rows = baselines_cost.measure(args.sizes, args.systems, args.cost_limit,
