@@ -125,8 +125,34 @@ class _SelectionNet(nn.Module):
                 self.option[-1].bias.zero_()
 
     @staticmethod
+    def _score(mlp: nn.Sequential, x, ctx1, ctx2, role) -> torch.Tensor:
+        """``mlp`` applied to ``[x, c1, x⊙c1, c2, x⊙c2, x·c1, x·c2, role]`` per row of ``x``.
+
+        The first layer is linear in that feature vector, so instead of materialising the
+        ``(B, N, 5d + 2 + r)`` features it is folded into one per-sample matrix
+        ``M_b = W_x + diag(c1)(W_{x⊙c1} + w_{x·c1}) + diag(c2)(W_{x⊙c2} + w_{x·c2})``
+        plus a per-sample bias from ``c1``, ``c2`` and the role: ``B·N·d·h`` work instead of
+        ``5·B·N·d·h``. The parameters are those of the plain concatenated layer.
+        """
+        lin: nn.Linear = mlp[0]
+        d = x.shape[-1]
+        W = lin.weight  # (h, 5d + 2 + r)
+        Wx, Wc1, Wxc1, Wc2, Wxc2 = (W[:, i * d : (i + 1) * d] for i in range(5))
+        w_dot1, w_dot2, Wr = W[:, 5 * d], W[:, 5 * d + 1], W[:, 5 * d + 2 :]
+        M = (
+            Wx.t()[None]
+            + ctx1[:, :, None] * (Wxc1.t() + w_dot1[None, :])[None]
+            + ctx2[:, :, None] * (Wxc2.t() + w_dot2[None, :])[None]
+        )  # (B, d, h)
+        bias = ctx1 @ Wc1.t() + ctx2 @ Wc2.t() + role @ Wr.t() + lin.bias  # (B, h)
+        h = torch.bmm(x, M) + bias[:, None, :]
+        for layer in list(mlp)[1:]:
+            h = layer(h)
+        return h.squeeze(-1)
+
+    @staticmethod
     def _features(x: torch.Tensor, ctx1: torch.Tensor, ctx2: torch.Tensor, role: torch.Tensor) -> torch.Tensor:
-        # x: (B, N, d); ctx1/ctx2: (B, d); role: (B, r)
+        """The explicit feature vector (reference for :meth:`_score`; used in tests)."""
         c1 = ctx1[:, None, :].expand_as(x)
         c2 = ctx2[:, None, :].expand_as(x)
         dot1 = (x * c1).sum(-1, keepdim=True)
@@ -137,14 +163,12 @@ class _SelectionNet(nn.Module):
     def keep_logits(self, cand, mask, query, role_ids) -> torch.Tensor:
         m = mask.to(cand.dtype)
         ctx = (cand * m[..., None]).sum(1) / m.sum(1, keepdim=True).clamp(min=1.0)
-        feats = self._features(cand, query, ctx, self.role_emb(role_ids))
-        return self.keep(feats).squeeze(-1)
+        return self._score(self.keep, cand, query, ctx, self.role_emb(role_ids))
 
     def option_logits(self, options, query, cand, kept, role_ids) -> torch.Tensor:
         k = kept.to(cand.dtype)
         sel = (cand * k[..., None]).sum(1) / k.sum(1, keepdim=True).clamp(min=1.0)
-        feats = self._features(options, query, sel, self.role_emb(role_ids))
-        return self.option(feats).squeeze(-1)
+        return self._score(self.option, options, query, sel, self.role_emb(role_ids))
 
 
 def _as_batch(observations: Any) -> dict[str, np.ndarray]:
@@ -264,12 +288,17 @@ class SelectionPolicy(Policy):
         options = torch.as_tensor(np.asarray(batch["options"], np.float32), device=dev)
         return cand, mask, query, options
 
-    def _decision_logprobs(self, role, cand, mask, query, options, bits, option, temperature):
-        """Per-decision log-probs ``(B, K+1)`` and mask for given bits/options (differentiable)."""
+    def _decision_logprobs(self, role, cand, mask, query, options, bits, option, temperature, logits=None):
+        """Per-decision log-probs ``(B, K+1)`` and mask for given bits/options (differentiable).
+
+        ``logits``: already computed tempered keep-logits (``act`` passes them to avoid a
+        second forward pass); recomputed when ``None``.
+        """
         net = self.net(role)
         B, K = mask.shape
         role_ids = torch.full((B,), role, dtype=torch.long, device=cand.device)
-        logits = net.keep_logits(cand, mask, query, role_ids) / temperature[:, None]
+        if logits is None:
+            logits = net.keep_logits(cand, mask, query, role_ids) / temperature[:, None]
         b = bits.to(logits.dtype)
         lp_bits = b * nn.functional.logsigmoid(logits) + (1 - b) * nn.functional.logsigmoid(-logits)
         maskf = mask.to(logits.dtype)
@@ -340,7 +369,7 @@ class SelectionPolicy(Policy):
                     probs = torch.softmax(ol, dim=-1)
                     chosen = torch.multinomial(probs.cpu(), 1, generator=gen).squeeze(1).to(self._device)
                 option = torch.where(has, chosen, option)
-            token, dmask = self._decision_logprobs(r, cand, mask, query, options, bits, option, temp)
+            token, dmask = self._decision_logprobs(r, cand, mask, query, options, bits, option, temp, logits)
             logprobs = (token * dmask).sum(1).float().cpu()
         bits_np = bits.cpu().numpy().astype(np.int8)
         opt_np = option.cpu().numpy()

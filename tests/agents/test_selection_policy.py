@@ -167,3 +167,17 @@ def test_retriever_without_options_has_no_option_decision():
     lp = policy.logprobs_of(RETRIEVER, out.samples)
     assert torch.all(lp.mask[:, K] == 0)
     assert all(a[K] == 0 for a in out.actions)
+
+
+def test_folded_first_layer_equals_explicit_features():
+    policy = SelectionPolicy(dim=D, hidden=16, seed=5)
+    net = policy.net(RETRIEVER)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.3 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+    g = torch.Generator().manual_seed(0)
+    x, c1, c2 = torch.randn(3, K, D, generator=g), torch.randn(3, D, generator=g), torch.randn(3, D, generator=g)
+    role = net.role_emb(torch.tensor([0, 1, 2]))
+    for mlp in (net.keep, net.option):
+        ref = mlp(net._features(x, c1, c2, role)).squeeze(-1)
+        torch.testing.assert_close(net._score(mlp, x, c1, c2, role), ref, atol=1e-5, rtol=1e-5)
