@@ -27,7 +27,7 @@ context. For each of its topics (music, movies, books, travel, food, fitness,
 money, home decor) the persona has a *preference timeline*: an initial
 preference, then ``updates_per_topic`` updates, each stating the new
 preference in one user turn and, later in the same session, dropping the old
-one together with the reason for the change; plus one shared fact (e.g. "I visited Kyoto last
+one, immediately followed by a turn giving the reason; plus one shared fact (e.g. "I visited Kyoto last
 year") and ``decoys_per_fact`` decoy mentions of the same kind of fact about
 other people ("my coworker just got back from Prague"). Preferences of one
 timeline come from distinct *clusters* of the topic (each cluster has a
@@ -36,9 +36,10 @@ stale and a current preference never share what the user likes about them.
 These statements sit in persona sessions of ``session_turns`` messages among
 small talk and assistant replies (which sometimes mention other items of the
 topic). Unrelated filler sessions (general-knowledge Q&A) are interleaved at
-random until the context holds ``target_tokens`` tokens (counted with
-:func:`comam_env.text.estimate_tokens` over message contents, including the
-prefixes and persona messages), within ±2 %.
+random until the context holds ``target_tokens`` tokens, counted with
+:func:`comam_env.text.estimate_tokens` over the message contents as written
+(prefixes and persona messages included) — within ±1 % of the target; the
+loader strips the ``User:``/``Assistant:`` prefixes, which removes about 6 %.
 
 Questions (four options, one correct, shuffled; the seven types): every
 question is asked at a session boundary after its evidence (the end of the
@@ -53,7 +54,7 @@ provide_preference_aligned_recommendations a recommendation built on it         
 suggest_new_ideas                          the untried sibling item with the same quality  the latest preference statement
 generalize_to_new_scenarios                the quality of the latest preference            the latest preference statement
 track_full_preference_evolution            the visible preferences in order                every visible statement and drop turn
-revisit_reasons_behind_preference_updates  the reason given for one update                 old statement, new statement, drop turn
+revisit_reasons_behind_preference_updates  the reason given for one update                 old and new statement, drop, reason
 recall_user_shared_facts                   the user's own fact                             the fact statement
 =========================================  ==============================================  =====================================
 
@@ -114,7 +115,7 @@ from . import synthetic_vocab as V
 from .schema import OPTION_LETTERS, QUESTION_TYPES
 
 #: Bump whenever generated output changes for the same config (it keys the cache).
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"
 
 #: Size names accepted by :func:`generate` and the token target of each.
 SIZES: tuple[str, ...] = ("32k", "128k", "1m")
@@ -425,27 +426,31 @@ def _persona_sessions(cfg: SyntheticConfig, p: _Persona, others: dict[str, list[
                       rng: np.random.Generator, sys_msg: str, sys_tokens: int) -> list[_Session]:
     """The persona's own sessions in time order, with payload statements tagged."""
     lo, hi = cfg.session_turns
-    # payload groups per topic, in timeline order
-    queues: list[list[list[tuple[tuple, str]]]] = []
+    # payload groups per topic, in timeline order. A group is one session's payload: a list of
+    # units, each unit a run of user turns that must be consecutive (drop turn + reason turn).
+    queues: list[list[list[list[tuple[tuple, str]]]]] = []
     for ti, tp in enumerate(p.topics):
         t = V.TOPICS[tp.topic]
-        groups: list[list[tuple[tuple, str]]] = []
+        groups: list[list[list[tuple[tuple, str]]]] = []
         for k, st in enumerate(tp.states):
             x = _item_text(tp.topic, st.cluster, st.item, st.wording)
             q = _quality_text(tp.topic, st.cluster, st.qwording)
             if k == 0:
                 text = _pick(rng, V.INITIAL_FRAMES).format(x=x, q=q, n=t["noun"])
-                groups.append([(("state", ti, 0), text)])
+                groups.append([[(("state", ti, 0), text)]])
             else:
                 prev = tp.states[k - 1]
                 r = V.REASONS[st.reason][st.rwording]
                 text = _pick(rng, V.UPDATE_FRAMES).format(x=x, q=q, n=t["noun"])
                 o = _item_text(tp.topic, prev.cluster, prev.item, prev.wording)
-                drop = _pick(rng, V.DROP_FRAMES).format(o=o, x=x, r=r)
-                groups.append([(("state", ti, k), text), (("drop", ti, k), drop)])
+                drop = _pick(rng, V.DROP_FRAMES).format(o=o, x=x)
+                # the reason gets a turn of its own right after the drop: a short message whose
+                # meaning is the reason, so embedding matchers can find it
+                why = _pick(rng, V.REASON_STATEMENT_FRAMES).format(r=r)
+                groups.append([[(("state", ti, k), text)], [(("drop", ti, k), drop), (("reason", ti, k), why)]])
         fact = t["fact"]
         ftext = _pick(rng, V.FACT_FRAMES).format(f=fact["evidence"][tp.fact_wording].format(v=fact["values"][tp.fact_value]))
-        groups[int(rng.integers(len(groups)))].append((("fact", ti), ftext))
+        groups[int(rng.integers(len(groups)))].append([(("fact", ti), ftext)])
         queues.append(groups)
     # interleave topics preserving each topic's order (weighted by what remains)
     order: list[tuple[int, list]] = []
@@ -458,12 +463,12 @@ def _persona_sessions(cfg: SyntheticConfig, p: _Persona, others: dict[str, list[
         order.append((ti, queues[ti][heads[ti]]))
         heads[ti] += 1
     # decoy mentions go into random persona sessions (any topic)
-    extra: list[list[tuple[tuple, str]]] = [[] for _ in order]
+    extra: list[list[list[tuple[tuple, str]]]] = [[] for _ in order]
     for ti, tp in enumerate(p.topics):
         fact = V.TOPICS[tp.topic]["fact"]
         for j, (v, d) in enumerate(tp.decoys):
             text = _pick(rng, V.DECOY_FRAMES).format(d=fact["decoy"][d].format(v=fact["values"][v]))
-            extra[int(rng.integers(len(order)))].append((("decoy", ti, j), text))
+            extra[int(rng.integers(len(order)))].append([(("decoy", ti, j), text)])
     sessions = []
     for (ti, group), ex in zip(order, extra):
         payload = group + ex
@@ -490,30 +495,42 @@ def _mention(topic: str, tp: _TopicPlan | None, others: dict[str, list[tuple[int
 
 
 def _build_persona_session(cfg: SyntheticConfig, p: _Persona, tp: _TopicPlan | None,
-                           payload: list[tuple[tuple, str]], others: dict[str, list[tuple[int, int]]],
+                           payload: list[list[tuple[tuple, str]]], others: dict[str, list[tuple[int, int]]],
                            rng: np.random.Generator, sys_msg: str, sys_tokens: int) -> _Session:
     lo, hi = cfg.session_turns
     n = int(rng.integers(lo, hi + 1))
     n_user = (n + 1) // 2
-    while n_user < len(payload) + 1:  # room for every payload turn plus an opener
+    turns = sum(len(u) for u in payload)
+    while n_user < turns + 1:  # room for every payload turn plus an opener
         n += 2
         n_user = (n + 1) // 2
-    # payload turns at distinct user slots (not the first: the session opens with small talk), in order
-    slots = sorted(int(s) for s in rng.choice(np.arange(1, n_user), size=len(payload), replace=False))
-    by_slot = dict(zip(slots, payload))
+    # units at distinct user slots (not the first: the session opens with small talk), in order, the
+    # turns of one unit on consecutive user slots: choose unit starts in a compressed range, then expand
+    compressed = n_user - (turns - len(payload))
+    starts = sorted(int(x) for x in rng.choice(np.arange(1, compressed), size=len(payload), replace=False))
+    by_slot: dict[int, tuple[tuple, str]] = {}
+    shift = 0
+    for start, unit in zip(starts, payload):
+        for j, entry in enumerate(unit):
+            by_slot[start + shift + j] = entry
+        shift += len(unit) - 1
     sess = _Session(filler=False)
     sess.add("system", sys_msg, sys_tokens)
+    shared = False  # did the user just share a payload statement?
     for m in range(n):
         if m % 2 == 0:
             slot = m // 2
             if slot in by_slot:
                 tag, text = by_slot[slot]
             else:
-                tag, text = None, _pick(rng, V.USER_SMALL_TALK)
+                tag, text = None, _pick(rng, V.USER_OPENERS if slot == 0 else V.USER_SMALL_TALK)
+            shared = tag is not None
             content, tok = _msg("user", text)
             sess.add("user", content, tok, tag)
         else:
-            if tp is not None and rng.random() < cfg.assistant_mentions:
+            if shared:
+                text = _pick(rng, V.ASSISTANT_ACKS)
+            elif tp is not None and rng.random() < cfg.assistant_mentions:
                 text = _mention(tp.topic, tp, others, rng) + " " + _pick(rng, V.ASSISTANT_REPLIES)
             else:
                 text = _pick(rng, V.ASSISTANT_REPLIES)
@@ -805,7 +822,7 @@ class _QuestionMaker:
     def reason_question(self, ti: int, k: int) -> _Q:
         tp = self.p.topics[ti]
         st, prev = tp.states[k], tp.states[k - 1]
-        end = self._end_after(self.ctx.tags[("drop", ti, k)])
+        end = self._end_after(self.ctx.tags[("reason", ti, k)])
         own = [(ti2, k2) for ti2, tp2 in enumerate(self.p.topics) for k2 in range(1, len(tp2.states))
                if (ti2, k2) != (ti, k)]
         cands: list[tuple[int, tuple[int, int | None]]] = []
@@ -827,7 +844,7 @@ class _QuestionMaker:
         old = _item_text(tp.topic, prev.cluster, prev.item, self._wording(prev.wording))
         query = _pick(self.rng, V.REASON_QUERIES).format(o=old)
         ev = sorted([self.ctx.tags[("state", ti, k - 1)], self.ctx.tags[("state", ti, k)],
-                     self.ctx.tags[("drop", ti, k)]])
+                     self.ctx.tags[("drop", ti, k)], self.ctx.tags[("reason", ti, k)]])
         return _Q("revisit_reasons_behind_preference_updates", tp.topic, query, opts, ev,
                   [V.REASONS[st.reason][st.rwording]], end)  # fact words: the reason as stated
 

@@ -136,7 +136,7 @@ TOPICS: dict[str, dict] = {
         ),
         ack_query="Do you remember what kind of trips I enjoy these days?",
         rec_query="I have some vacation days to use. What kind of trip would you suggest?",
-        rec_frame="How about booking one of those {x} for your days off?",
+        rec_frame="How about booking one of those {x} for your time off?",
         scenario="I have five free days in early spring. What kind of trip should I plan?",
         recall_query="I was daydreaming about travel and places I've been.",
     ),
@@ -246,7 +246,7 @@ TOPICS: dict[str, dict] = {
         ),
         ack_query="Do you remember what style I'm going for at home these days?",
         rec_query="I want to refresh my apartment a bit. Any ideas?",
-        rec_frame="How about bringing in a few {x} to refresh the place?",
+        rec_frame="How about bringing in a few {x} to refresh your rooms?",
         scenario="I'm redoing my guest room. Which direction should I take it?",
         recall_query="I was looking around my place and thinking about my home projects.",
     ),
@@ -293,7 +293,7 @@ REASONS: tuple[tuple[str, str], ...] = (
 # --------------------------------------------------------------------------------------------
 INITIAL_FRAMES: tuple[str, ...] = (
     "I've always loved {x}; {q} is exactly my thing.",
-    "Honestly, {x} is my favorite when it comes to {n}, because I adore {q}.",
+    "Honestly, {x} is my favorite when it comes to {n}; I adore {q}.",
     "If I'm being honest, nothing beats {x} for me. I'm drawn to {q}.",
 )
 UPDATE_FRAMES: tuple[str, ...] = (
@@ -301,16 +301,20 @@ UPDATE_FRAMES: tuple[str, ...] = (
     "These days I'm all about {x}; {q} just clicks with me.",
     "I've begun getting into {x} recently. Turns out {q} is what I needed.",
 )
-#: The turn that drops the old preference also gives the reason for the change, so the
-#: reason sits next to both the old and the new preference (and nowhere else).
 DROP_FRAMES: tuple[str, ...] = (
-    "Funny thing, I've completely lost interest in {o}. What pulled me toward {x} is that {r}.",
-    "I don't really bother with {o} anymore, to be honest. I switched to {x} because {r}.",
-    "I used to be keen on {o}, but that phase has passed. The reason I went for {x}: {r}.",
+    "Funny thing, I've completely lost interest in {o}; {x} won me over.",
+    "I don't really bother with {o} anymore, to be honest; {x} took its place.",
+    "I used to be keen on {o}, but that phase has passed and {x} replaced it.",
+)
+#: The turn right after a drop: the reason for the change, on its own so it is easy to find.
+REASON_STATEMENT_FRAMES: tuple[str, ...] = (
+    "Honestly, {r}; that's what made me switch.",
+    "The main thing is that {r}.",
+    "Part of it is simply that {r}.",
 )
 FACT_FRAMES: tuple[str, ...] = (
     "By the way, {f}.",
-    "Oh, something I forgot to mention: {f}.",
+    "Oh, a detail I forgot to mention: {f}.",
     "Random update from my side: {f}.",
 )
 DECOY_FRAMES: tuple[str, ...] = (
@@ -341,7 +345,7 @@ EVOLUTION_FRAMES: dict[int, tuple[str, ...]] = {
 }
 REASON_FRAMES: tuple[str, ...] = (
     "You changed course because {r}.",
-    "The shift happened since {r}.",
+    "The shift happened because {r}.",
 )
 RECALL_FRAMES: tuple[str, ...] = (
     "I remember that {f}, which is something to be proud of.",
@@ -363,8 +367,15 @@ SUGGEST_QUERIES: tuple[str, ...] = (
 # --------------------------------------------------------------------------------------------
 # Small talk inside persona sessions, and assistant replies.
 # --------------------------------------------------------------------------------------------
-USER_SMALL_TALK: tuple[str, ...] = (
+#: First user turn of a persona session.
+USER_OPENERS: tuple[str, ...] = (
     "Hi there! Hope your day is going well.",
+    "Hey, it's me again. Got a few minutes to chat?",
+    "Good evening! I could use a bit of conversation.",
+    "Hello again! Quick check-in from my side.",
+    "Morning! I have some time before work, so here I am.",
+)
+USER_SMALL_TALK: tuple[str, ...] = (
     "It's been a pretty busy week at work, honestly.",
     "The weather has been so unpredictable recently.",
     "I finally cleaned out my inbox this morning, which felt great.",
@@ -402,6 +413,14 @@ ASSISTANT_REPLIES: tuple[str, ...] = (
     "I see what you mean. A fresh perspective can make familiar things feel new again.",
     "That's understandable. Changes in routine often take a couple of weeks to settle in.",
     "Interesting! Small adjustments to your environment can have a surprisingly large effect.",
+)
+#: Assistant replies right after the user shared something personal (no content words of their own
+#: that could be mistaken for a preference).
+ASSISTANT_ACKS: tuple[str, ...] = (
+    "Thanks for telling me, I'll remember that.",
+    "Good to know! I appreciate you keeping me posted.",
+    "That's useful to hear, and I'll keep it in mind for later.",
+    "Noted with thanks. It helps me understand you better.",
 )
 #: Assistant mentions of other items of the session's topic (they put other items in the history).
 ASSISTANT_MENTIONS: tuple[str, ...] = (

