@@ -146,12 +146,16 @@ def grpo_loss(
 
     Returns:
         ``(loss, stats)`` with stats ``loss``, ``pg_loss``, ``kl_ref`` (mean k3 to the
-        reference, 0 without one), ``approx_kl`` (mean k3 between old and new policy),
+        reference, 0 without one), ``approx_kl`` (``(ρ − 1) − log ρ``: KL(old‖new) on the behaviour samples),
         ``clip_frac`` (fraction of decisions whose clipped term is active, i.e. whose
         gradient is zero), ``ratio_mean``, ``ratio_max``, ``n_decisions``.
     """
     if aggregation not in AGGREGATIONS:
         raise ValueError(f"grpo_loss: aggregation must be one of {AGGREGATIONS}, got {aggregation!r}")
+    # Compute in float32 whatever the policy's dtype (bf16 LLMs): ratios of nearby log-probs.
+    new_logp = new_logp.float()
+    old_logp = torch.as_tensor(old_logp).float()
+    ref_logp = None if ref_logp is None else torch.as_tensor(ref_logp).float()
     if new_logp.shape != old_logp.shape:
         raise ValueError(f"grpo_loss: new_logp {tuple(new_logp.shape)} vs old_logp {tuple(old_logp.shape)}")
     if new_logp.dim() == 1:
@@ -199,7 +203,8 @@ def grpo_loss(
             "loss": float(loss.detach()),
             "pg_loss": float(pg_loss.detach()),
             "kl_ref": float(kl_ref.detach()),
-            "approx_kl": float(k3_kl(new_logp.detach(), old_logp)[valid].mean()) if n else 0.0,
+            # KL(old‖new) estimated on the behaviour samples: (ρ − 1) − log ρ ≥ 0.
+            "approx_kl": float(((ratio - 1.0) - log_ratio)[valid].mean()) if n else 0.0,
             "clip_frac": float(clip_active[valid].float().mean()) if n else 0.0,
             "ratio_mean": float(r_valid.mean()) if n else 1.0,
             "ratio_max": float(r_valid.max()) if n else 1.0,

@@ -105,7 +105,17 @@ def test_clip_fraction_and_approx_kl():
     assert s["clip_frac"] == pytest.approx(0.25)
     assert s["ratio_max"] == pytest.approx(1.5)
     assert s["ratio_mean"] == pytest.approx((1.5 + 1 + 0.5 + 1.1) / 4)
-    assert s["approx_kl"] > 0
+    # (ρ − 1) − log ρ: 0.5 − 0.405465 = 0.094535; 0; −0.5 + 0.693147 = 0.193147;
+    # 0.1 − 0.095310 = 0.004690 → mean 0.073093.
+    assert s["approx_kl"] == pytest.approx(0.073093, abs=1e-6)
+
+
+def test_low_precision_log_probs_are_upcast():
+    new = torch.zeros(2, 3, dtype=torch.bfloat16, requires_grad=True)
+    loss, _ = grpo_loss(new, torch.zeros(2, 3), torch.tensor([1.0, -1.0]), torch.ones(2, 3))
+    assert loss.dtype == torch.float32
+    loss.backward()
+    assert new.grad.dtype == torch.bfloat16
 
 
 @settings(max_examples=60, deadline=None)
