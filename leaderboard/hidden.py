@@ -256,7 +256,8 @@ def run_agent(entry: str, track: str, out_dir: str | os.PathLike, *, secret: str
         "open_source": bool(agent_meta.get("open_source", False)),
         "entry_point": entry_point,
         "notes": f"evaluated by `comam-env leaderboard run-agent` on {len(ids)} hidden questions"
-                 + (f" (first {limit} only)" if limit else ""),
+                 + (f" (first {limit} only)" if limit else "")
+                 + (f"; generator knobs {json.dumps(dict(knobs), sort_keys=True)}" if knobs else ""),
     }
     score = score_predictions(meta, predictions, split.gold, question_ids=ids, seed=seed, n_resamples=n_resamples)
     files = {

@@ -377,6 +377,23 @@ def track_dataset(track: str):
     return _DATASETS[key]
 
 
+def questions_fingerprint(dataset, question_ids) -> str:
+    """sha256 of the questions (id, type, query, options, gold answer) in the given order.
+
+    Recorded as ``questions_sha256`` in an entry's metadata, it detects predictions made
+    on another version of a track's data (e.g. a changed synthetic generator) even when
+    the question ids coincide.
+    """
+    import hashlib
+
+    h = hashlib.sha256()
+    for qid in question_ids:
+        q = dataset.question(qid)
+        h.update(json.dumps([q.question_id, q.qtype, q.query, list(q.options), q.answer],
+                            ensure_ascii=False).encode("utf-8") + b"\n")
+    return h.hexdigest()
+
+
 def split_ids(dataset, split: str, split_seed: int = 0) -> list[str]:
     from comam_env.data.splits import split_question_ids
 
@@ -782,6 +799,13 @@ def _check_ids(ds, meta: dict, rows: list[tuple[int, dict]], first: dict[str, in
         issues.add("metadata.json", f"cannot draw the {split!r} split of this track: {exc}", field="split")
         return
     wanted_set = set(wanted)
+    expected = meta.get("questions_sha256")
+    if isinstance(expected, str) and re.fullmatch(r"[0-9a-f]{64}", expected):
+        actual = questions_fingerprint(ds, wanted)
+        if actual != expected:
+            issues.add("metadata.json", f"the {split!r} questions of track {meta.get('track')!r} are not the ones "
+                       f"these predictions were made on (data or generator version changed): fingerprint here "
+                       f"{actual}, recorded {expected}", field="questions_sha256")
     all_ids = {q.question_id for q in ds.questions}
     other = {}
     if split != "all":
