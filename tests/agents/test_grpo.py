@@ -84,17 +84,17 @@ def test_loss_values_masks_and_aggregation():
     assert st_["n_decisions"] == 4 and st_["ratio_mean"] == 1.0 and st_["clip_frac"] == 0.0
     # token: mean over the 4 valid decisions of −A = (−1 + 2 + 2 + 2)/4 = 1.25.
     loss_t, _ = grpo_loss(new, old, adv, mask, aggregation="token")
-    assert float(loss_t) == pytest.approx(1.25)
+    assert float(loss_t.detach()) == pytest.approx(1.25)
     # Garbage at masked positions changes nothing.
     junk = old.clone()
     junk[0, 1:] = 50.0
     loss2, _ = grpo_loss(new, junk, adv, mask)
-    assert float(loss2) == pytest.approx(0.5)
+    assert float(loss2.detach()) == pytest.approx(0.5)
     loss2.backward()
     assert torch.all(new.grad[0, 1:] == 0)
     # Per-sample shapes (B,) work as one decision per sample: −(1 − 2)/2 = 0.5.
     loss3, _ = grpo_loss(torch.zeros(2), torch.zeros(2), adv)
-    assert float(loss3) == pytest.approx(0.5)
+    assert float(loss3.detach()) == pytest.approx(0.5)
 
 
 def test_clip_fraction_and_approx_kl():
@@ -133,7 +133,7 @@ def test_kl_term_enters_loss():
     # k3 at (new=−1, ref=0): e^1 − 1 − 1 = 0.718282; sequence mean over 2 decisions = 0.359141.
     loss, s = grpo_loss(new, new.detach(), torch.tensor([0.0]), ref_logp=ref, kl_coef=0.5)
     assert s["kl_ref"] == pytest.approx(0.359141, abs=1e-6)
-    assert float(loss) == pytest.approx(0.5 * 0.359141, abs=1e-6)
+    assert float(loss.detach()) == pytest.approx(0.5 * 0.359141, abs=1e-6)
     with pytest.raises(ValueError, match="ref_logp"):
         grpo_loss(new, new.detach(), torch.tensor([0.0]), kl_coef=0.1)
 
