@@ -24,7 +24,7 @@ What is generated
 -----------------
 Each persona (name, age, occupation, home city, two traits) gets one shared
 context. For each of its topics (music, movies, books, travel, food, fitness,
-money, home decor) the persona has a *preference timeline*: an initial
+investing, home decor) the persona has a *preference timeline*: an initial
 preference, then ``updates_per_topic`` updates, each stating the new
 preference in one user turn and, later in the same session, dropping the old
 one, immediately followed by a turn giving the reason; plus one shared fact (e.g. "I visited Kyoto last
@@ -115,7 +115,7 @@ from . import synthetic_vocab as V
 from .schema import OPTION_LETTERS, QUESTION_TYPES
 
 #: Bump whenever generated output changes for the same config (it keys the cache).
-GENERATOR_VERSION = "2"
+GENERATOR_VERSION = "3"
 
 #: Size names accepted by :func:`generate` and the token target of each.
 SIZES: tuple[str, ...] = ("32k", "128k", "1m")

@@ -197,7 +197,7 @@ TOPICS: dict[str, dict] = {
     ),
     "finance": dict(
         label="financialConsultation",
-        noun="money",
+        noun="investing",
         clusters=(
             dict(quality=("safety and predictable returns", "low-risk stability"),
                  items=(("high-yield savings accounts", "certificates of deposit"), ("government bonds", "treasury notes"))),
@@ -292,14 +292,15 @@ REASONS: tuple[tuple[str, str], ...] = (
 # User statement frames (first person). {x} item, {q} quality, {r} reason, {o} old item, {n} noun.
 # --------------------------------------------------------------------------------------------
 INITIAL_FRAMES: tuple[str, ...] = (
-    "I've always loved {x}; {q} is exactly my thing.",
+    "For {n}, I've always loved {x}; {q} is exactly my thing.",
     "Honestly, {x} is my favorite when it comes to {n}; I adore {q}.",
-    "If I'm being honest, nothing beats {x} for me. I'm drawn to {q}.",
+    "If I'm being honest, nothing in {n} beats {x} for me. I'm drawn to {q}.",
 )
+#: Statement frames name the topic ({n}) so a retriever can find them from a question about it.
 UPDATE_FRAMES: tuple[str, ...] = (
-    "Lately I've switched over to {x}. I'm really enjoying {q} these days.",
-    "These days I'm all about {x}; {q} just clicks with me.",
-    "I've begun getting into {x} recently. Turns out {q} is what I needed.",
+    "When it comes to {n}, I've lately switched over to {x}. I'm really enjoying {q} these days.",
+    "These days I'm all about {x} for {n}; {q} just clicks with me.",
+    "As far as {n} goes, I've begun getting into {x} recently. Turns out {q} is what I needed.",
 )
 DROP_FRAMES: tuple[str, ...] = (
     "Funny thing, I've completely lost interest in {o}; {x} won me over.",

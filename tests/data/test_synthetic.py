@@ -235,6 +235,8 @@ def test_sizes_32k_and_128k_within_ten_percent(default_dir, default_ds, tmp_path
     assert tuple(json.loads((folder / "profiles.json").read_text())["0"]) == default_ds.profiles["0"]
     # 128k adds filler: most of the context is irrelevant to the questions
     ds = load_personamem_dir(folder, "128k")
+    assert {q.qtype for q in ds.questions} == set(QUESTION_TYPES)
+    assert all(q.raw_type == q.qtype for q in ds.questions)  # 128k/1M files use the canonical labels
     assert max(q.meta["num_irrelevant_tokens"] / q.meta["context_length_in_tokens"] for q in ds.questions) > 0.7
 
 
