@@ -82,3 +82,31 @@ def test_trained_system_checks_mode_and_files(toy, tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="config.json"):
         read_run_config(tmp_path / "empty")
+
+
+@pytest.mark.slow
+def test_llm_answerer_with_tiny_model(toy, tiny_model, tmp_path):
+    """The LLM answerer reads context + question + options; its reply is parsed with parse_option."""
+    from baselines.answerers import LLMAnswerer
+
+    system = get_system("full-context", answerer="llm", model=tiny_model)
+    system.prepare(toy)
+    q = toy.question("q5")
+    pred = system.answer(q, toy.history_for(q))
+    assert pred.answer in ("", "a", "b", "c", "d") and pred.raw_output is not None
+    assert pred.tokens_in > 0
+    # the window is capped by the tiny model's 1,024 positions
+    assert system.answerer.context_budget(q) < 1024
+    ans = LLMAnswerer(model=tiny_model, max_new_tokens=4)
+    assert ans.choose(q, "User: I prefer heirloom tomatoes.").answer in ("", "a", "b", "c", "d")
+
+
+@pytest.mark.slow
+def test_evaluate_cli_infers_system_from_run(toy, tmp_path, capsys):
+    from comam_env.cli import main
+
+    run = _make_run(tmp_path, toy)
+    assert main(["evaluate", "--run", str(run), "--limit", "2", "--json", "--no-probes",
+                 "--out", str(tmp_path / "r.jsonl")]) == 0
+    rep = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert rep["system"] == "comam" and rep["env"] == "synthetic-32k" and rep["n_questions"] == 2
