@@ -32,11 +32,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--env", help="environment id or dataset name (e.g. synthetic-32k); inferred from --run")
     parser.add_argument("--system", choices=sorted(SYSTEMS), help="system to evaluate; inferred from --run")
-    parser.add_argument("--split", default="validation", help="question split (train|validation|test|all; default validation)")
+    parser.add_argument("--split", default="validation", choices=["train", "validation", "all"],
+                        help="question split (default validation)")
     parser.add_argument("--split-seed", type=int, default=0, help="seed of the question split (default 0)")
     parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N questions of the split")
     parser.add_argument("--seed", type=int, default=0, help="seed for stochastic systems and the bootstrap (default 0)")
-    parser.add_argument("--out", default=None, help="predictions JSONL (resumed if it exists)")
+    parser.add_argument("--out", default=None, help="predictions JSONL, resumed if it exists "
+                        "(default predictions/<env>__<system>__<split>__s<seed>.jsonl)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     parser.add_argument("--answerer", choices=["similarity", "llm"], default=None,
                         help="how classic systems pick an option (default similarity)")
