@@ -27,9 +27,10 @@ context. For each of its topics (music, movies, books, travel, food, fitness,
 investing, home decor) the persona has a *preference timeline*: an initial
 preference, then ``updates_per_topic`` updates, each stating the new
 preference in one user turn and, later in the same session, dropping the old
-one, immediately followed by a turn giving the reason; plus one shared fact (e.g. "I visited Kyoto last
-year") and ``decoys_per_fact`` decoy mentions of the same kind of fact about
-other people ("my coworker just got back from Prague"). Preferences of one
+one, immediately followed by a turn that gives the reason; plus one shared
+fact (e.g. "I visited Kyoto last year") and ``decoys_per_fact`` decoy mentions
+of the same kind of fact about other people ("my coworker just got back from
+Prague"). Preferences of one
 timeline come from distinct *clusters* of the topic (each cluster has a
 *quality*, e.g. jazz and blues share "improvised, laid-back grooves"), so a
 stale and a current preference never share what the user likes about them.
@@ -65,6 +66,15 @@ the history*, which is what defeats whole-history word matching. All four
 options of a question share one frame and differ only in the slot (item,
 quality, reason, fact value, ordering); the slot values are exchangeable
 draws from the same pools, which keeps the longest-option probe at chance.
+With ``updates_per_topic=0`` there are no evolution or reason questions.
+
+Difficulty at the defaults (seed 0, 32k, 640 questions; ``tests/data/test_synthetic.py``):
+longest option 0.25, question-option word overlap 0.27, the option sharing the
+most content words with the whole visible history 0.27–0.31 — all at chance —
+while an agent holding the gold evidence picks the option nearest to it in
+MiniLM space for about 0.9 of the non-evolution questions (evolution options
+differ only in order), and at ``paraphrase=0`` plain word overlap with the
+evidence answers more than 0.9 of them.
 
 Knobs (:class:`SyntheticConfig`)
 --------------------------------
@@ -73,8 +83,8 @@ Knobs (:class:`SyntheticConfig`)
   each option slot reuses the wording of its own evidence statement with
   probability ``1 - paraphrase`` and uses the other wording otherwise. Option
   frames never share content words with statement frames, so at 0 options
-  reuse the evidence's slot words and at 1 they share almost none (only proper
-  fact values such as a city name).
+  reuse the evidence's slot words and at 1 they share almost none (only fact
+  values such as a city name, and a fact's own noun such as "film festival").
 * ``distractor_closeness`` (default 1.0) — probability that a question's
   distractor slots are filled closest-first (stale preferences of the same
   persona → other personas' preferences → random); otherwise in random order
@@ -110,7 +120,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from ..text import content_tokens, estimate_tokens
+from ..text import estimate_tokens
 from . import synthetic_vocab as V
 from .schema import OPTION_LETTERS, QUESTION_TYPES
 
@@ -425,7 +435,6 @@ def _msg(role: str, text: str) -> tuple[str, int]:
 def _persona_sessions(cfg: SyntheticConfig, p: _Persona, others: dict[str, list[tuple[int, int]]],
                       rng: np.random.Generator, sys_msg: str, sys_tokens: int) -> list[_Session]:
     """The persona's own sessions in time order, with payload statements tagged."""
-    lo, hi = cfg.session_turns
     # payload groups per topic, in timeline order. A group is one session's payload: a list of
     # units, each unit a run of user turns that must be consecutive (drop turn + reason turn).
     queues: list[list[list[list[tuple[tuple, str]]]]] = []
