@@ -124,6 +124,12 @@ from ..text import estimate_tokens
 from . import synthetic_vocab as V
 from .schema import OPTION_LETTERS, QUESTION_TYPES
 
+__all__ = [
+    "GENERATOR_VERSION", "SIZES", "TARGET_TOKENS", "FILE_SUFFIX", "DEFAULT_PERSONAS", "CSV_COLUMNS",
+    "SyntheticConfig", "build", "generate", "load_synthetic", "file_names", "raw_type_label",
+    "default_cache_folder",
+]
+
 #: Bump whenever generated output changes for the same config (it keys the cache).
 GENERATOR_VERSION = "3"
 
@@ -1090,13 +1096,14 @@ def load_synthetic(size: str = "32k", seed: int = 0, cache: bool = True,
         tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
         try:
             generate(cfg.size, cfg.seed, tmp, progress=progress, **cfg.knobs())
-            if folder.exists():  # stale or incomplete entry: replace it
-                shutil.rmtree(folder, ignore_errors=True)
-            try:
-                os.replace(tmp, folder)
-            except OSError:
-                if not _folder_matches(folder, cfg):  # someone else won the race with a valid folder? else fail
-                    raise
+            if not _folder_matches(folder, cfg):  # re-check: another process may have just finished it
+                if folder.exists():  # stale or incomplete entry: replace it
+                    shutil.rmtree(folder, ignore_errors=True)
+                try:
+                    os.replace(tmp, folder)
+                except OSError:
+                    if not _folder_matches(folder, cfg):  # a concurrent caller won with a valid folder; else fail
+                        raise
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return _with_meta(load_personamem_dir(folder, qsize, name=name), cfg, folder)
