@@ -207,7 +207,7 @@ th[aria-sort=ascending]::after{content:" \\25B2"}th[aria-sort=descending]::after
 tr.reported td{color:#6b6f7a;font-style:italic}
 .badge{display:inline-block;font-size:.72rem;padding:0 .35rem;border-radius:.6rem;background:#e8eefc;color:#254}
 .badge.reported{background:#fdecc8;color:#6b4a00}.badge.hidden{background:#e4f5e8;color:#1e5b2b}
-.note{color:#555;font-size:.85rem}
+.note{color:#555;font-size:.85rem}.scroll{overflow-x:auto}
 svg{max-width:100%;height:auto;font-family:inherit}
 .pt circle{fill:#3867d6;fill-opacity:.85}.pt line{stroke:#3867d6}.pt text{font-size:10px;fill:#333}
 .axis text{font-size:10px;fill:#444}.axis line,.axis path{stroke:#888}
@@ -394,9 +394,9 @@ def html_page(groups: dict[str, list[dict]], pending: Sequence[dict] = ()) -> st
         if probes:
             body.append('<p class="note">Answer-only probes on these questions: ' + ", ".join(
                 f"{_e(n)} {_f(p['accuracy'])}" for n, p in probes.items()) + ".</p>")
-        body.append(_main_table(track, entries))
+        body.append(f'<div class="scroll">{_main_table(track, entries)}</div>')
         body.append("<h3>Per question type</h3>")
-        body.append(_type_table(track, entries))
+        body.append(f'<div class="scroll">{_type_table(track, entries)}</div>')
         body.append("<h3>Accuracy vs cost</h3>")
         body.append(plot_svg(entries))
         body.append("</section>")
