@@ -15,6 +15,17 @@ from agents.credit import assign_credit_batch
 from agents.grpo import GRPOConfig, PerAgentGRPO, RoleBatch, group_advantages, grpo_loss, k3_kl
 from agents.selection import SelectionPolicy
 
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # Tiny tensors: thread hand-offs cost more than they save, badly so on a loaded 2-core box.
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 # ------------------------------------------------------------------ advantages
 
 
@@ -253,16 +264,7 @@ def _train(policy, updater, credit, iterations, seed, B=16, G=8):
     return stats
 
 
-@pytest.fixture
-def one_thread():
-    # Tiny tensors: thread hand-offs cost more than they save, badly so on a loaded 2-core box.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def test_toy_bandit_adaptive_credit_improves(one_thread):
+def test_toy_bandit_adaptive_credit_improves():
     policy = SelectionPolicy(dim=D, hidden=32, roles=(EXTRACTOR, RETRIEVER), seed=0)
     before = _success(policy, seed=123)
     updater = PerAgentGRPO(policy, GRPOConfig(lr=1e-2, inner_epochs=2, minibatch_size=64))
