@@ -124,7 +124,7 @@ class _CDP:
                 self.buf += chunk
 
 
-@pytest.mark.slow
+@pytest.mark.browser
 def test_page_in_headless_chromium_rows_sorting_and_screenshot(tmp_path, small_ds):
     browser = _chromium()
     if browser is None:

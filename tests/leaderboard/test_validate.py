@@ -278,3 +278,13 @@ def test_schema_files_are_valid_json_schema_when_jsonschema_is_installed(small_d
 def test_schema_evaluator_rejects_unknown_keywords():
     with pytest.raises(ValueError, match="not supported"):
         V.check_schema(1, {"multipleOf": 2})
+
+
+def test_leaderboard_imports_only_comam_env():
+    import subprocess
+
+    code = ("import sys, leaderboard.validate, leaderboard.score, leaderboard.render, leaderboard.hidden, "
+            "leaderboard.cli; print(sorted({m.split('.')[0] for m in sys.modules} & "
+            "{'baselines', 'agents', 'torch', 'transformers', 'sentence_transformers'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
