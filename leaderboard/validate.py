@@ -422,6 +422,10 @@ def _member_problem(name: str) -> str | None:
     return None
 
 
+#: archive handles opened by the readers below; closed when ``open_submission`` exits.
+_OPEN: list = []
+
+
 @dataclass
 class _Member:
     name: str          # path inside the archive (normalised, no trailing '/')
@@ -433,6 +437,7 @@ class _Member:
 def _zip_members(path: Path, issues: _Issues, label: str) -> list[_Member] | None:
     try:
         zf = zipfile.ZipFile(path)
+        _OPEN.append(zf)
     except (zipfile.BadZipFile, OSError) as exc:
         issues.add(label, f"not a readable zip archive ({exc})")
         return None
@@ -463,11 +468,16 @@ def _zip_members(path: Path, issues: _Issues, label: str) -> list[_Member] | Non
 def _tar_members(path: Path, issues: _Issues, label: str) -> list[_Member] | None:
     try:
         tf = tarfile.open(path, mode="r:*")
+        _OPEN.append(tf)
         members = []
-        for m in tf:  # iterate: stops reading headers once the member cap is exceeded
+        declared = 0
+        for m in tf:  # iterate: stop reading (and decompressing) once a cap is exceeded
             members.append(m)
-            if len(members) > LIMITS["archive_members"]:
-                break
+            declared += max(0, m.size)
+            if len(members) > LIMITS["archive_members"] or declared > LIMITS["archive_total"]:
+                issues.add(label, f"more than {LIMITS['archive_members']} members or {LIMITS['archive_total']} "
+                           "bytes once extracted; stopped reading")
+                return None
     except (tarfile.TarError, OSError, EOFError) as exc:
         issues.add(label, f"not a readable tar archive ({exc})")
         return None
@@ -518,10 +528,22 @@ def open_submission(path: str | os.PathLike, issues: _Issues | None = None) -> I
         yield None
         return
     reader = _zip_members if src.name.lower().endswith(".zip") else _tar_members
-    members = reader(src, issues, label)
-    if members is None:
-        yield None
-        return
+    opened = len(_OPEN)
+    try:
+        members = reader(src, issues, label)
+        if members is None:
+            yield None
+            return
+        with _extracted(members, issues, label) as folder:
+            yield folder
+    finally:
+        while len(_OPEN) > opened:
+            _OPEN.pop().close()
+
+
+@contextlib.contextmanager
+def _extracted(members: list, issues: _Issues, label: str) -> Iterator[Path | None]:
+    """Check the member list, then stream the allowed regular files into a temp folder."""
     if len(members) > LIMITS["archive_members"]:
         issues.add(label, f"more than {LIMITS['archive_members']} members")
         yield None

@@ -288,3 +288,18 @@ def test_leaderboard_imports_only_comam_env():
             "{'baselines', 'agents', 'torch', 'transformers', 'sentence_transformers'}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_archive_with_too_many_members(tmp_path):
+    zpath = tmp_path / "many.zip"
+    with zipfile.ZipFile(zpath, "w") as zf:
+        for i in range(V.LIMITS["archive_members"] + 5):
+            zf.writestr(f"f{i}.txt", b"x")
+    assert _one(V.validate_submission(zpath), "many.zip", f"more than {V.LIMITS['archive_members']} members")
+    tpath = tmp_path / "many.tar.gz"
+    with tarfile.open(tpath, "w:gz") as tf:
+        for i in range(V.LIMITS["archive_members"] + 5):
+            info = tarfile.TarInfo(f"f{i}.txt")
+            info.size = 1
+            tf.addfile(info, io.BytesIO(b"x"))
+    assert _one(V.validate_submission(tpath), "many.tar.gz", "stopped reading")
