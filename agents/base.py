@@ -61,6 +61,8 @@ def role_id(role: int | str) -> int:
             raise ValueError(f"role id must be one of {ALL_ROLES}, got {r}")
         return r
     if isinstance(role, str):
+        if role.strip().isdigit():  # JSON turns int dict keys into strings
+            return role_id(int(role))
         name = role.rsplit("_", 1)[0] if role.rsplit("_", 1)[-1].isdigit() else role
         if name in ROLE_NAMES:
             return ROLE_NAMES.index(name)

@@ -141,7 +141,7 @@ def test_grpo_step_changes_only_lora_of_that_role(tiny_path):
 
 
 def test_save_load_reproduces_logprobs(tiny_path, tmp_path):
-    pol = LLMPolicy(model=tiny_path, max_new_tokens=16, roles=(0, 2))
+    pol = LLMPolicy(model=tiny_path, max_new_tokens={0: 16, "retriever": 16}, roles=(0, 2))
     # non-zero LoRA weights so the adapters matter
     with torch.no_grad():
         for p in pol.trainable_parameters():
