@@ -520,6 +520,8 @@ class LLMPolicy(Policy):
             cfg = dataclasses.asdict(self.config)
             cfg["roles"] = list(self.roles)
             cfg["per_role_models"] = {ROLE_NAMES[role_id(k)]: v for k, v in (self.config.per_role_models or {}).items()}
+            if isinstance(cfg["max_new_tokens"], dict):
+                cfg["max_new_tokens"] = {ROLE_NAMES[role_id(k)]: int(v) for k, v in cfg["max_new_tokens"].items()}
             if not isinstance(cfg["lora_target_modules"], str):
                 cfg["lora_target_modules"] = list(cfg["lora_target_modules"])
             payload = {"kind": "llm", "format": 1, "config": cfg}
