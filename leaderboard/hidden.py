@@ -255,11 +255,14 @@ def run_agent(entry: str, track: str, out_dir: str | os.PathLike, *, secret: str
         "seeds": agent_meta.get("seeds") or [0],
         "open_source": bool(agent_meta.get("open_source", False)),
         "entry_point": entry_point,
+        "command": f"comam-env leaderboard run-agent {entry} --track {track}" + (f" --limit {limit}" if limit else ""),
         "notes": f"evaluated by `comam-env leaderboard run-agent` on {len(ids)} hidden questions"
                  + (f" (first {limit} only)" if limit else "")
                  + (f"; generator knobs {json.dumps(dict(knobs), sort_keys=True)}" if knobs else ""),
     }
-    score = score_predictions(meta, predictions, split.gold, question_ids=ids, seed=seed, n_resamples=n_resamples)
+    out = Path(out_dir)
+    score = score_predictions(meta, predictions, split.gold, question_ids=ids, seed=seed, n_resamples=n_resamples,
+                              entry=out.name)
     files = {
         "metadata.json": json.dumps(meta, indent=2, sort_keys=True, ensure_ascii=False) + "\n",
         "predictions.jsonl": "".join(json.dumps(p, ensure_ascii=False, sort_keys=True) + "\n" for p in predictions),
@@ -269,7 +272,6 @@ def run_agent(entry: str, track: str, out_dir: str | os.PathLike, *, secret: str
     for fname, text in files.items():
         if any(s in text for s in secrets_):
             raise HiddenTrackError(f"refusing to write {fname}: it would contain the hidden-track secret")
-    out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     for fname in ("predictions.jsonl", "score.json", "metadata.json"):  # metadata last marks completion
         atomic_write_text(out / fname, files[fname])
