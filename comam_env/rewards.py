@@ -16,7 +16,9 @@ A unit ``u`` matches an evidence item ``e`` when ``sim(u, e) >= tau``:
   ``sim(u, e) = |content(u) ∩ content(e)| / |content(e)|`` with
   :func:`comam_env.text.content_tokens` (lower-cased words, stop words removed);
   ``sim = 0`` when ``e`` has no content tokens (such an item can never be matched).
-  Computed as one sparse-to-dense matrix product over the evidence vocabulary.
+  Content-token sets are memoised per distinct text and the evidence indexed
+  once per evidence list, so matching walks only the tokens a unit shares with
+  the evidence (:class:`TokenRecallMatcher`).
 * ``"embedding"`` / ``"embedding:<name>"`` or any embedder object with
   ``encode(texts) -> np.ndarray``: cosine of the embeddings
   (default ``tau = 0.6``, :data:`EMBEDDING_TAU`; ``"embedding"`` uses the
@@ -75,7 +77,7 @@ from typing import Any, Protocol, Sequence, runtime_checkable
 import numpy as np
 
 from comam_env.data.schema import OPTION_LETTERS, Question
-from comam_env.text import content_tokens, split_units
+from comam_env.text import MAX_UNIT_WORDS, STOP_WORDS, split_units
 
 __all__ = [
     "ALPHA",
@@ -159,7 +161,7 @@ def to_units(memory: str | Sequence[str] | None) -> list[str]:
     if memory is None:
         return []
     if isinstance(memory, str):
-        return split_units(memory)
+        return _split_units(memory)
     units = []
     for i, u in enumerate(memory):
         if not isinstance(u, str):
@@ -167,6 +169,26 @@ def to_units(memory: str | Sequence[str] | None) -> list[str]:
         u = u.strip()
         if u:
             units.append(u)
+    return units
+
+
+def _split_units(text: str) -> list[str]:
+    """Exactly :func:`comam_env.text.split_units` (default ``max_words``), faster.
+
+    A line of at most ``2·MAX_UNIT_WORDS`` characters cannot hold more than
+    ``MAX_UNIT_WORDS`` words (k words need at least 2k−1 characters), so only
+    longer lines are counted and possibly split.
+    """
+    short = 2 * MAX_UNIT_WORDS
+    units: list[str] = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        if len(line) > short:
+            units.extend(split_units(line))
+        else:
+            units.append(line)
     return units
 
 
@@ -182,23 +204,73 @@ def _evidence_list(evidence: Sequence[str]) -> list[str]:
     return out
 
 
-# Evidence repeats a lot across steps and trajectories (the same evidence for
-# every rollout of a group), so its content tokens are memoised. Long strings are
-# not cached to keep the cache's memory bounded.
+# Texts repeat a lot: evidence is the same for every rollout of a question, and
+# memory units are mostly copies of history messages (the same few thousand lines
+# for every episode on a history). So the content-token set of a text is memoised
+# per distinct string (an LRU keyed by the string itself). Long strings are not
+# cached to keep the cache's memory bounded. ``tests/env/test_rewards.py`` checks
+# that every cached path equals the uncached definition (hypothesis).
 _CACHE_MAX_CHARS = 4096
 _WORD_RE = re.compile(r"[^\W_]+(?:'[^\W_]+)?", re.UNICODE)
 _EDGE_PUNCT = ".,!?;:\"'()[]{}<>*-’‘“”"
 
 
-@lru_cache(maxsize=1 << 15)
+def _content_uncached(text: str) -> frozenset[str]:
+    # == comam_env.text.content_tokens(text), through the faster tokenizer.
+    return frozenset(_fast_words(text)).difference(STOP_WORDS)
+
+
+@lru_cache(maxsize=1 << 16)
 def _cached_content_tokens(text: str) -> frozenset[str]:
-    return content_tokens(text)
+    return _content_uncached(text)
 
 
 def _content(text: str) -> frozenset[str]:
+    """:func:`comam_env.text.content_tokens`, memoised per distinct (short) text."""
     if len(text) > _CACHE_MAX_CHARS:
-        return content_tokens(text)
+        return _content_uncached(text)
     return _cached_content_tokens(text)
+
+
+@lru_cache(maxsize=4096)
+def _evidence_index(evidence: tuple[str, ...]) -> tuple[frozenset[str], dict[str, tuple[int, ...]], tuple[int, ...]]:
+    """``(vocabulary, postings, sizes)`` of an evidence list, memoised per evidence tuple.
+
+    ``vocabulary`` is the union of the items' content tokens, ``postings[tok]``
+    the (ascending) indices of the items holding ``tok`` and ``sizes[j]`` =
+    ``|content(evidence[j])|``. The same evidence is scored for every step and
+    rollout of a question, and a gold profile for every episode of its persona.
+    """
+    postings: dict[str, list[int]] = {}
+    sizes = []
+    for j, e in enumerate(evidence):
+        toks = _content(e)
+        sizes.append(len(toks))
+        for tok in toks:
+            postings.setdefault(tok, []).append(j)
+    return frozenset(postings), {t: tuple(js) for t, js in postings.items()}, tuple(sizes)
+
+
+def _recall_counts(units: Sequence[str], evidence: Sequence[str]):
+    """Yield ``(i, j, |content(u_i) ∩ content(e_j)|, |content(e_j)|)`` for every pair
+    with a non-zero intersection (row-major order is not guaranteed within a row)."""
+    vocab, postings, sizes = _evidence_index(tuple(evidence))
+    if not vocab:
+        return
+    single = len(sizes) == 1
+    for i, u in enumerate(units):
+        hits = vocab.intersection(_content(u))
+        if not hits:
+            continue
+        if single:
+            yield i, 0, len(hits), sizes[0]
+            continue
+        cnt: dict[int, int] = {}
+        for tok in hits:
+            for j in postings[tok]:
+                cnt[j] = cnt.get(j, 0) + 1
+        for j, c in cnt.items():
+            yield i, j, c, sizes[j]
 
 
 def _fast_words(text: str) -> list[str]:
@@ -234,47 +306,62 @@ class Matcher(Protocol):
 class TokenRecallMatcher:
     """Evidence-token recall ``|content(u) ∩ content(e)| / |content(e)|`` (DESIGN §3).
 
-    Vectorised: the evidence tokens define a small vocabulary; units become
-    binary rows over it and the intersections are one matrix product. Integer
-    counts divided in float64 give exactly the same numbers as ``a / b`` in Python.
+    Content-token sets are memoised per distinct text and the evidence list is
+    indexed once (token → evidence items holding it, memoised per evidence
+    tuple), so a unit costs one set intersection with the evidence vocabulary;
+    only the (few) shared tokens are walked. Integer counts divided in Python
+    float give exactly the numbers ``np.divide`` gives in float64.
+    :meth:`match_pairs` runs the greedy matching on the sparse non-zero pairs
+    without building the matrix (:func:`match_units` uses it); the result is
+    identical to :func:`greedy_match` on :meth:`similarity_matrix`.
     """
 
     name = "token-recall"
     default_tau = TOKEN_RECALL_TAU
 
     def similarity_matrix(self, units: Sequence[str], evidence: Sequence[str]) -> np.ndarray:
-        n_u, n_e = len(units), len(evidence)
-        vocab: dict[str, int] = {}
-        ev_rows: list[int] = []
-        ev_cols: list[int] = []
-        for j, e in enumerate(evidence):
-            for tok in _content(e):
-                ev_rows.append(vocab.setdefault(tok, len(vocab)))
-                ev_cols.append(j)
-        sim = np.zeros((n_u, n_e), dtype=np.float64)
-        if not vocab or n_u == 0:
+        sim = np.zeros((len(units), len(evidence)), dtype=np.float64)
+        if len(units) == 0 or len(evidence) == 0:
             return sim
-        ev = np.zeros((len(vocab), n_e), dtype=np.float64)
-        ev[ev_rows, ev_cols] = 1.0
-        un = np.zeros((n_u, len(vocab)), dtype=np.float64)
-        get = vocab.get
-        u_rows: list[int] = []
-        u_cols: list[int] = []
-        for i, u in enumerate(units):
-            # Only tokens in the evidence vocabulary matter, and that vocabulary
-            # holds no stop words, so raw word tokens need no stop-word filter.
-            for tok in _fast_words(u):
-                k = get(tok)
-                if k is not None:
-                    u_rows.append(i)
-                    u_cols.append(k)
-        if not u_rows:
-            return sim
-        un[u_rows, u_cols] = 1.0
-        inter = un @ ev
-        sizes = ev.sum(axis=0)
-        np.divide(inter, sizes, out=sim, where=sizes > 0)
+        rows: list[int] = []
+        cols: list[int] = []
+        vals: list[float] = []
+        for i, j, c, size in _recall_counts(units, evidence):
+            rows.append(i)
+            cols.append(j)
+            vals.append(c / size)
+        if rows:
+            sim[rows, cols] = vals
         return sim
+
+    def match_pairs(self, units: Sequence[str], evidence: Sequence[str], tau: float) -> tuple[tuple[int, int, float], ...]:
+        """``greedy_match(self.similarity_matrix(units, evidence), tau)``, computed sparsely.
+
+        Only valid for ``tau > 0`` (a pair with similarity 0 never matches then);
+        :func:`match_units` falls back to the dense path otherwise.
+        """
+        if not tau > 0:
+            raise ValueError(f"match_pairs needs tau > 0, got {tau!r}")
+        # (-sim, unit, evidence) ascending == similarity descending, ties by (unit, evidence)
+        # ascending: the order of greedy_match's stable argsort over row-major pairs.
+        cands = []
+        for i, j, c, size in _recall_counts(units, evidence):
+            s = c / size
+            if s >= tau:
+                cands.append((-s, i, j))
+        if not cands:
+            return ()
+        cands.sort()
+        used_u: set[int] = set()
+        used_e: set[int] = set()
+        pairs = []
+        for ns, i, j in cands:
+            if i in used_u or j in used_e:
+                continue
+            used_u.add(i)
+            used_e.add(j)
+            pairs.append((i, j, -ns))
+        return tuple(pairs)
 
 
 def _utf8_safe(text: str) -> str:
@@ -471,7 +558,9 @@ def match_units(
     evidence = _evidence_list(evidence)
     m = resolve_matcher(matcher)
     tau = _default_tau(m) if tau is None else float(tau)
-    if units and evidence:
+    if units and evidence and type(m) is TokenRecallMatcher and tau > 0:
+        pairs = m.match_pairs(units, evidence, tau)  # sparse path, same result as the dense one
+    elif units and evidence:
         sim = np.asarray(m.similarity_matrix(units, evidence), dtype=np.float64)
         if sim.shape != (len(units), len(evidence)):
             raise ValueError(

@@ -462,3 +462,79 @@ def test_property_greedy_matching_is_one_to_one_and_maximal(n_u, n_e, data):
     free_u = set(range(n_u)) - set(us)
     free_e = set(range(n_e)) - set(es)
     assert not any(sim[u, e] >= 0.5 for u in free_u for e in free_e)
+
+
+# ------------------------------------------------- caches and sparse paths = definition
+
+from comam_env import rewards as _rw  # noqa: E402
+from comam_env.text import content_tokens, split_units  # noqa: E402
+
+_WORDS = ["a", "the", "I", "dog", "Dog", "max", "golden", "retriever", "jazz", "rock", "not", "don't",
+          "it's", "café", "42", "x_y", "hello", "user", "named", "adopted"]
+_SEPS = [" ", "  ", ", ", ". ", "! ", "\t", " (", ") ", "-", "'", "’"]
+
+
+@st.composite
+def _chat_text(draw, max_words=12):
+    n = draw(st.integers(0, max_words))
+    out = []
+    for _ in range(n):
+        out.append(draw(st.sampled_from(_WORDS)))
+        out.append(draw(st.sampled_from(_SEPS)))
+    return "".join(out)
+
+
+def _spec_similarity(units, evidence):
+    """DESIGN §3 token recall written directly from comam_env.text.content_tokens (no caches)."""
+    sim = np.zeros((len(units), len(evidence)))
+    for i, u in enumerate(units):
+        cu = content_tokens(u)
+        for j, e in enumerate(evidence):
+            ce = content_tokens(e)
+            sim[i, j] = len(cu & ce) / len(ce) if ce else 0.0
+    return sim
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(_chat_text(), max_size=8), st.lists(_chat_text(), min_size=1, max_size=5),
+       st.sampled_from([0.5, 0.25, 1.0, 0.34, 1e-9, 0.0, -1.0]), st.booleans())
+def test_property_cached_token_recall_equals_fresh_definition(units, evidence, tau, clear):
+    if clear:  # cold caches and warm caches must agree with the definition alike
+        _rw._cached_content_tokens.cache_clear()
+        _rw._evidence_index.cache_clear()
+    spec = _spec_similarity(units, evidence)
+    for _ in range(2):  # second round: everything served from the caches
+        sim = TokenRecallMatcher().similarity_matrix(units, evidence)
+        assert sim.dtype == np.float64 and np.array_equal(sim, spec)  # bit-identical
+        kept = [u.strip() for u in units if u.strip()]
+        got = match_units(kept, evidence, tau=tau)
+        want = _rw.greedy_match(_spec_similarity(kept, evidence), tau) if kept else ()
+        assert got.pairs == want  # same pairs, same order, same float values
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.text(max_size=300), st.booleans())
+def test_property_cached_content_tokens_equal_text_content_tokens(text, long):
+    if long:  # above the cache's length limit: the uncached path
+        text = text + " filler" * (_rw._CACHE_MAX_CHARS // 7 + 1)
+    assert _rw._content(text) == content_tokens(text)
+    assert _rw._content(text) == content_tokens(text)  # cached
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.one_of(_chat_text(max_words=70), st.text(max_size=200)), max_size=6),
+       st.sampled_from(["\n", "\r\n", "\n\n", "\u2028"]))
+def test_property_fast_unit_split_equals_split_units(lines, sep):
+    text = sep.join(lines)
+    assert _rw._split_units(text) == split_units(text)
+
+
+def test_sparse_match_on_real_sized_memory_equals_dense(synthetic_32k):
+    ds = synthetic_32k
+    q = next(q for q in ds.questions if q.evidence and len(q.evidence) >= 2)
+    h = ds.history_for(q)
+    ev = list(ds.evidence_texts(q))
+    units = _rw.to_units(h.render(range(0, min(len(h), 400))))
+    sparse = match_units(units, ev)
+    dense = _rw.greedy_match(_spec_similarity(units, ev), 0.5)
+    assert sparse.pairs == dense and sparse.count >= 1
