@@ -107,3 +107,19 @@ def test_cli_exit_codes_and_json(tmp_path, small_ds, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["leaderboard"])
     assert exc.value.code == 2
+
+
+def test_open_track_scores_token_f1_without_probes(tmp_path):
+    from comam_env.data.schema import Dataset, History, Question
+
+    h = History(history_id="h0", roles=("user",), contents=("I moved to Lisbon.",), session_starts=(0,))
+    qs = tuple(Question(question_id=f"s:{i}", history_id="h0", qtype="locomo_single_hop", raw_type="1",
+                        query="Where did I move?", options=(), answer="Lisbon", evidence=(0,), end_index=1)
+               for i in range(2))
+    ds = Dataset(name="locomo", histories={"h0": h}, questions=qs)
+    lines = [{"question_id": "s:0", "answer": "Lisbon"}, {"question_id": "s:1", "answer": "Paris"}]
+    sub = write_entry(tmp_path / "open", base_meta(track="locomo", split="all"), lines)
+    s = score_entry(sub, dataset=ds)
+    assert s["metric"] == "token_f1" and s["accuracy"] == pytest.approx(0.5)
+    assert s["probes"] == {} and s["n_correct"] is None and s["margin_over_best_probe"] is None
+    assert s["efficiency"]["tokens_in"]["n"] == 0 and s["efficiency"]["tokens_in"]["mean"] is None
