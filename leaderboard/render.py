@@ -19,7 +19,8 @@ entries (no timestamps), written atomically:
 
 Published numbers (kind ``reported``) are always labelled "reported, not
 verified" and have no interval. Agent entries awaiting a hidden-track run are
-listed as pending.
+listed as pending until a ``hidden-run`` entry with the same entry point and
+track exists.
 """
 
 from __future__ import annotations
@@ -68,6 +69,9 @@ def collect(submissions_dir: str | os.PathLike, *, skip_invalid: bool = False, s
             rep = validate_submission(folder, check_ids=False)
             pending.append({"entry": folder.name, **{k: rep.submission.metadata.get(k) for k in
                                                       ("name", "track", "entry_point", "authors")}})
+    # an agent entry that an operator has already run (a hidden-run with its entry point) is not pending
+    ran = {(s.get("track"), (s.get("info") or {}).get("entry_point")) for s in scores if s.get("kind") == "hidden-run"}
+    pending = [p for p in pending if (p.get("track"), p.get("entry_point")) not in ran]
     if problems and not skip_invalid:
         raise RenderError("invalid entries (fix them or pass --skip-invalid):\n" + "\n".join(problems))
     return scores, pending, problems

@@ -79,6 +79,23 @@ def test_render_refuses_readme_without_markers_and_invalid_entries(tmp_path, sma
     assert result["n_entries"] == 4 and result["skipped"][0].startswith("broken: invalid")
 
 
+def test_hidden_run_entries_render_and_clear_pending_agents(tmp_path, small_ds):
+    from leaderboard.hidden import run_agent
+
+    subs = _submissions(tmp_path, small_ds)
+    meta = base_meta(kind="agent", track="synthetic-32k-hidden", name="Hidden longest",
+                     entry_point="tests.leaderboard.test_hidden:make_longest_agent")
+    agent = write_entry(subs / "agent-longest", meta, None)
+    readme, page = tmp_path / "README.md", tmp_path / "index.html"
+    assert render(subs, readme, page)["pending"] == 2
+    run_agent(str(agent), "synthetic-32k-hidden", subs / "hidden-longest", secret="s" * 20,
+              knobs={"n_personas": 2}, progress=False)
+    result = render(subs, readme, page)
+    assert result["pending"] == 1 and "hidden-longest" in result["entries"]
+    text = readme.read_text()
+    assert "### `synthetic-32k-hidden`" in text and "| hidden run |" in text
+
+
 # --------------------------------------------------------------------------- Chromium
 
 
