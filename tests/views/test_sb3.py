@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
 import sb3_common  # noqa: E402
 
 
+@pytest.mark.slow  # ~10-20 s: a real (short) PPO run per role
 @pytest.mark.parametrize("role,features", [("retriever", "similarity-only"), ("extractor", "similarity")])
 def test_short_ppo_training_end_to_end(tiny_dataset, tmp_path, monkeypatch, role, features):
     from comam_env.embed import embed_dataset
