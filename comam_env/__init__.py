@@ -13,3 +13,14 @@ from comam_env.registry import list_envs, make
 __version__ = "0.1.0"
 
 __all__ = ["make", "list_envs", "__version__"]
+
+
+def single_agent(env_id, role="retriever", others=None, **kwargs):
+    """One role of ``env_id``'s selection view as a ``gymnasium.Env``; the other roles follow
+    fixed policies (lazy re-export of :func:`comam_env.views.single_agent.single_agent`)."""
+    from comam_env.views.single_agent import single_agent as _single_agent
+
+    return _single_agent(env_id, role=role, others=others, **kwargs)
+
+
+__all__.append("single_agent")

@@ -105,3 +105,25 @@ def test_bad_arguments(make_single):
         make_single("retriever", others={"retriever": "all"})
     with pytest.raises(ValueError, match="fixed policy"):
         make_single("retriever", others={"profiler": "nonsense"})
+
+
+def test_top_level_export(tiny_dataset, tmp_path):
+    import sys
+
+    import comam_env
+
+    from .conftest import OverlapJudge
+
+    env = comam_env.single_agent(
+        "synthetic-32k", role="profiler", others={"extractor": "all"}, K=8, dataset=tiny_dataset, split="all",
+        judge=OverlapJudge(), view_kwargs={"cache_dir": str(tmp_path), "progress": False},
+    )
+    assert isinstance(env, SingleAgentEnv) and env.role == "profiler"
+    obs, _ = env.reset(seed=0)
+    assert set(obs) == {"candidates", "mask"}
+    # Importing the package must not pull in torch / sentence-transformers.
+    code = "import sys, comam_env; print(any(m in sys.modules for m in ('torch', 'sentence_transformers')))"
+    import subprocess
+
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "False"
