@@ -121,7 +121,6 @@ from __future__ import annotations
 import copy
 import functools
 import weakref
-from collections import OrderedDict
 from dataclasses import dataclass, field, fields
 from typing import Any, Sequence
 
@@ -268,11 +267,19 @@ def plan_chunks(token_counts: Sequence[int], ranges: Sequence[range], chunk_toke
     if not ranges:
         return []
     counts = np.asarray(token_counts, dtype=np.int64)
-    # Session totals from one cumulative sum: only sessions over budget are walked message by message.
-    csum = np.concatenate(([0], np.cumsum(counts)))
-    starts = np.fromiter((r.start for r in ranges), dtype=np.int64, count=len(ranges))
-    stops = np.fromiter((r.stop for r in ranges), dtype=np.int64, count=len(ranges))
-    totals = (csum[stops] - csum[starts]).tolist()
+    if len(ranges) <= 8:
+        # Few sessions (evidence-session episodes): a sum per session; a cumulative sum
+        # over the whole history would cost more than the sessions themselves.
+        totals = [int(counts[r.start:r.stop].sum()) for r in ranges]
+    else:
+        # Session totals from one cumulative sum over the span the sessions cover:
+        # only sessions over budget are walked message by message.
+        lo = ranges[0].start if all(a.start <= b.start for a, b in zip(ranges, ranges[1:])) else min(r.start for r in ranges)
+        hi = max(r.stop for r in ranges)
+        csum = np.concatenate(([0], np.cumsum(counts[lo:hi])))
+        starts = np.fromiter((r.start - lo for r in ranges), dtype=np.int64, count=len(ranges))
+        stops = np.fromiter((r.stop - lo for r in ranges), dtype=np.int64, count=len(ranges))
+        totals = (csum[stops] - csum[starts]).tolist()
     spans: list[tuple[int, int]] = []
     for r, total in zip(ranges, totals):
         if total <= chunk_tokens:
@@ -324,36 +331,76 @@ def history_token_counts(history: History, ranges: Sequence[range] | None = None
     return counts
 
 
+# Normalised ``Role: text`` lines of every message, per History object (same keying
+# as the token counts): history messages are rendered and normalised once per
+# process, lazily for the messages an episode shows, and shared by every env
+# (pools of envs over one dataset hold one copy, not one per env).
+_LINES: dict[int, tuple[weakref.ref, list]] = {}
+
+
+def history_lines(history: History, start: int, stop: int) -> list:
+    """The list of normalised rendered lines of ``history`` (cached per history), with
+    at least ``[start:stop]`` filled; other entries may be ``None``.
+
+    A line is ``normalize_text(history.render([i]))[0]``. Joining lines with
+    ``"\n"`` gives exactly ``normalize_text(history.render(range(start, stop)))[0]``
+    because a rendered message holds no line break (``History.render`` folds white
+    space) — except when a role holds ``"\r"``, which :meth:`raw_env._chunk_text`
+    detects (the entry is then ``False``) and renders as a whole.
+    """
+    entry = _LINES.get(id(history))
+    if entry is None or entry[0]() is not history:
+        for key in [k for k, (ref, _) in _LINES.items() if ref() is None]:
+            del _LINES[key]
+        entry = (weakref.ref(history), [None] * len(history))
+        _LINES[id(history)] = entry
+    lines = entry[1]
+    if stop > start and (lines[start] is None or lines[stop - 1] is None or None in lines[start:stop]):
+        render = history.render
+        for i in range(start, stop):
+            if lines[i] is None:
+                raw = render((i,))
+                lines[i] = False if "\r" in raw else normalize_text(raw)[0]
+    return lines
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def _normalized_short(text: str) -> str:
+    return normalize_text(text)[0]
+
+
+def _normalized(text: str) -> str:
+    """``normalize_text(text)[0]``, memoised for short texts (queries, options)."""
+    return _normalized_short(text) if len(text) <= 4096 else normalize_text(text)[0]
+
+
 def clear_caches() -> None:
-    """Drop the process-wide token-count cache (benchmarks measure cold resets with it)."""
+    """Drop the process-wide caches: token counts, normalised history lines, normalised
+    queries/options (benchmarks measure cold episodes with it)."""
     _TOKEN_COUNTS.clear()
+    _LINES.clear()
+    _normalized_short.cache_clear()
 
 
-class _TextCache:
-    """LRU cache of normalised texts bounded by total characters."""
+# Bounds for raw_env._may_be_capped: the longest prompt around empty fields, and the
+# memory block's headings and placeholders.
+_PROMPT_OVERHEAD = max(len(prompts.build_prompt(r, chunk="", memory="", query="", options=o))
+                       for r in prompts.ROLES for o in ("", "x")) + 64
+_MEMORY_OVERHEAD = len(prompts.render_memory("", "")) + 16
 
-    def __init__(self, max_chars: int) -> None:
-        self.max_chars = max_chars
-        self._data: OrderedDict[Any, str] = OrderedDict()
-        self._chars = 0
 
-    def get(self, key: Any) -> str | None:
-        v = self._data.get(key)
-        if v is not None:
-            self._data.move_to_end(key)
-        return v
+class _LazyPrompt:
+    """A trajectory step's prompt, rendered only when ``trajectory()`` is read.
 
-    def put(self, key: Any, value: str) -> None:
-        if len(value) > self.max_chars:
-            return
-        old = self._data.pop(key, None)
-        if old is not None:
-            self._chars -= len(old)
-        self._data[key] = value
-        self._chars += len(value)
-        while self._chars > self.max_chars:
-            _, v = self._data.popitem(last=False)
-            self._chars -= len(v)
+    The state a prompt depends on is final when the step is taken (chunk k is
+    fixed; M_f is complete before the profiler acts, M_c before the retriever),
+    so the role, chunk index and query index identify it.
+    """
+
+    __slots__ = ("agent", "chunk", "query")
+
+    def __init__(self, agent: str, chunk: int, query: int) -> None:
+        self.agent, self.chunk, self.query = agent, chunk, query
 
 
 # ----------------------------------------------------------------- environment
@@ -420,7 +467,6 @@ class raw_env(AECEnv):
         self.observation_spaces = {a: self._make_obs_space() for a in AGENTS}
         self.action_spaces = {a: text_space(config.max_action_chars) for a in AGENTS}
 
-        self._chunk_cache = _TextCache(64 << 20)
         self.np_random, self.np_random_seed = seeding.np_random(None)
         self._episode: dict[str, Any] | None = None
 
@@ -439,7 +485,9 @@ class raw_env(AECEnv):
     # ------------------------------------------------------------------ judge
 
     def _resolve_judge(self, judge: Any) -> Any:
-        from comam_env.judges import get_judge
+        from comam_env.judges import get_judge, judge_reads_history
+
+        self._judge_reads_history = judge_reads_history
 
         if isinstance(judge, str) and judge.strip().lower() in ("auto", "gold"):
             # The gold-profile judge matches statements with the env's own matcher.
@@ -525,6 +573,8 @@ class raw_env(AECEnv):
             "chunk": 0,  # next chunk the extractor acts on
             "query": 0,  # next query the retriever answers
             "fine_parts": [],  # normalised extractor outputs
+            "fine_text": "",  # "\n".join of the non-empty fine_parts; None = to be joined again
+            "fine_len": 0,  # its length, kept up to date without joining
             "coarse": "",
             "retrieved": [],
             "answers": [],
@@ -564,49 +614,88 @@ class raw_env(AECEnv):
         ep = self._episode
         history: History = ep["history"]
         start, stop = ep["spans"][k]
-        key = (id(self.dataset), history.history_id, start, stop)
-        text = self._chunk_cache.get(key)
-        if text is None:
-            text, _ = normalize_text(prompts.render_chunk(history, range(start, stop)))
-            self._chunk_cache.put(key, text)
-        return text
+        if stop <= start:
+            return ""
+        lines = history_lines(history, start, stop)
+        part = lines[start:stop]
+        if False in part:  # a role with "\r": normalise the chunk as a whole ("\r\n" spans lines)
+            return normalize_text(prompts.render_chunk(history, range(start, stop)))[0]
+        return "\n".join(part)
 
     def _fine_text(self) -> str:
-        return "\n".join(p for p in self._episode["fine_parts"] if p)
+        ep = self._episode
+        if ep["fine_text"] is None:  # joined once per extractor step at most, when read
+            ep["fine_text"] = "\n".join(p for p in ep["fine_parts"] if p)
+        return ep["fine_text"]
 
-    def _build_obs(self, agent: str) -> dict[str, Any]:
+    def _fields(self, agent: str, chunk_index: int, query_index: int) -> tuple[str, dict[str, str]]:
+        """(role, uncapped observation fields) of ``agent`` for the given chunk/query index."""
         ep = self._episode
         role = ROLE_OF[agent]
         chunk = memory = query = options = ""
         if role == "extractor":
-            chunk = self._chunk_text(min(ep["chunk"], len(ep["spans"]) - 1))
+            chunk = self._chunk_text(min(chunk_index, len(ep["spans"]) - 1))
         elif role == "profiler":
             memory = prompts.render_memory(self._fine_text())
         else:
             memory = prompts.render_memory(self._fine_text(), ep["coarse"])
-            q: Question = ep["questions"][min(ep["query"], len(ep["questions"]) - 1)]
-            query, _ = normalize_text(q.query)
-            options, _ = normalize_text(prompts.render_options(q))
+            q: Question = ep["questions"][min(query_index, len(ep["questions"]) - 1)]
+            query = _normalized(q.query)
+            options = _normalized(prompts.render_options(q))
+        return role, {"chunk": chunk, "memory": memory, "query": query, "options": options}
+
+    def _render(self, agent: str, chunk_index: int, query_index: int) -> tuple[dict[str, str], str, bool]:
+        """(capped fields, capped prompt, whether anything was capped)."""
+        role, raw = self._fields(agent, chunk_index, query_index)
         capped = False
         parts = {}
-        for name, value in (("chunk", chunk), ("memory", memory), ("query", query), ("options", options)):
+        for name, value in raw.items():
             parts[name], c = self._cap(value)
             capped |= c
         prompt, c = self._cap(prompts.build_prompt(role, **parts))
-        capped |= c
+        return parts, prompt, capped | c
+
+    def _may_be_capped(self, agent: str) -> bool:
+        """Whether the current observation of ``agent`` could exceed ``max_observation_chars``.
+
+        An upper bound from lengths alone (rendering folds white space and
+        normalisation never lengthens text), so ``step`` need not build an
+        observation nobody reads just to know whether it would be truncated.
+        """
+        ep = self._episode
+        role = ROLE_OF[agent]
+        n = 0
+        if role == "extractor":
+            a, b = ep["spans"][min(ep["chunk"], len(ep["spans"]) - 1)]
+            h: History = ep["history"]
+            n = sum(map(len, h.contents[a:b])) + sum(map(len, h.roles[a:b])) + 3 * (b - a)
+        else:
+            n = ep["fine_len"] + 2 * _MEMORY_OVERHEAD
+            if role == "retriever":
+                q: Question = ep["questions"][min(ep["query"], len(ep["questions"]) - 1)]
+                n += len(ep["coarse"]) + len(q.query) + sum(map(len, q.options)) + 6 * len(q.options)
+        return n + _PROMPT_OVERHEAD > self.config.max_observation_chars
+
+    def _build_obs(self, agent: str) -> dict[str, Any]:
+        ep = self._episode
+        parts, prompt, capped = self._render(agent, ep["chunk"], ep["query"])
         if capped:
             ep["observation_truncated"] = True
         return {"role": np.int64(self._role_index[agent]), "prompt": prompt, **parts}
 
+    def _cached_obs(self, agent: str) -> dict[str, Any] | None:
+        hit = self._episode["obs_cache"].get(agent)
+        if hit is not None and hit[0] == self._episode["version"]:
+            return hit[1]
+        return None
+
     def observe(self, agent: str) -> dict[str, Any]:
         if self._episode is None:
             raise RuntimeError("observe() before reset()")
-        cache = self._episode["obs_cache"]
-        hit = cache.get(agent)
-        if hit is not None and hit[0] == self._episode["version"]:
-            return hit[1]
-        obs = self._build_obs(agent)
-        cache[agent] = (self._episode["version"], obs)
+        obs = self._cached_obs(agent)
+        if obs is None:
+            obs = self._build_obs(agent)
+            self._episode["obs_cache"][agent] = (self._episode["version"], obs)
         return obs
 
     # ------------------------------------------------------------------ step
@@ -644,10 +733,10 @@ class raw_env(AECEnv):
 
     def _extractor_reward(self) -> tuple[float | None, dict[str, Any]]:
         ep = self._episode
-        fine = self._fine_text()
+        units = self._rewards.to_units(self._fine_text())  # split once for every question
         per = []
         for q, ev in zip(ep["questions"], ep["evidence"]):
-            parts = self._coverage(fine, ev, self.config.alpha)
+            parts = self._coverage(units, ev, self.config.alpha)
             per.append(None if parts is None else self._coverage_dict(parts, q))
         defined = [p for p in per if p is not None]
         if not defined:
@@ -668,12 +757,18 @@ class raw_env(AECEnv):
     def _profiler_reward(self, profile: str) -> tuple[float, dict[str, Any]]:
         ep = self._episode
         q = ep["questions"][0]
-        history_text = "\n".join(self._chunk_text(k) for k in range(len(ep["spans"])))
         gold = self.dataset.profile_for(q)
+        history_text = None
+        if self._judge_reads_history(self._judge, gold):  # the gold judge never reads it: skip rendering H
+            history_text = "\n".join(self._chunk_text(k) for k in range(len(ep["spans"])))
         result = self._judge.score(profile, history=history_text, gold_profile=gold)
         score = float(result.score)
         parts = dict(getattr(result, "parts", {}) or {})
-        parts["judge"] = getattr(self._judge, "name", type(self._judge).__name__)
+        # "judge" names the judge that scored (the auto judge's inner gold/embedding judge
+        # reports itself); "judge_spec" the judge the env was configured with.
+        spec = getattr(self._judge, "name", type(self._judge).__name__)
+        parts.setdefault("judge", spec)
+        parts["judge_spec"] = self.config.judge if isinstance(self.config.judge, str) else spec
         parts["score"] = score
         return score, parts
 
@@ -713,7 +808,13 @@ class raw_env(AECEnv):
             return
         ep = self._episode
         role = ROLE_OF[agent]
-        prompt = self.observe(agent)["prompt"] if self.config.record_trajectory else None
+        obs = self._cached_obs(agent)
+        if obs is None and self._may_be_capped(agent):
+            obs = self.observe(agent)  # builds it: sets the observation_truncated flag as observing would
+        prompt: Any = None
+        if self.config.record_trajectory:
+            # The prompt is rendered when trajectory() is read, unless it was already observed.
+            prompt = obs["prompt"] if obs is not None else _LazyPrompt(agent, ep["chunk"], ep["query"])
         self._cumulative_rewards[agent] = 0.0
         self.rewards = {a: 0.0 for a in self.agents}
         text, flags = self._coerce_action(action)
@@ -723,7 +824,11 @@ class raw_env(AECEnv):
         extra: dict[str, Any] = {}
         if role == "extractor":
             k = ep["chunk"]
-            ep["fine_parts"].append(text.strip())
+            part = text.strip()
+            ep["fine_parts"].append(part)
+            if part:
+                ep["fine_len"] += len(part) + 1
+                ep["fine_text"] = None
             ep["chunk"] += 1
             extra = {"chunk_index": k, "num_chunks": len(ep["spans"])}
             if ep["chunk"] < len(ep["spans"]):
@@ -836,6 +941,10 @@ class raw_env(AECEnv):
         """The episode so far as plain data (docs/architecture.md contract)."""
         ep = self._require_episode()
         qs = ep["questions"]
+        for s in ep["steps"] or ():
+            p = s["prompt"]
+            if type(p) is _LazyPrompt:
+                s["prompt"] = self._render(p.agent, p.chunk, p.query)[1]
         return {
             "question_id": qs[0].question_id,
             "question_ids": [q.question_id for q in qs],

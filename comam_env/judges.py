@@ -77,6 +77,7 @@ __all__ = [
     "RUBRICS",
     "JUDGE_NAMES",
     "get_judge",
+    "judge_reads_history",
     "history_user_messages",
     "parse_rubric_scores",
     "build_rubric_prompt",
@@ -478,11 +479,30 @@ class AutoJudge:
             self._embedding = EmbeddingJudge(self._embedder, **self._embedding_kwargs)
         return self._embedding
 
+    def select(self, gold_profile: Sequence[str] | None) -> Any:
+        """The judge that scores a profile with this ``gold_profile`` (gold or embedding)."""
+        has_gold = any(isinstance(g, str) and g.strip() for g in (gold_profile or ()))
+        return self.gold if has_gold else self.embedding
+
     def score(self, profile: str, *, history: Any = None,
               gold_profile: Sequence[str] | None = None) -> JudgeResult:
+        # The inner judge's parts name it (parts["judge"] is "gold" or "embedding"):
+        # they say which judge actually scored.
+        return self.select(gold_profile).score(profile, history=history, gold_profile=gold_profile)
+
+
+def judge_reads_history(judge: Any, gold_profile: Sequence[str] | None) -> bool:
+    """Whether ``judge.score`` looks at its ``history`` argument for this ``gold_profile``.
+
+    ``False`` only for judges known not to (the gold-profile judge, and the auto
+    judge when it delegates to it), so a caller can skip rendering the history;
+    unknown judge objects are assumed to read it.
+    """
+    # Exact types: a subclass may override score() and read the history.
+    if type(judge) is AutoJudge and type(judge.gold) is GoldProfileJudge:
         has_gold = any(isinstance(g, str) and g.strip() for g in (gold_profile or ()))
-        judge = self.gold if has_gold else self.embedding
-        return judge.score(profile, history=history, gold_profile=gold_profile)
+        return not has_gold
+    return type(judge) is not GoldProfileJudge
 
 
 def get_judge(name_or_obj: Any = "auto", **kwargs: Any) -> Any:

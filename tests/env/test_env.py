@@ -467,7 +467,8 @@ def test_oracle_on_synthetic(synthetic_32k, episode):
         by = _steps_by_agent(t)
         assert by["extractor_0"][-1]["local_reward"] >= 0.9, qid
         assert by["profiler_0"][0]["local_reward"] >= 0.9, qid
-        assert by["profiler_0"][0]["local_parts"]["judge"] == "auto"
+        assert by["profiler_0"][0]["local_parts"]["judge"] == "gold"  # the judge that scored
+        assert by["profiler_0"][0]["local_parts"]["judge_spec"] == "auto"  # the one requested
         assert by["retriever_0"][0]["local_reward"] >= 0.9, qid
         assert t["global_reward"] == 1.0, qid
 
@@ -536,3 +537,141 @@ def test_make_selection_view_hook():
     assert type(e.unwrapped).__name__ == "raw_env"
     with pytest.raises(ValueError, match="view"):
         comam_env.make("synthetic-32k", view="pixels", data_kwargs=SYNTHETIC_KW)
+
+
+# ------------------------------------------------- caches and lazy paths = eager definition
+
+from comam_env import env as _envmod  # noqa: E402
+from comam_env import prompts as _prompts  # noqa: E402
+from comam_env.charset import normalize_text as _normalize  # noqa: E402
+from comam_env.data.schema import Dataset as _Dataset  # noqa: E402
+from comam_env.data.schema import History as _History  # noqa: E402
+from comam_env.data.schema import Question as _Question  # noqa: E402
+
+
+def _reference_plan(counts, ranges, budget):
+    spans = []
+    for r in ranges:
+        if not len(r):
+            continue
+        start, run = r.start, 0
+        for i in r:
+            if i > start and run + counts[i] > budget:
+                spans.append((start, i))
+                start, run = i, 0
+            run += counts[i]
+        spans.append((start, r.stop))
+    return spans
+
+
+def test_plan_chunks_equals_reference_walk_for_few_and_many_sessions():
+    rng = np.random.default_rng(1)
+    for _ in range(300):
+        n = int(rng.integers(1, 200))
+        counts = rng.integers(1, 40, size=n)
+        cuts = sorted(set(rng.integers(0, n, size=int(rng.integers(0, 25))).tolist()) | {0, n})
+        ranges = [range(a, b) for a, b in zip(cuts, cuts[1:])]
+        keep = rng.random(len(ranges)) < 0.7  # evidence sessions: a subset, not starting at 0
+        ranges = [r for r, k in zip(ranges, keep) if k]
+        budget = int(rng.integers(1, 300))
+        assert plan_chunks(counts, ranges, budget) == _reference_plan(counts.tolist(), ranges, budget)
+
+
+def test_cached_chunk_text_equals_normalised_render():
+    odd = [("system", "Session\r\nstart"), ("user", "I love  jazz\r\nand \x00 rock \ud800!"),
+           ("assistant", "Nice \U0001F3B7 \u200d ok"), ("user\r", "role with a CR"), ("user", "tail\rline")]
+    h = _History("odd", tuple(r for r, _ in odd), tuple(c for _, c in odd), (0,))
+    q = _Question("q", "odd", "recall_user_shared_facts", "x", "Which music?", ("a", "b"), "a", (1,), 5, "p", "t")
+    ds = _Dataset(name="odd", histories={"odd": h}, questions=(q,))
+    for clear in (True, False, False):
+        if clear:
+            _envmod.clear_caches()
+        e = raw_env(ds, judge="embedding:hashing", chunk_tokens=5)
+        e.reset(options={"question_id": "q"})
+        for k, (a, b) in enumerate(e.chunk_spans):
+            want = _normalize(_prompts.render_chunk(h, range(a, b)))[0]
+            assert e._chunk_text(k) == want
+            e._episode["chunk"] = k
+            assert e.observe("extractor_0")["chunk"] == want
+            e._episode["version"] += 1
+
+
+def _run(e, ds, qid, observe):
+    """Oracle episode; ``observe=False`` steps without ever observing (like the selection view)."""
+    pol = OraclePolicy(ds)
+    e.reset(options={"question_id": qid})
+    while e.agents:
+        a = e.agent_selection
+        if e.terminations[a] or e.truncations[a]:
+            e.step(None)
+            continue
+        obs = e.observe(a) if observe else None
+        e.step(pol(a, obs, e))
+    return e.unwrapped.trajectory(), {a: dict(i) for a, i in e.infos.items()}
+
+
+@pytest.mark.parametrize("qpe", [1, 2])
+def test_lazy_trajectory_prompts_equal_observed_prompts(tiny_dataset, qpe):
+    for qid in ("q_sport", "q_studio", "q_garden", "q_noev"):
+        t_obs, i_obs = _run(_tiny_env(tiny_dataset, queries_per_episode=qpe), tiny_dataset, qid, True)
+        t_lazy, i_lazy = _run(_tiny_env(tiny_dataset, queries_per_episode=qpe), tiny_dataset, qid, False)
+        assert all(isinstance(s["prompt"], str) and s["prompt"] for s in t_lazy["steps"])
+        assert t_lazy == t_obs and i_lazy == i_obs
+        # The observed prompts are the prompts the agents saw at their steps.
+        assert [s["role"] for s in t_obs["steps"]][0] == "extractor"
+        assert t_obs["steps"][0]["prompt"].startswith(_prompts.EXTRACTOR_INSTRUCTIONS)
+
+
+def test_observation_truncated_flag_does_not_depend_on_observing(tiny_dataset):
+    t = run_episode(_tiny_env(tiny_dataset), OraclePolicy(tiny_dataset), options={"question_id": "q_sport"})
+    lengths = [len(s["prompt"]) for s in t["steps"]]
+    cap = lengths[0]  # the first prompt fits exactly; a later, longer one does not
+    assert max(lengths) > cap
+    for record in (True, False):
+        flags = []
+        for observe in (True, False):
+            e = _tiny_env(tiny_dataset, max_observation_chars=cap, record_trajectory=record)
+            seen = []
+            pol = OraclePolicy(tiny_dataset)
+            e.reset(options={"question_id": "q_sport"})
+            for a in e.agent_iter():
+                if e.terminations[a]:
+                    e.step(None)
+                    continue
+                e.step(pol(a, e.observe(a) if observe else None, e))
+                seen.append(e.infos[a]["flags"].get("observation_truncated", False))
+            flags.append(seen)
+        assert flags[0] == flags[1]
+        assert any(flags[0]) and not flags[0][0]
+
+
+class _SpyJudge:
+    name = "spy"
+
+    def __init__(self):
+        self.histories = []
+
+    def score(self, profile, *, history=None, gold_profile=None):
+        from comam_env.judges import JudgeResult
+
+        self.histories.append(history)
+        return JudgeResult(0.5, {})
+
+
+def test_profiler_judge_parts_and_history_only_when_read(tiny_dataset):
+    spy = _SpyJudge()
+    t = run_episode(make_env(tiny_dataset, judge=spy), OraclePolicy(tiny_dataset), options={"question_id": "q_sport"})
+    prof = _steps_by_agent(t)["profiler_0"][0]["local_parts"]
+    assert prof["judge"] == "spy" and prof["judge_spec"] == "spy" and prof["score"] == 0.5
+    # An unknown judge gets the rendered history of the episode.
+    assert spy.histories == ["\n".join(_normalize(_prompts.render_chunk(
+        tiny_dataset.histories["h1"], range(a, b)))[0] for a, b in t["chunks"])]
+    from comam_env.judges import AutoJudge, GoldProfileJudge, judge_reads_history
+    gold = ("likes jazz",)
+    assert not judge_reads_history(GoldProfileJudge(), gold)
+    assert not judge_reads_history(AutoJudge(), gold)
+    assert judge_reads_history(AutoJudge(), None)
+    assert judge_reads_history(spy, gold)
+    t = run_episode(make_env(tiny_dataset, judge="gold"), OraclePolicy(tiny_dataset), options={"question_id": "q_sport"})
+    prof = _steps_by_agent(t)["profiler_0"][0]["local_parts"]
+    assert prof["judge"] == "gold" and prof["judge_spec"] == "gold"
