@@ -39,7 +39,7 @@ import numpy as np  # noqa: E402
 
 from comam_env import prompts, rewards  # noqa: E402
 from comam_env.data.synthetic import load_synthetic  # noqa: E402
-from comam_env.env import _TextCache, clear_caches  # noqa: E402
+from comam_env.env import clear_caches  # noqa: E402
 from comam_env.env import env as make_env  # noqa: E402
 from comam_env.judges import get_judge  # noqa: E402
 from comam_env.policies import CopyAllPolicy, OraclePolicy, run_episode  # noqa: E402
@@ -101,12 +101,11 @@ def replay_env(ds, episode, plays, cold, reward_clock=None):
     raw = e.unwrapped
     if reward_clock is not None:
         reward_clock.append(instrument_rewards(raw))
-    if cold:
-        clear_caches()
     t0 = time.perf_counter()
     for qid, _, actions in plays:
-        if cold:  # the chunk texts of every episode are rendered and normalised again
-            raw._chunk_cache = _TextCache(raw._chunk_cache.max_chars)
+        if cold:  # every cache dropped: history lines rendered/normalised, tokens counted, content sets built again
+            clear_caches()
+            rewards.clear_caches()
         e.reset(options={"question_id": qid})
         it = iter(actions)
         for agent in e.agent_iter():

@@ -81,6 +81,7 @@ from comam_env.text import MAX_UNIT_WORDS, STOP_WORDS, split_units
 
 __all__ = [
     "ALPHA",
+    "clear_caches",
     "BETA",
     "TOKEN_RECALL_TAU",
     "EMBEDDING_TAU",
@@ -232,45 +233,80 @@ def _content(text: str) -> frozenset[str]:
     return _cached_content_tokens(text)
 
 
-@lru_cache(maxsize=4096)
-def _evidence_index(evidence: tuple[str, ...]) -> tuple[frozenset[str], dict[str, tuple[int, ...]], tuple[int, ...]]:
-    """``(vocabulary, postings, sizes)`` of an evidence list, memoised per evidence tuple.
+#: Units whose similarity row is memoised per evidence list (see :class:`_EvidenceIndex`).
+_ROWS_PER_EVIDENCE = 512
 
-    ``vocabulary`` is the union of the items' content tokens, ``postings[tok]``
-    the (ascending) indices of the items holding ``tok`` and ``sizes[j]`` =
-    ``|content(evidence[j])|``. The same evidence is scored for every step and
-    rollout of a question, and a gold profile for every episode of its persona.
+
+class _EvidenceIndex:
+    """An evidence list indexed for token-recall matching (memoised per evidence tuple).
+
+    Attributes:
+        vocab: union of the items' content tokens.
+        postings: ``tok`` → ascending indices of the items holding it.
+        sizes: ``|content(evidence[j])|``.
+        rows: memo ``unit text`` → the unit's non-zero similarities ``(sim, j)``,
+            sorted by similarity descending then ``j`` ascending. Memory units are
+            mostly copied history lines, so the same (unit, evidence) rows recur across
+            the rollouts of a question and the episodes of a persona (gold profile);
+            at most :data:`_ROWS_PER_EVIDENCE` short units are kept per evidence list.
     """
-    postings: dict[str, list[int]] = {}
-    sizes = []
-    for j, e in enumerate(evidence):
-        toks = _content(e)
-        sizes.append(len(toks))
-        for tok in toks:
-            postings.setdefault(tok, []).append(j)
-    return frozenset(postings), {t: tuple(js) for t, js in postings.items()}, tuple(sizes)
 
+    __slots__ = ("vocab", "postings", "sizes", "rows")
 
-def _recall_counts(units: Sequence[str], evidence: Sequence[str]):
-    """Yield ``(i, j, |content(u_i) ∩ content(e_j)|, |content(e_j)|)`` for every pair
-    with a non-zero intersection (row-major order is not guaranteed within a row)."""
-    vocab, postings, sizes = _evidence_index(tuple(evidence))
-    if not vocab:
-        return
-    single = len(sizes) == 1
-    for i, u in enumerate(units):
-        hits = vocab.intersection(_content(u))
+    def __init__(self, evidence: tuple[str, ...]) -> None:
+        postings: dict[str, list[int]] = {}
+        sizes = []
+        for j, e in enumerate(evidence):
+            toks = _content(e)
+            sizes.append(len(toks))
+            for tok in toks:
+                postings.setdefault(tok, []).append(j)
+        self.vocab = frozenset(postings)
+        self.postings = {t: tuple(js) for t, js in postings.items()}
+        self.sizes = tuple(sizes)
+        self.rows: dict[str, tuple[tuple[float, int], ...]] = {}
+
+    def row(self, unit: str) -> tuple[tuple[float, int], ...]:
+        """Non-zero ``(|content(u) ∩ content(e_j)| / |content(e_j)|, j)``, best first."""
+        r = self.rows.get(unit)
+        if r is not None:
+            return r
+        hits = self.vocab.intersection(_content(unit))
         if not hits:
-            continue
-        if single:
-            yield i, 0, len(hits), sizes[0]
-            continue
-        cnt: dict[int, int] = {}
-        for tok in hits:
-            for j in postings[tok]:
-                cnt[j] = cnt.get(j, 0) + 1
-        for j, c in cnt.items():
-            yield i, j, c, sizes[j]
+            r = ()
+        elif len(self.sizes) == 1:
+            r = ((len(hits) / self.sizes[0], 0),)
+        else:
+            cnt: dict[int, int] = {}
+            postings = self.postings
+            for tok in hits:
+                for j in postings[tok]:
+                    cnt[j] = cnt.get(j, 0) + 1
+            sizes = self.sizes
+            # Python int / int is the correctly rounded float64 quotient, as np.divide.
+            r = tuple(sorted(((c / sizes[j], j) for j, c in cnt.items()), key=_row_order))
+        if len(unit) <= _CACHE_MAX_CHARS and len(self.rows) < _ROWS_PER_EVIDENCE:
+            self.rows[unit] = r
+        return r
+
+
+def _row_order(pair: tuple[float, int]) -> tuple[float, int]:
+    return (-pair[0], pair[1])
+
+
+@lru_cache(maxsize=2048)
+def _evidence_index(evidence: tuple[str, ...]) -> _EvidenceIndex:
+    """The :class:`_EvidenceIndex` of an evidence list, memoised per evidence tuple: the
+    same evidence is scored for every step and rollout of a question, and a gold
+    profile for every episode of its persona."""
+    return _EvidenceIndex(evidence)
+
+
+def clear_caches() -> None:
+    """Drop the memoised content-token sets and evidence indices (benchmarks measure
+    cold calls with it; results never depend on the caches)."""
+    _cached_content_tokens.cache_clear()
+    _evidence_index.cache_clear()
 
 
 def _fast_words(text: str) -> list[str]:
@@ -309,8 +345,9 @@ class TokenRecallMatcher:
     Content-token sets are memoised per distinct text and the evidence list is
     indexed once (token → evidence items holding it, memoised per evidence
     tuple), so a unit costs one set intersection with the evidence vocabulary;
-    only the (few) shared tokens are walked. Integer counts divided in Python
-    float give exactly the numbers ``np.divide`` gives in float64.
+    only the (few) shared tokens are walked, and a unit's similarity row is
+    memoised per evidence list (:class:`_EvidenceIndex`). Integer counts divided
+    in Python float give exactly the numbers ``np.divide`` gives in float64.
     :meth:`match_pairs` runs the greedy matching on the sparse non-zero pairs
     without building the matrix (:func:`match_units` uses it); the result is
     identical to :func:`greedy_match` on :meth:`similarity_matrix`.
@@ -323,13 +360,15 @@ class TokenRecallMatcher:
         sim = np.zeros((len(units), len(evidence)), dtype=np.float64)
         if len(units) == 0 or len(evidence) == 0:
             return sim
+        idx = _evidence_index(tuple(evidence))
         rows: list[int] = []
         cols: list[int] = []
         vals: list[float] = []
-        for i, j, c, size in _recall_counts(units, evidence):
-            rows.append(i)
-            cols.append(j)
-            vals.append(c / size)
+        for i, u in enumerate(units):
+            for v, j in idx.row(u):
+                rows.append(i)
+                cols.append(j)
+                vals.append(v)
         if rows:
             sim[rows, cols] = vals
         return sim
@@ -344,11 +383,13 @@ class TokenRecallMatcher:
             raise ValueError(f"match_pairs needs tau > 0, got {tau!r}")
         # (-sim, unit, evidence) ascending == similarity descending, ties by (unit, evidence)
         # ascending: the order of greedy_match's stable argsort over row-major pairs.
+        idx = _evidence_index(tuple(evidence))
         cands = []
-        for i, j, c, size in _recall_counts(units, evidence):
-            s = c / size
-            if s >= tau:
-                cands.append((-s, i, j))
+        for i, u in enumerate(units):
+            for v, j in idx.row(u):
+                if not v >= tau:
+                    break  # the row is sorted best first
+                cands.append((-v, i, j))
         if not cands:
             return ()
         cands.sort()

@@ -529,12 +529,18 @@ def test_property_fast_unit_split_equals_split_units(lines, sep):
     assert _rw._split_units(text) == split_units(text)
 
 
-def test_sparse_match_on_real_sized_memory_equals_dense(synthetic_32k):
+@pytest.mark.parametrize("row_limit", [512, 3, 0])
+def test_sparse_match_on_real_sized_memory_equals_dense(synthetic_32k, monkeypatch, row_limit):
+    monkeypatch.setattr(_rw, "_ROWS_PER_EVIDENCE", row_limit)  # full row memo: rows computed, not kept
+    _rw.clear_caches()
     ds = synthetic_32k
     q = next(q for q in ds.questions if q.evidence and len(q.evidence) >= 2)
     h = ds.history_for(q)
     ev = list(ds.evidence_texts(q))
     units = _rw.to_units(h.render(range(0, min(len(h), 400))))
-    sparse = match_units(units, ev)
     dense = _rw.greedy_match(_spec_similarity(units, ev), 0.5)
-    assert sparse.pairs == dense and sparse.count >= 1
+    for _ in range(2):
+        sparse = match_units(units, ev)
+        assert sparse.pairs == dense and sparse.count >= 1
+        assert np.array_equal(TokenRecallMatcher().similarity_matrix(units, ev), _spec_similarity(units, ev))
+    assert len(_rw._evidence_index(tuple(ev)).rows) <= row_limit
