@@ -61,6 +61,8 @@ class Config:
         "help": "fixed policies of the other roles as role=policy (similarity|all|random|oracle); default similarity"})
     out: str = field(default="", metadata={"help": "output folder (default runs/sb3-<role>)"})
     threads: int = field(default=1, metadata={"help": "torch threads"})
+    references_only: bool = field(default=False, metadata={
+        "help": "only evaluate the fixed reference policies (heuristic, keep all, oracle) and exit"})
 
 
 def _load(cfg: Config, dataset: Any = None) -> tuple[Any, list[str], list[str], Any]:
@@ -219,6 +221,22 @@ def train_seed(cfg: Config, seed: int, dataset: Any, train: list[str], val: list
     }
 
 
+def references(cfg: Config, dataset: Any, val: list[str], cache: Any) -> dict[str, dict[str, float]]:
+    """Fixed reference policies for the learning role on the same validation episodes:
+    the similarity heuristic, keep-every-candidate (retriever: + the similarity answer) and the
+    gold-evidence oracle (reads gold data; an upper reference, not a baseline to beat)."""
+    from comam_env.views.heuristics import KeepAllPolicy, SimilarityPolicy
+
+    env = make_env(cfg, dataset, cache, val)
+    ids = val if cfg.n_eval is None else val[: cfg.n_eval]
+    full = lambda pol: (lambda _obs: pol(env.view.observe(env.agent)))  # noqa: E731
+    return {
+        "similarity heuristic": evaluate(full(SimilarityPolicy(role=cfg.role)), env, ids, cfg.role),
+        "keep all": evaluate(full(KeepAllPolicy(role=cfg.role)), env, ids, cfg.role),
+        "oracle (gold evidence)": evaluate(lambda _obs: env.view.gold_action(env.agent), env, ids, cfg.role),
+    }
+
+
 def summarize(results: list[dict[str, Any]], role: str) -> str:
     """The before/after table (mean ± std over seeds)."""
     metric = ROLE_METRIC[role]
@@ -296,6 +314,8 @@ def parse_args(role: str, argv: Sequence[str] | None = None) -> Config:
             p.add_argument(flag, nargs="*", default=list(default), help=helptext)
         elif name == "n_eval":
             p.add_argument(flag, type=int, default=default, help=helptext)
+        elif isinstance(default, bool):
+            p.add_argument(flag, action="store_true", help=helptext)
         else:
             p.add_argument(flag, type=type(default), default=default, help=helptext)
     args = p.parse_args(argv)
@@ -309,6 +329,13 @@ def main(role: str, argv: Sequence[str] | None = None) -> int:
     dataset, train, val, cache = _load(cfg)
     print(f"{cfg.env_id}: {len(train)} training / {len(val)} validation questions; K={cfg.K}, "
           f"embedder={cfg.embedder}, features={cfg.features}, episode={cfg.episode}", flush=True)
+    refs = references(cfg, dataset, val, cache)
+    metric = ROLE_METRIC[role]
+    print("reference policies on the validation questions (no training):")
+    for name, m in refs.items():
+        print(f"  {name:<24} accuracy {m['accuracy']:.3f}  {metric} {m[metric]:.3f}")
+    if cfg.references_only:
+        return 0
     results = []
     for seed in cfg.seeds:
         r = train_seed(cfg, seed, dataset, train, val, cache)
@@ -321,7 +348,7 @@ def main(role: str, argv: Sequence[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     plot(results, role, out / "learning_curve.png")
     payload = {"config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()},
-               "table": table, "results": results}
+               "table": table, "references": refs, "results": results}
     tmp = out / "results.json.tmp"
     tmp.write_text(json.dumps(payload, indent=1))
     os.replace(tmp, out / "results.json")
