@@ -364,22 +364,11 @@ def history_lines(history: History, start: int, stop: int) -> list:
     return lines
 
 
-@functools.lru_cache(maxsize=1 << 14)
-def _normalized_short(text: str) -> str:
-    return normalize_text(text)[0]
-
-
-def _normalized(text: str) -> str:
-    """``normalize_text(text)[0]``, memoised for short texts (queries, options)."""
-    return _normalized_short(text) if len(text) <= 4096 else normalize_text(text)[0]
-
-
 def clear_caches() -> None:
-    """Drop the process-wide caches: token counts, normalised history lines, normalised
-    queries/options (benchmarks measure cold episodes with it)."""
+    """Drop the process-wide caches: token counts and normalised history lines
+    (benchmarks measure cold episodes with it)."""
     _TOKEN_COUNTS.clear()
     _LINES.clear()
-    _normalized_short.cache_clear()
 
 
 # Bounds for raw_env._may_be_capped: the longest prompt around empty fields, and the
@@ -469,6 +458,7 @@ class raw_env(AECEnv):
 
         self.np_random, self.np_random_seed = seeding.np_random(None)
         self._episode: dict[str, Any] | None = None
+        self._qtexts: dict[str, tuple[Question, str, str]] = {}  # bounded by the dataset's questions
 
     # ------------------------------------------------------------------ spaces
 
@@ -517,6 +507,7 @@ class raw_env(AECEnv):
         info: dict[str, Any] = {"episode": self.config.episode, "end_index": questions[0].end_index, "fallback": False}
         if self.config.episode == "full-history":
             ranges = history.session_ranges(end)
+            sessions = list(range(len(ranges)))  # session_ranges lists sessions 0, 1, … in order
         else:
             # Only the sessions holding evidence are needed: look them up by bisection instead
             # of listing every session of a long history.
@@ -528,8 +519,9 @@ class raw_env(AECEnv):
             if not wanted and end > 0:
                 wanted = {history.session_of(end - 1)}  # no evidence: the last session before end_index
                 info["fallback"] = True
-            ranges = [self._session_range(history, s, end) for s in sorted(wanted)]
-        info["sessions"] = [history.session_of(r.start) for r in ranges if len(r)]
+            sessions = sorted(wanted)
+            ranges = [self._session_range(history, s, end) for s in sessions]
+        info["sessions"] = [s for s, r in zip(sessions, ranges) if len(r)]
         info["num_messages"] = int(sum(len(r) for r in ranges))
         return ranges, info
 
@@ -640,9 +632,16 @@ class raw_env(AECEnv):
         else:
             memory = prompts.render_memory(self._fine_text(), ep["coarse"])
             q: Question = ep["questions"][min(query_index, len(ep["questions"]) - 1)]
-            query = _normalized(q.query)
-            options = _normalized(prompts.render_options(q))
+            query, options = self._question_texts(q)
         return role, {"chunk": chunk, "memory": memory, "query": query, "options": options}
+
+    def _question_texts(self, q: Question) -> tuple[str, str]:
+        """Normalised query and rendered options of ``q``, memoised per question id."""
+        hit = self._qtexts.get(q.question_id)
+        if hit is None or hit[0] is not q:
+            hit = self._qtexts[q.question_id] = (q, normalize_text(q.query)[0],
+                                                 normalize_text(prompts.render_options(q))[0])
+        return hit[1], hit[2]
 
     def _render(self, agent: str, chunk_index: int, query_index: int) -> tuple[dict[str, str], str, bool]:
         """(capped fields, capped prompt, whether anything was capped)."""
