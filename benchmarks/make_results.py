@@ -122,8 +122,9 @@ def render(results: dict, cost_rows: list[dict], args, cmds: dict, started: str,
                  "latency ms / q | paper, real PersonaMem-" + size + " (reported, not reproduced here) |")
         L.append("|---|---|---|---|---|---|---|---|---|---|---|")
         for name, rep in results.get(size, {}).items():
-            paper = PAPER.get(PAPER_ROW.get(name, ""), None)
-            pcol = f"{paper[SIZE_COL[size]]:.2f} ({PAPER_ROW[name]})" if paper else "—"
+            base = name.split(" ")[0]
+            paper = PAPER.get(PAPER_ROW.get(base, ""), None)
+            pcol = f"{paper[SIZE_COL[size]]:.2f} ({PAPER_ROW[base]})" if paper else "—"
             if "error" in rep:
                 L.append(f"| {name} | error: {rep['error']} | | | | | | | | | {pcol} |")
                 continue
@@ -211,6 +212,9 @@ def main(argv=None) -> int:
     ap.add_argument("--systems", nargs="+", default=CPU_SYSTEMS)
     ap.add_argument("--limit", type=int, default=None, help="first N validation questions (default: all)")
     ap.add_argument("--embedder", default="minilm", help="embedder of the similarity-based systems")
+    ap.add_argument("--minilm-systems", nargs="*", default=[],
+                    help="also run these systems with --embedder minilm (rows '<name> (MiniLM)'); cheap for the "
+                         "pipelines, whose memory is small")
     ap.add_argument("--cost-limit", type=int, default=10)
     ap.add_argument("--skip-cost", action="store_true")
     ap.add_argument("--reuse-cost", action="store_true",
@@ -235,6 +239,9 @@ def main(argv=None) -> int:
             embed_dataset(load_dataset(f"synthetic-{size}"), "minilm", progress=True)
     for size in args.sizes:
         jobs = [(name, args.limit, ["--embedder", args.embedder] if name in SIMILARITY else []) for name in args.systems]
+        for name in args.minilm_systems:
+            if args.embedder != "minilm":
+                jobs.append((f"{name} (MiniLM)", args.limit, ["--embedder", "minilm"]))
         if args.prompt_only_limit:
             jobs.append(("prompt-only", args.prompt_only_limit, []))
         for run in args.run:
@@ -242,13 +249,15 @@ def main(argv=None) -> int:
 
             cfg = read_run_config(run)
             if cfg.env == f"synthetic-{size}":
-                jobs.append((cfg.system, args.limit, ["--run", run]))
-        for name, limit, extra in jobs:
-            cmd = command(size, name, out_dir / f"{size}__{name}.jsonl", limit, extra)
+                jobs.append((f"{cfg.system} ({Path(run).name})", args.limit, ["--run", run]))
+        for label, limit, extra in jobs:
+            name = label.split(" ")[0]
+            tag = label.replace(" (", "-").replace(")", "").replace(" ", "_")
+            cmd = command(size, name, out_dir / f"{size}__{tag}.jsonl", limit, extra)
             cmds.setdefault(size, []).append(cmd)
             print("running:", " ".join(cmd), flush=True)
             rep = run_eval(cmd)
-            results.setdefault(size, {})[name] = rep
+            results.setdefault(size, {})[label] = rep
             print(f"  -> accuracy {rep.get('accuracy')} n={rep.get('n_questions')} ({rep.get('run_seconds')} s)"
                   if "error" not in rep else f"  -> error {rep['error']}", flush=True)
     cost_rows: list[dict] = []
