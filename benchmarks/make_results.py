@@ -274,7 +274,9 @@ def main(argv=None) -> int:
     cost_rows: list[dict] = []
     prev = (ROOT / args.doc).with_suffix(".json")
     if args.reuse_cost and prev.exists():
-        cost_rows = json.loads(prev.read_text()).get("cost", [])
+        old = json.loads(prev.read_text())
+        cost_rows = old.get("cost", [])
+        args.cost_limit = int(old.get("cost_limit", args.cost_limit))
     elif not args.skip_cost:
         import baselines_cost
 
@@ -285,7 +287,8 @@ def main(argv=None) -> int:
     doc = render(results, cost_rows, args, cmds, started, elapsed)
     atomic_write(ROOT / args.doc, doc + "\n")
     atomic_write((ROOT / args.doc).with_suffix(".json"),
-                 json.dumps({"generated": started, "args": args.argv, "results": results, "cost": cost_rows},
+                 json.dumps({"generated": started, "args": args.argv, "results": results, "cost": cost_rows,
+                             "cost_limit": args.cost_limit},
                             indent=1, default=str) + "\n")
     print(f"wrote {args.doc}")
     return 0
