@@ -4,7 +4,7 @@ The browser test drives Chromium through the DevTools protocol over
 ``--remote-debugging-pipe`` (NUL-separated JSON on file descriptors 3/4) with
 the standard library only: it loads the rendered page, reads the table rows,
 clicks a header twice (ascending, then descending) and saves a screenshot to
-the test's tmp dir. It is skipped, saying why, when Chromium is not installed
+the test's tmp dir (through the protocol, and once more with ``--screenshot``). It is skipped, saying why, when Chromium is not installed
 (Debian: ``apt-get install chromium chromium-driver``).
 """
 
@@ -215,3 +215,11 @@ def test_page_in_headless_chromium_rows_sorting_and_screenshot(tmp_path, small_d
         proc.wait(timeout=30)
         os.close(to_w)
         os.close(from_r)
+    # the plain command-line screenshot too (what a maintainer would run by hand)
+    shot2 = tmp_path / "screenshot.png"
+    profile2 = tmp_path / "profile2"
+    profile2.mkdir()
+    subprocess.run([a for a in args if not a.startswith(("--user-data-dir", "--remote-debugging", "file:"))]
+                   + [f"--user-data-dir={profile2}", f"--screenshot={shot2}", page.as_uri()],
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120, check=False)
+    assert shot2.exists() and shot2.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
