@@ -186,8 +186,8 @@ def _split_units(text: str) -> list[str]:
         line = line.strip()
         if not line:
             continue
-        if len(line) > short:
-            units.extend(split_units(line))
+        if len(line) > short and len(line.split()) > MAX_UNIT_WORDS:
+            units.extend(split_units(line))  # the sentence split of text.split_units, for this line
         else:
             units.append(line)
     return units
@@ -197,6 +197,8 @@ def _evidence_list(evidence: Sequence[str]) -> list[str]:
     if isinstance(evidence, str):
         # A bare string would silently iterate characters.
         raise TypeError("evidence must be a sequence of texts, not a single str")
+    if isinstance(evidence, (tuple, list)) and set(map(type, evidence)) <= {str}:
+        return list(evidence)  # the common case, checked at C speed
     out = []
     for i, e in enumerate(evidence):
         if not isinstance(e, str):
