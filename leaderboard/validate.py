@@ -171,7 +171,8 @@ class ValidationReport:
             extra = f", {len(sub.predictions)} predictions" if sub and sub.predictions is not None else ""
             head = f"{self.source}: valid ({sub.kind if sub else '?'} entry{extra})"
             return "\n".join([head] + [f"warning: {w}" for w in self.warnings])
-        lines = [str(i) for i in self.issues]
+        name = Path(self.source).name
+        lines = [str(i) if i.file == name else f"{self.source}: {i}" for i in self.issues]
         if self.dropped:
             lines.append(f"... and {self.dropped} more errors not shown")
         lines += [f"warning: {w}" for w in self.warnings]
