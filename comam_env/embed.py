@@ -34,6 +34,7 @@ import json
 import os
 import re
 import tempfile
+import weakref
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -406,9 +407,16 @@ def dataset_content_hash(texts: Sequence[str]) -> str:
 
 def embedding_cache_path(dataset: "Dataset", embedder: "str | Embedder", cache_dir: str | os.PathLike | None = None) -> Path:
     """Where :func:`embed_dataset` persists ``dataset``'s embeddings for ``embedder``."""
-    emb = get_embedder(embedder)
+    return _cache_file(dataset, get_embedder(embedder), dataset_texts(dataset), cache_dir)
+
+
+#: (id(dataset), model, cache_dir, persist) -> (weak reference to the dataset, its cache)
+_DATASET_CACHES: dict[tuple, tuple["weakref.ref", EmbeddingCache]] = {}
+
+
+def _cache_file(dataset: "Dataset", emb: Embedder, texts: Sequence[str], cache_dir) -> Path:
     root = Path(cache_dir) if cache_dir is not None else _default_cache_dir()
-    digest = dataset_content_hash(dataset_texts(dataset))[:32]
+    digest = dataset_content_hash(texts)[:32]
     return root / "embeddings" / _SAFE.sub("_", emb.name) / f"{_SAFE.sub('_', dataset.name)}-{digest}.npz"
 
 
@@ -419,21 +427,31 @@ def embed_dataset(
     cache_dir: str | os.PathLike | None = None,
     persist: bool = True,
     progress: bool = True,
+    reuse: bool = True,
 ) -> EmbeddingCache:
     """Embed every text of ``dataset`` once and return the cache.
 
     With ``persist`` the cache is read from / written to
     :func:`embedding_cache_path`; a second call with the same dataset content
-    and model loads the file and embeds nothing.
+    and model loads the file and embeds nothing. With ``reuse`` (default) a call
+    for the same dataset *object* and model returns the in-memory cache of the
+    first call (environment pools share it instead of re-reading the file).
     """
     emb = get_embedder(embedder)
+    # Datasets are immutable and shared between the environments of a pool (load_dataset
+    # memoises them), so one in-memory cache per (dataset object, model) serves them all.
+    key = (id(dataset), emb.name, str(cache_dir), persist)
+    hit = _DATASET_CACHES.get(key)
+    if reuse and hit is not None and hit[0]() is dataset:
+        return hit[1]
     texts = dataset_texts(dataset)
-    path = embedding_cache_path(dataset, emb, cache_dir) if persist else None
+    path = _cache_file(dataset, emb, texts, cache_dir) if persist else None
     cache = EmbeddingCache(emb, path)
     added = cache.add(texts, progress=progress, desc=f"embedding {dataset.name}")
     if persist and (added or not path.exists()):  # type: ignore[union-attr]
         cache.save()
         _write_manifest(path, dataset, emb, len(cache))  # type: ignore[arg-type]
+    _DATASET_CACHES[key] = (weakref.ref(dataset), cache)
     return cache
 
 

@@ -112,7 +112,8 @@ def test_embed_dataset_persists_reuses_and_invalidates(tmp_path):
     assert first == 3 + 1 + 4  # messages + query + options
     p = embedding_cache_path(ds, emb, tmp_path)
     assert p.exists() and p.with_suffix(".json").exists()
-    c2 = embed_dataset(ds, emb, cache_dir=tmp_path, progress=False)
+    assert embed_dataset(ds, emb, cache_dir=tmp_path, progress=False) is c1, "same dataset object: in-memory reuse"
+    c2 = embed_dataset(ds, emb, cache_dir=tmp_path, progress=False, reuse=False)
     assert _CountingEmbedder.calls == first, "second call must embed nothing"
     assert c2.loaded_from_disk
     t = message_text("user", "I adopted a cat named Miso.")
