@@ -29,6 +29,7 @@ import html
 import json
 import math
 import os
+import re
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -87,8 +88,16 @@ def group_by_track(scores: Sequence[dict]) -> dict[str, list[dict]]:
     groups: dict[str, list[dict]] = {}
     for s in scores:
         groups.setdefault(str(s.get("track")), []).append(s)
-    order = sorted(groups, key=lambda t: (t.endswith("-hidden"), t))
+    order = sorted(groups, key=lambda t: _track_key(t, groups[t]))
     return {t: sorted(groups[t], key=_rank_key) for t in order}
+
+
+def _track_key(track: str, entries: Sequence[dict]) -> tuple:
+    """Tracks with re-scored entries first, then hidden ones, then published-only; 32k < 128k < 1m."""
+    only_reported = all(s.get("kind") == "reported" for s in entries)
+    m = re.search(r"(\d+)([km])", track.lower())
+    size = int(m.group(1)) * (1000 if m.group(2) == "k" else 1_000_000) if m else 0
+    return (only_reported, track.endswith("-hidden"), re.sub(r"-?\d+[km]", "", track), size, track)
 
 
 # --------------------------------------------------------------------------- formatting
@@ -204,7 +213,8 @@ h1{font-size:1.6rem}h2{font-size:1.25rem;margin-top:2.5rem;border-bottom:1px sol
 h3{font-size:1rem;margin-top:1.5rem}
 table{border-collapse:collapse;width:100%;font-size:.85rem;margin:.5rem 0 1rem}
 th,td{border:1px solid #dde;padding:.3rem .45rem;text-align:left;vertical-align:top}
-td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
+td{white-space:nowrap}td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
+nav a{margin-right:1rem}
 th{background:#f3f5f9;cursor:pointer;user-select:none;white-space:nowrap}
 th:hover{background:#e6ebf3}
 th[aria-sort=ascending]::after{content:" \\25B2"}th[aria-sort=descending]::after{content:" \\25BC"}
@@ -376,10 +386,16 @@ def plot_svg(entries: Sequence[dict], width: int = 720, height: int = 360) -> st
         bar = (f'<line x1="{X:.1f}" y1="{sy(ci[0]):.1f}" x2="{X:.1f}" y2="{sy(ci[1]):.1f}"/>' if ci else "")
         parts.append(f'<g class="pt" data-entry="{_e(s.get("entry"))}"><title>{_e(s.get("name"))}: accuracy '
                      f'{s["accuracy"]:.3f}, {_cost(s, "tokens_in"):.0f} tokens in / question</title>{bar}'
-                     f'<circle cx="{X:.1f}" cy="{Y:.1f}" r="4"/>'
-                     f'<text x="{X + 6:.1f}" y="{Y - 5:.1f}">{_e(s.get("name"))}</text></g>')
+                     f'<circle cx="{X:.1f}" cy="{Y:.1f}" r="4"/>' + _label(X, Y, s.get("name"), ml + 0.65 * pw) + "</g>")
     parts.append("</svg>")
     return "".join(parts)
+
+
+def _label(x: float, y: float, name: Any, right_zone: float) -> str:
+    """A point label: to the right of the point, or to its left near the plot's right edge."""
+    if x > right_zone:
+        return f'<text x="{x - 6:.1f}" y="{y - 5:.1f}" text-anchor="end">{_e(name)}</text>'
+    return f'<text x="{x + 6:.1f}" y="{y - 5:.1f}">{_e(name)}</text>'
 
 
 def html_page(groups: dict[str, list[dict]], pending: Sequence[dict] = ()) -> str:
@@ -391,6 +407,8 @@ def html_page(groups: dict[str, list[dict]], pending: Sequence[dict] = ()) -> st
             'numbers nobody re-ran here. Click a column header to sort.</p>']
     if not groups:
         body.append("<p>No entries yet.</p>")
+    else:
+        body.append("<nav>" + "".join(f'<a href="#track-{_slug(t)}">{_e(t)}</a>' for t in groups) + "</nav>")
     for track, entries in groups.items():
         slug = _slug(track)
         body.append(f'<section id="track-{slug}"><h2>{_e(track)}</h2>')
@@ -402,7 +420,10 @@ def html_page(groups: dict[str, list[dict]], pending: Sequence[dict] = ()) -> st
         body.append("<h3>Per question type</h3>")
         body.append(f'<div class="scroll">{_type_table(track, entries)}</div>')
         body.append("<h3>Accuracy vs cost</h3>")
-        body.append(plot_svg(entries))
+        if any(_cost(s, "tokens_in") is not None for s in entries):
+            body.append(plot_svg(entries))
+        else:
+            body.append('<p class="note">No cost figures (published numbers only).</p>')
         body.append("</section>")
     if pending:
         body.append("<h2>Pending agent submissions</h2><ul>" + "".join(
