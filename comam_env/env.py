@@ -572,8 +572,9 @@ class raw_env(AECEnv):
             "answers": [],
             "global": None,
             "steps": [] if self.config.record_trajectory else None,
-            "version": 0,
-            "obs_cache": {},
+            "version": 0,  # steps taken
+            "memory_version": 0,  # bumped when M_f or M_c changes (extractor/profiler steps)
+            "obs_cache": {},  # agent -> (inputs key, observation)
         }
         self.agents = list(AGENTS)
         self.rewards = {a: 0.0 for a in self.agents}
@@ -684,9 +685,21 @@ class raw_env(AECEnv):
 
     def _cached_obs(self, agent: str) -> dict[str, Any] | None:
         hit = self._episode["obs_cache"].get(agent)
-        if hit is not None and hit[0] == self._episode["version"]:
+        if hit is not None and hit[0] == self._obs_key(agent):
             return hit[1]
         return None
+
+    def _obs_key(self, agent: str) -> Any:
+        """What ``agent``'s observation depends on: an observation is rebuilt only when
+        it changes (an agent observed again after its turn, or after the episode
+        ended, gets the same dict)."""
+        ep = self._episode
+        role = ROLE_OF[agent]
+        if role == "extractor":
+            return min(ep["chunk"], len(ep["spans"]) - 1)
+        if role == "profiler":
+            return ep["memory_version"]
+        return ep["memory_version"], min(ep["query"], len(ep["questions"]) - 1)
 
     def observe(self, agent: str) -> dict[str, Any]:
         if self._episode is None:
@@ -694,7 +707,7 @@ class raw_env(AECEnv):
         obs = self._cached_obs(agent)
         if obs is None:
             obs = self._build_obs(agent)
-            self._episode["obs_cache"][agent] = (self._episode["version"], obs)
+            self._episode["obs_cache"][agent] = (self._obs_key(agent), obs)
         return obs
 
     # ------------------------------------------------------------------ step
@@ -825,6 +838,7 @@ class raw_env(AECEnv):
             k = ep["chunk"]
             part = text.strip()
             ep["fine_parts"].append(part)
+            ep["memory_version"] += 1
             if part:
                 ep["fine_len"] += len(part) + 1
                 ep["fine_text"] = None
@@ -840,6 +854,7 @@ class raw_env(AECEnv):
                 nxt = AGENTS[1]
         elif role == "profiler":
             ep["coarse"] = text.strip()
+            ep["memory_version"] += 1
             local, parts = self._profiler_reward(ep["coarse"])
             nxt = AGENTS[2]
         else:

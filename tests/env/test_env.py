@@ -675,3 +675,20 @@ def test_profiler_judge_parts_and_history_only_when_read(tiny_dataset):
     t = run_episode(make_env(tiny_dataset, judge="gold"), OraclePolicy(tiny_dataset), options={"question_id": "q_sport"})
     prof = _steps_by_agent(t)["profiler_0"][0]["local_parts"]
     assert prof["judge"] == "gold" and prof["judge_spec"] == "gold"
+
+
+@pytest.mark.parametrize("qpe", [1, 2])
+def test_cached_observations_equal_fresh_ones_at_every_point(tiny_dataset, qpe):
+    e = _tiny_env(tiny_dataset, queries_per_episode=qpe, chunk_tokens=40)
+    raw = e.unwrapped
+    pol = OraclePolicy(tiny_dataset)
+    for qid in ("q_sport", "q_garden"):
+        e.reset(options={"question_id": qid})
+        for agent in e.agent_iter():
+            for a in AGENTS:  # every agent, at every point, including after the episode ended
+                cached = e.observe(a)
+                fresh = raw._build_obs(a)
+                assert cached.keys() == fresh.keys()
+                assert all(cached[k] == fresh[k] for k in fresh), (agent, a)
+            _, _, term, trunc, _ = e.last()
+            e.step(None if term or trunc else pol(agent, e.observe(agent), e))
