@@ -889,8 +889,12 @@ def answer_reward(response: str | bytes | None, question: Question) -> AnswerPar
         raise TypeError(f"response must be str, got {type(response).__name__}")
     if question.is_multiple_choice:
         n = len(question.options)
-        correct = is_option_correct(response, question.answer, n)
-        return AnswerParts(1.0 if correct else 0.0, parse_option(response, n), "mcq")
+        # is_option_correct and parse_option on one scan of the response.
+        tail, whole = option_sets(response, n)
+        g = question.answer.strip().strip("()").strip().lower()
+        correct = tail == {g} or whole == {g}
+        parsed = next((next(iter(s)) for s in (tail, whole) if len(s) == 1), None)
+        return AnswerParts(1.0 if correct else 0.0, parsed, "mcq")
     text = answer_text(response)
     if _category(question) == 5:
         return AnswerParts(1.0 if is_abstention(text) else 0.0, text, "adversarial")

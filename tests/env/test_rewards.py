@@ -544,3 +544,16 @@ def test_sparse_match_on_real_sized_memory_equals_dense(synthetic_32k, monkeypat
         assert sparse.pairs == dense and sparse.count >= 1
         assert np.array_equal(TokenRecallMatcher().similarity_matrix(units, ev), _spec_similarity(units, ev))
     assert len(_rw._evidence_index(tuple(ev)).rows) <= row_limit
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(["(a)", "(b)", "(C)", "b", "d.", "I'd", "<final_answer>", "</final_answer>",
+                                 "answer", " ", "\n", "a", "(e)"]), max_size=12).map("".join),
+       st.sampled_from(["a", "b", "c", "d"]), st.integers(2, 4))
+def test_property_answer_reward_equals_parse_and_correctness_rules(response, gold, n):
+    if ord(gold) - ord("a") >= n:
+        gold = "a"
+    q = Question("q", "h", "recall_user_shared_facts", "x", "?", tuple("xyzw"[:n]), gold, None, 0, "p", "t")
+    got = answer_reward(response, q)
+    assert got.parsed == parse_option(response, n)
+    assert got.reward == (1.0 if is_option_correct(response, gold, n) else 0.0)
