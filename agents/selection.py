@@ -8,18 +8,20 @@ dicts or one dict of stacked arrays with a leading batch axis.
 Model. Every valid candidate ``c`` gets an independent Bernoulli *keep* logit from an
 MLP over
 
-    [c, q, c⊙q, m, c⊙m, c·q, c·m, role embedding]
+    [c, q, c⊙q, m, c⊙m, c·q, c·m, role embedding, max_j c·o_j]
 
-where ``q`` is the query (zeros for the extractor/profiler) and ``m`` is the mean of
+where ``q`` is the query (zeros for the extractor/profiler), ``m`` is the mean of
 the valid candidates (the context, so the extractor and profiler can judge a candidate
-against the rest of its chunk). For the retriever each of the 4 options ``o`` gets a
+against the rest of its chunk) and ``max_j c·o_j`` is the candidate's best match with an
+option (0 without options). For the retriever each of the 4 options ``o`` gets a
 logit from a second MLP over
 
-    [o, q, o⊙q, s, o⊙s, o·q, o·s, role embedding]
+    [o, q, o⊙q, s, o⊙s, o·q, o·s, role embedding, max_{k kept} o·c_k]
 
-where ``s`` is the mean of the candidates *kept* in this sample (zeros if none), so the
-option is chosen conditionally on the retrieved memory; the option is a categorical
-over the options whose embedding is non-zero (all 4 for MCQ data).
+where ``s`` is the mean of the candidates *kept* in this sample (zeros if none) and the
+last entry is the option's best match with a kept candidate (0 if none), so the option
+is chosen conditionally on the retrieved memory; the option is a categorical over the
+options whose embedding is non-zero (all 4 for MCQ data).
 
 Decisions and log-probs. A sample's decisions are its valid candidates' keep bits plus,
 for the retriever, the option: ``logprobs_of`` returns ``(B, K + 1)`` per-decision
@@ -100,7 +102,7 @@ class _SelectionNet(nn.Module):
 
     def __init__(self, dim: int, hidden: int, role_dim: int, with_option: bool) -> None:
         super().__init__()
-        feat = 5 * dim + 2 + role_dim
+        feat = 5 * dim + 2 + role_dim + 1  # + one "best match" similarity (see keep/option_logits)
         self.role_emb = nn.Embedding(len(ALL_ROLES), role_dim)
         self.keep = nn.Sequential(nn.Linear(feat, hidden), nn.Tanh(), nn.Linear(hidden, 1))
         self.option = (
@@ -125,8 +127,8 @@ class _SelectionNet(nn.Module):
                 self.option[-1].bias.zero_()
 
     @staticmethod
-    def _score(mlp: nn.Sequential, x, ctx1, ctx2, role) -> torch.Tensor:
-        """``mlp`` applied to ``[x, c1, x⊙c1, c2, x⊙c2, x·c1, x·c2, role]`` per row of ``x``.
+    def _score(mlp: nn.Sequential, x, ctx1, ctx2, role, match) -> torch.Tensor:
+        """``mlp`` applied to ``[x, c1, x⊙c1, c2, x⊙c2, x·c1, x·c2, role, match]`` per row of ``x``.
 
         The first layer is linear in that feature vector, so instead of materialising the
         ``(B, N, 5d + 2 + r)`` features it is folded into one per-sample matrix
@@ -138,37 +140,49 @@ class _SelectionNet(nn.Module):
         d = x.shape[-1]
         W = lin.weight  # (h, 5d + 2 + r)
         Wx, Wc1, Wxc1, Wc2, Wxc2 = (W[:, i * d : (i + 1) * d] for i in range(5))
-        w_dot1, w_dot2, Wr = W[:, 5 * d], W[:, 5 * d + 1], W[:, 5 * d + 2 :]
+        w_dot1, w_dot2, Wr, w_match = W[:, 5 * d], W[:, 5 * d + 1], W[:, 5 * d + 2 : -1], W[:, -1]
         M = (
             Wx.t()[None]
             + ctx1[:, :, None] * (Wxc1.t() + w_dot1[None, :])[None]
             + ctx2[:, :, None] * (Wxc2.t() + w_dot2[None, :])[None]
         )  # (B, d, h)
         bias = ctx1 @ Wc1.t() + ctx2 @ Wc2.t() + role @ Wr.t() + lin.bias  # (B, h)
-        h = torch.bmm(x, M) + bias[:, None, :]
+        h = torch.bmm(x, M) + bias[:, None, :] + match[..., None] * w_match
         for layer in list(mlp)[1:]:
             h = layer(h)
         return h.squeeze(-1)
 
     @staticmethod
-    def _features(x: torch.Tensor, ctx1: torch.Tensor, ctx2: torch.Tensor, role: torch.Tensor) -> torch.Tensor:
+    def _features(x, ctx1, ctx2, role, match) -> torch.Tensor:
         """The explicit feature vector (reference for :meth:`_score`; used in tests)."""
         c1 = ctx1[:, None, :].expand_as(x)
         c2 = ctx2[:, None, :].expand_as(x)
         dot1 = (x * c1).sum(-1, keepdim=True)
         dot2 = (x * c2).sum(-1, keepdim=True)
         r = role[:, None, :].expand(x.shape[0], x.shape[1], role.shape[-1])
-        return torch.cat([x, c1, x * c1, c2, x * c2, dot1, dot2, r], dim=-1)
+        return torch.cat([x, c1, x * c1, c2, x * c2, dot1, dot2, r, match[..., None]], dim=-1)
 
-    def keep_logits(self, cand, mask, query, role_ids) -> torch.Tensor:
+    @staticmethod
+    def _best_match(x, others, valid) -> torch.Tensor:
+        """Per row of ``x`` (B, N, d): max dot product with the valid rows of ``others``; 0 if none."""
+        sims = torch.bmm(x, others.transpose(1, 2))  # (B, N, M)
+        sims = sims.masked_fill(~valid[:, None, :], float("-inf"))
+        best = sims.max(dim=-1).values
+        return torch.where(valid.any(-1, keepdim=True), best, torch.zeros_like(best))
+
+    def keep_logits(self, cand, mask, query, role_ids, options) -> torch.Tensor:
         m = mask.to(cand.dtype)
         ctx = (cand * m[..., None]).sum(1) / m.sum(1, keepdim=True).clamp(min=1.0)
-        return self._score(self.keep, cand, query, ctx, self.role_emb(role_ids))
+        # How well the candidate supports its best option (0 without options).
+        match = self._best_match(cand, options, options.abs().sum(-1) > 0)
+        return self._score(self.keep, cand, query, ctx, self.role_emb(role_ids), match)
 
     def option_logits(self, options, query, cand, kept, role_ids) -> torch.Tensor:
         k = kept.to(cand.dtype)
         sel = (cand * k[..., None]).sum(1) / k.sum(1, keepdim=True).clamp(min=1.0)
-        return self._score(self.option, options, query, sel, self.role_emb(role_ids))
+        # How well the option is supported by its best kept candidate (0 if nothing kept).
+        match = self._best_match(options, cand, kept)
+        return self._score(self.option, options, query, sel, self.role_emb(role_ids), match)
 
 
 def _as_batch(observations: Any) -> dict[str, np.ndarray]:
@@ -298,7 +312,7 @@ class SelectionPolicy(Policy):
         B, K = mask.shape
         role_ids = torch.full((B,), role, dtype=torch.long, device=cand.device)
         if logits is None:
-            logits = net.keep_logits(cand, mask, query, role_ids) / temperature[:, None]
+            logits = net.keep_logits(cand, mask, query, role_ids, options) / temperature[:, None]
         b = bits.to(logits.dtype)
         lp_bits = b * nn.functional.logsigmoid(logits) + (1 - b) * nn.functional.logsigmoid(-logits)
         maskf = mask.to(logits.dtype)
@@ -350,7 +364,7 @@ class SelectionPolicy(Policy):
         net = self.net(r)
         role_ids = torch.full((B,), r, dtype=torch.long, device=self._device)
         with torch.no_grad():
-            logits = net.keep_logits(cand, mask, query, role_ids) / temp[:, None]
+            logits = net.keep_logits(cand, mask, query, role_ids, options) / temp[:, None]
             if greedy:
                 bits = logits > 0
             else:

@@ -187,6 +187,16 @@ def test_folded_first_layer_equals_explicit_features():
     g = torch.Generator().manual_seed(0)
     x, c1, c2 = torch.randn(3, K, D, generator=g), torch.randn(3, D, generator=g), torch.randn(3, D, generator=g)
     role = net.role_emb(torch.tensor([0, 1, 2]))
+    match = torch.randn(3, K, generator=g)
     for mlp in (net.keep, net.option):
-        ref = mlp(net._features(x, c1, c2, role)).squeeze(-1)
-        torch.testing.assert_close(net._score(mlp, x, c1, c2, role), ref, atol=1e-5, rtol=1e-5)
+        ref = mlp(net._features(x, c1, c2, role, match)).squeeze(-1)
+        torch.testing.assert_close(net._score(mlp, x, c1, c2, role, match), ref, atol=1e-5, rtol=1e-5)
+
+
+def test_best_match_feature():
+    x = torch.tensor([[[1.0, 0.0], [0.0, 1.0]]])
+    others = torch.tensor([[[0.5, 0.5], [2.0, 0.0], [9.0, 9.0]]])
+    valid = torch.tensor([[True, True, False]])
+    # Row 0: max(0.5, 2.0) = 2.0 (the invalid [9, 9] is ignored); row 1: max(0.5, 0) = 0.5.
+    torch.testing.assert_close(SelectionPolicy(dim=2).net(0)._best_match(x, others, valid), torch.tensor([[2.0, 0.5]]))
+    assert torch.equal(SelectionPolicy(dim=2).net(0)._best_match(x, others, torch.zeros(1, 3, dtype=torch.bool)), torch.zeros(1, 2))
