@@ -303,20 +303,37 @@ def _message_tokens(text: str) -> int:
 # counting a 1M-token history takes a second, so it is done once per process, not
 # once per env or per reset. Keyed by id() with a weak reference to detect reuse of
 # an id after the history is gone (hashing a History would hash all its messages).
-_TOKEN_COUNTS: dict[int, tuple[weakref.ref, np.ndarray]] = {}
+# The third element memoises chunk plans of the history: (session spans, chunk_tokens) -> spans.
+_TOKEN_COUNTS: dict[int, tuple[weakref.ref, np.ndarray, dict]] = {}
+
+
+def _token_entry(history: History) -> tuple[weakref.ref, np.ndarray, dict]:
+    entry = _TOKEN_COUNTS.get(id(history))
+    if entry is None or entry[0]() is not history:
+        for key in [k for k, e in _TOKEN_COUNTS.items() if e[0]() is None]:
+            del _TOKEN_COUNTS[key]
+        entry = (weakref.ref(history), np.full(len(history), -1, dtype=np.int64), {})
+        _TOKEN_COUNTS[id(history)] = entry
+    return entry
+
+
+def history_chunk_plan(history: History, ranges: Sequence[range], chunk_tokens: int | None) -> tuple[tuple[int, int], ...]:
+    """:func:`plan_chunks` of ``ranges`` with the history's token counts, memoised per
+    history and (ranges, ``chunk_tokens``): episodes on one history and question group
+    replay the same plan (every rollout of a group, every epoch)."""
+    plans = _token_entry(history)[2]
+    key = (tuple((r.start, r.stop) for r in ranges), chunk_tokens)
+    spans = plans.get(key)
+    if spans is None:
+        spans = plans[key] = tuple(plan_chunks(history_token_counts(history, ranges), ranges, chunk_tokens))
+    return spans
 
 
 def history_token_counts(history: History, ranges: Sequence[range] | None = None) -> np.ndarray:
     """Estimated tokens of every message (text + :data:`ROLE_PREFIX_TOKENS`), cached per
     history; only the messages in ``ranges`` (default: all) are guaranteed counted,
     the others may be ``-1``."""
-    entry = _TOKEN_COUNTS.get(id(history))
-    if entry is None or entry[0]() is not history:
-        for key in [k for k, (ref, _) in _TOKEN_COUNTS.items() if ref() is None]:
-            del _TOKEN_COUNTS[key]
-        entry = (weakref.ref(history), np.full(len(history), -1, dtype=np.int64))
-        _TOKEN_COUNTS[id(history)] = entry
-    counts = entry[1]
+    counts = _token_entry(history)[1]
     contents = history.contents
     ranges = [r for r in (ranges if ranges is not None else [range(len(history))]) if len(r)]
     if ranges:
@@ -365,7 +382,7 @@ def history_lines(history: History, start: int, stop: int) -> list:
 
 
 def clear_caches() -> None:
-    """Drop the process-wide caches: token counts and normalised history lines
+    """Drop the process-wide caches: token counts, chunk plans and normalised history lines
     (benchmarks measure cold episodes with it)."""
     _TOKEN_COUNTS.clear()
     _LINES.clear()
@@ -549,8 +566,7 @@ class raw_env(AECEnv):
 
         history = self.dataset.history_for(questions[0])
         ranges, hinfo = self._history_ranges(history, questions)
-        counts = self._token_counts_for(history, ranges)
-        spans = plan_chunks(counts, ranges, self.config.chunk_tokens)
+        spans = list(history_chunk_plan(history, ranges, self.config.chunk_tokens))
         hinfo["empty"] = not spans
         if not spans:
             spans = [(0, 0)]  # the extractor still acts once, on an empty chunk
@@ -589,11 +605,6 @@ class raw_env(AECEnv):
         }
         self.infos[AGENTS[0]]["num_chunks"] = len(spans)
         self.agent_selection = AGENTS[0]
-
-    def _token_counts_for(self, history: History, ranges: list[range]) -> np.ndarray:
-        """Per-message token estimates of ``history``, counted lazily for the sessions in
-        ``ranges`` (see :func:`history_token_counts`)."""
-        return history_token_counts(history, ranges)
 
     # ------------------------------------------------------------- rendering
 

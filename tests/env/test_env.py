@@ -692,3 +692,16 @@ def test_cached_observations_equal_fresh_ones_at_every_point(tiny_dataset, qpe):
                 assert all(cached[k] == fresh[k] for k in fresh), (agent, a)
             _, _, term, trunc, _ = e.last()
             e.step(None if term or trunc else pol(agent, e.observe(agent), e))
+
+
+def test_memoised_chunk_plan_equals_plan_chunks(synthetic_32k):
+    h = next(iter(synthetic_32k.histories.values()))
+    rs = h.session_ranges()
+    for ranges in (rs, rs[1:4], [rs[2]], rs[::3]):
+        for budget in (None, 50, 300, 4096, 50):
+            want = plan_chunks(_envmod.history_token_counts(h, ranges), ranges, budget)
+            for _ in range(2):  # computed, then memoised
+                assert list(_envmod.history_chunk_plan(h, ranges, budget)) == want
+    _envmod.clear_caches()
+    assert list(_envmod.history_chunk_plan(h, rs[1:4], 50)) == plan_chunks(
+        _envmod.history_token_counts(h, rs[1:4]), rs[1:4], 50)
