@@ -373,6 +373,15 @@ def history_lines(history: History, start: int, stop: int) -> list:
         _LINES[id(history)] = entry
     lines = entry[1]
     if stop > start and (lines[start] is None or lines[stop - 1] is None or None in lines[start:stop]):
+        if all(x is None for x in lines[start:stop]):
+            # One render and one normalisation of the whole run, cut at its line breaks
+            # (one per message unless a role holds a line break: then message by message).
+            raw = history.render(range(start, stop))
+            if "\r" not in raw:
+                cut = normalize_text(raw)[0].split("\n")
+                if len(cut) == stop - start:
+                    lines[start:stop] = cut
+                    return lines
         render = history.render
         for i in range(start, stop):
             if lines[i] is None:

@@ -246,8 +246,9 @@ class _EvidenceIndex:
         vocab: union of the items' content tokens.
         postings: ``tok`` → ascending indices of the items holding it.
         sizes: ``|content(evidence[j])|``.
-        rows: memo ``unit text`` → the unit's non-zero similarities ``(sim, j)``,
-            sorted by similarity descending then ``j`` ascending. Memory units are
+        rows: memo ``unit text`` → the unit's non-zero similarities as ``(-sim, j)``,
+            sorted ascending (similarity descending, then ``j`` ascending; negation is
+            exact, so ``-sim <= -tau`` is exactly ``sim >= tau``). Memory units are
             mostly copied history lines, so the same (unit, evidence) rows recur across
             the rollouts of a question and the episodes of a persona (gold profile);
             at most :data:`_ROWS_PER_EVIDENCE` short units are kept per evidence list.
@@ -269,7 +270,7 @@ class _EvidenceIndex:
         self.rows: dict[str, tuple[tuple[float, int], ...]] = {}
 
     def row(self, unit: str) -> tuple[tuple[float, int], ...]:
-        """Non-zero ``(|content(u) ∩ content(e_j)| / |content(e_j)|, j)``, best first."""
+        """Non-zero ``(-|content(u) ∩ content(e_j)| / |content(e_j)|, j)``, best first."""
         r = self.rows.get(unit)
         if r is not None:
             return r
@@ -277,7 +278,7 @@ class _EvidenceIndex:
         if not hits:
             r = ()
         elif len(self.sizes) == 1:
-            r = ((len(hits) / self.sizes[0], 0),)
+            r = ((-(len(hits) / self.sizes[0]), 0),)
         else:
             cnt: dict[int, int] = {}
             postings = self.postings
@@ -286,14 +287,10 @@ class _EvidenceIndex:
                     cnt[j] = cnt.get(j, 0) + 1
             sizes = self.sizes
             # Python int / int is the correctly rounded float64 quotient, as np.divide.
-            r = tuple(sorted(((c / sizes[j], j) for j, c in cnt.items()), key=_row_order))
+            r = tuple(sorted([(-(c / sizes[j]), j) for j, c in cnt.items()]))
         if len(unit) <= _CACHE_MAX_CHARS and len(self.rows) < _ROWS_PER_EVIDENCE:
             self.rows[unit] = r
         return r
-
-
-def _row_order(pair: tuple[float, int]) -> tuple[float, int]:
-    return (-pair[0], pair[1])
 
 
 @lru_cache(maxsize=2048)
@@ -367,10 +364,10 @@ class TokenRecallMatcher:
         cols: list[int] = []
         vals: list[float] = []
         for i, u in enumerate(units):
-            for v, j in idx.row(u):
+            for nv, j in idx.row(u):
                 rows.append(i)
                 cols.append(j)
-                vals.append(v)
+                vals.append(-nv)
         if rows:
             sim[rows, cols] = vals
         return sim
@@ -386,12 +383,13 @@ class TokenRecallMatcher:
         # (-sim, unit, evidence) ascending == similarity descending, ties by (unit, evidence)
         # ascending: the order of greedy_match's stable argsort over row-major pairs.
         idx = _evidence_index(tuple(evidence))
+        neg_tau = -tau
         cands = []
         for i, u in enumerate(units):
-            for v, j in idx.row(u):
-                if not v >= tau:
+            for nv, j in idx.row(u):
+                if not nv <= neg_tau:
                     break  # the row is sorted best first
-                cands.append((-v, i, j))
+                cands.append((nv, i, j))
         if not cands:
             return ()
         cands.sort()

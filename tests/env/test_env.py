@@ -579,9 +579,10 @@ def test_plan_chunks_equals_reference_walk_for_few_and_many_sessions():
 
 def test_cached_chunk_text_equals_normalised_render():
     odd = [("system", "Session\r\nstart"), ("user", "I love  jazz\r\nand \x00 rock \ud800!"),
-           ("assistant", "Nice \U0001F3B7 \u200d ok"), ("user\r", "role with a CR"), ("user", "tail\rline")]
-    h = _History("odd", tuple(r for r, _ in odd), tuple(c for _, c in odd), (0,))
-    q = _Question("q", "odd", "recall_user_shared_facts", "x", "Which music?", ("a", "b"), "a", (1,), 5, "p", "t")
+           ("assistant", "Nice \U0001F3B7 \u200d ok"), ("user\r", "role with a CR"), ("user", "tail\rline"),
+           ("system", "second session"), ("bot\nx", "role with a line break"), ("user", "last \u2028 one")]
+    h = _History("odd", tuple(r for r, _ in odd), tuple(c for _, c in odd), (0, 5))
+    q = _Question("q", "odd", "recall_user_shared_facts", "x", "Which music?", ("a", "b"), "a", (1, 7), 8, "p", "t")
     ds = _Dataset(name="odd", histories={"odd": h}, questions=(q,))
     for clear in (True, False, False):
         if clear:
