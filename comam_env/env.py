@@ -76,7 +76,8 @@ Computed by :mod:`comam_env.rewards` and :mod:`comam_env.judges` (DESIGN §3):
   get 0 (``parts["deferred"] = True``). With Q > 1 it is the mean over the
   episode's questions whose evidence is defined (per-question parts in
   ``parts["queries"]``).
-* profiler — the judge's score of M_c (eq. 10).
+* profiler — the judge's score of M_c (eq. 10); ``parts["judge"]`` names the judge that
+  scored (``gold`` or ``embedding`` under ``auto``), ``parts["judge_spec"]`` the configured one.
 * retriever — coverage of the units inside ``<information>`` against E_q of
   the query it answers (eq. 11, β), at each of its steps.
 * global — the answer reward (eq. 12: exact option match, or token F1 for open
@@ -110,6 +111,14 @@ uniformly from ``question_ids`` with ``self.np_random`` (seeded by ``seed``);
 ``options={"question_id": qid}`` replays that question (any question of the
 dataset), ``options={"question_ids": [...]}`` an explicit group (same history
 and ``end_index``). Other option keys are ignored.
+
+Performance
+-----------
+Results never depend on caching; ``docs/performance.md`` has the numbers. Rendered and
+normalised history lines, token counts and chunk plans are cached per History object and shared by
+every env of the process (:func:`clear_caches`). Observations are cached by what they depend on.
+A step's prompt is rendered only when it is observed, or when :meth:`raw_env.trajectory` is read.
+The gold-profile judge is not given a rendered history, because it does not read it.
 
 Version history
 ---------------
