@@ -25,8 +25,10 @@ extractor and profiler. Action: ``MultiBinary(K)`` (extractor, profiler) or
 small MLP learns from much faster than from raw embeddings:
 ``sim_ref`` ``(K,)`` — cosine of each candidate with the reference of the
 pre-ranking rule (query for the retriever, candidate centroid otherwise);
-retriever only: ``sim_options`` ``(K, 4)`` — candidate × option cosines and
-``query_options`` ``(4,)`` — query × option cosines. ``features="similarity-only"``
+retriever only: ``sim_options`` ``(K, 4)`` — candidate × option cosines,
+``query_options`` ``(4,)`` — query × option cosines, and ``option_support``
+``(4,)`` — cosine of each option with the centroid of the valid candidates
+(how much the whole memory supports it). ``features="similarity-only"``
 keeps ``mask`` plus these features and drops the raw embeddings.
 
 Reward
@@ -128,6 +130,7 @@ class SingleAgentEnv(gymnasium.Env):
             if role == "retriever":
                 keys["sim_options"] = spaces.Box(-1.0, 1.0, (K, N_OPTIONS), np.float32)
                 keys["query_options"] = spaces.Box(-1.0, 1.0, (N_OPTIONS,), np.float32)
+                keys["option_support"] = spaces.Box(-1.0, 1.0, (N_OPTIONS,), np.float32)
         self.observation_space = spaces.Dict(keys)
         self.action_space = view.action_space(self.agent)
         self._last_obs: dict[str, np.ndarray] | None = None
@@ -149,6 +152,10 @@ class SingleAgentEnv(gymnasium.Env):
                 opts = np.asarray(obs["options"], np.float32)
                 out["sim_options"] = np.clip((cands @ opts.T) * mask[:, None], -1, 1).astype(np.float32)
                 out["query_options"] = np.clip(opts @ query, -1, 1).astype(np.float32)
+                centre = cands[mask].mean(axis=0) if mask.any() else np.zeros(cands.shape[1], np.float32)
+                norm = float(np.linalg.norm(centre))
+                support = opts @ (centre / norm) if norm > 0 else np.zeros(N_OPTIONS, np.float32)
+                out["option_support"] = np.clip(support, -1, 1).astype(np.float32)
         return out
 
     def _zero_obs(self) -> dict[str, np.ndarray]:

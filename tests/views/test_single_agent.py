@@ -96,6 +96,8 @@ def test_similarity_features(make_single):
     np.testing.assert_allclose(obs["sim_ref"][m], obs["candidates"][m] @ obs["query"], atol=1e-5)
     np.testing.assert_allclose(obs["sim_options"], (obs["candidates"] @ obs["options"].T) * m[:, None], atol=1e-5)
     np.testing.assert_allclose(obs["query_options"], obs["options"] @ obs["query"], atol=1e-5)
+    centre = obs["candidates"][m].mean(axis=0)
+    np.testing.assert_allclose(obs["option_support"], obs["options"] @ centre / np.linalg.norm(centre), atol=1e-5)
 
 
 def test_bad_arguments(make_single):
