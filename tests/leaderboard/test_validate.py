@@ -303,3 +303,22 @@ def test_archive_with_too_many_members(tmp_path):
             info.size = 1
             tf.addfile(info, io.BytesIO(b"x"))
     assert _one(V.validate_submission(tpath), "many.tar.gz", "stopped reading")
+
+
+def test_committed_reference_entries_are_well_formed():
+    """Every entry under leaderboard/submissions passes the format checks (ids need the track data)."""
+    from leaderboard import SUBMISSIONS_DIR
+
+    entries = sorted(p for p in SUBMISSIONS_DIR.iterdir() if p.is_dir())
+    complete = [p for p in entries if (p / "metadata.json").exists()]
+    assert complete, "no reference entries"
+    kinds = set()
+    for folder in complete:
+        report = V.validate_submission(folder, check_ids=False)
+        assert report.ok, report.format()
+        kinds.add(report.submission.kind)
+        if report.submission.kind == "reported":
+            assert report.submission.metadata["verified"] is False
+        if report.submission.predictions is not None:
+            assert (folder / "predictions.jsonl").stat().st_size < 500_000  # reference entries stay small
+    assert "reported" in kinds and "predictions" in kinds
