@@ -27,6 +27,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of every step")
     parser.add_argument("--questions", type=int, default=60, help="validation questions for the baselines step")
     parser.add_argument("--iterations", type=int, default=12, help="CoMAM training iterations")
+    parser.add_argument("--embedder", default="hashing", choices=["hashing", "minilm"],
+                        help="embedder of the baselines (minilm is the paper's, slower on a CPU the first time)")
     parser.add_argument("--out", default=None, help="where the training run goes (default: a temporary folder)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes everywhere (seconds, for tests)")
     parser.add_argument("--skip", nargs="*", default=[], choices=["data", "env", "baselines", "train"],
@@ -85,7 +87,7 @@ def _step_baselines(args) -> dict:
     results = {}
     for name in systems:
         t0 = time.perf_counter()
-        report = evaluate(get_system(name, context={"env_id": args.env, "seed": args.seed}), ds, ids,
+        report = evaluate(get_system(name, context={"env_id": args.env, "seed": args.seed}, embedder=args.embedder), ds, ids,
                           seed=args.seed, probes=None, progress=False)
         dt = (time.perf_counter() - t0) / max(1, len(ids))
         ci = report["accuracy_ci95"]
