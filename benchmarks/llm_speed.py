@@ -13,7 +13,7 @@ What is timed:
 * LoRA update: one GRPO-style step — `logprobs_of` over 8 (prompt, completion) trajectories,
   clipped-ratio loss with a dummy advantage, backward, Adam step on the retriever adapter.
 * peak RSS: `resource.getrusage(RUSAGE_SELF).ru_maxrss` of this process at the end.
-Each number is the median of `--repeats` runs after one warm-up.
+Each number is the median of `--repeats` runs after `--warmup` untimed runs.
 """
 from __future__ import annotations
 
@@ -44,22 +44,25 @@ def _prompt(i: int, n_tokens: int) -> dict:
     return {"role": 2, "prompt": prompt, "chunk": "", "memory": memory, "query": "", "options": ""}
 
 
-def _median_time(fn, repeats: int):
-    fn()  # warm-up
+def _median_time(fn, repeats: int, warmup: int = 1, label: str = ""):
+    for _ in range(warmup):
+        fn()
     times, results = [], []
     for _ in range(repeats):
         t = time.perf_counter()
         results.append(fn())
         times.append(time.perf_counter() - t)
+        print(f"  {label}: {times[-1]:.2f} s", file=sys.stderr, flush=True)
     return statistics.median(times), results
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="smollm2", help="'smollm2', 'tiny', or a path / hub id")
-    ap.add_argument("--prompt-tokens", type=int, default=300)
-    ap.add_argument("--new-tokens", type=int, default=64)
+    ap.add_argument("--prompt-tokens", type=int, default=150, help="approximate prompt length")
+    ap.add_argument("--new-tokens", type=int, default=32)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--warmup", type=int, default=1, help="untimed runs before timing")
     ap.add_argument("--lora-r", type=int, default=8)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
@@ -89,7 +92,8 @@ def main(argv=None) -> int:
     for bs in (1, 8):
         obs = [_prompt(i, args.prompt_tokens) for i in range(bs)]
         gen = torch.Generator().manual_seed(0)
-        sec, outs = _median_time(lambda: pol.act(2, obs, temperature=1.0, generator=gen), args.repeats)
+        sec, outs = _median_time(lambda: pol.act(2, obs, temperature=1.0, generator=gen), args.repeats,
+                                 args.warmup, f"generate batch {bs}")
         toks = statistics.median(sum(i["completion_tokens"] for i in o.info) for o in outs)
         rows.append((f"generate batch {bs}", f"{toks / sec:.1f} tok/s",
                      f"{sec:.2f} s for {toks:.0f} new tokens, prompt {prompt_len} tok"))
@@ -113,7 +117,7 @@ def main(argv=None) -> int:
         pol.eval()
         return float(loss.detach())
 
-    sec, _ = _median_time(update, args.repeats)
+    sec, _ = _median_time(update, args.repeats, args.warmup, "LoRA update")
     n_comp = sum(len(s["completion_ids"]) for s in traj.samples)
     rows.append(("LoRA update, 8 trajectories", f"{sec:.2f} s/step",
                  f"r={args.lora_r}, {n_comp} completion + {8 * prompt_len} prompt tokens"))
