@@ -72,7 +72,7 @@ def _step_env(args) -> None:
 
 
 def _step_baselines(args) -> dict:
-    from baselines.base import get_system
+    from baselines.base import PROBES, get_system
     from baselines.harness import evaluate
     from comam_env.data import load_dataset
     from comam_env.data.splits import split_question_ids
@@ -87,7 +87,8 @@ def _step_baselines(args) -> dict:
     results = {}
     for name in systems:
         t0 = time.perf_counter()
-        report = evaluate(get_system(name, context={"env_id": args.env, "seed": args.seed}, embedder=args.embedder), ds, ids,
+        options = {} if name in PROBES else {"embedder": args.embedder}  # probes take no embedder
+        report = evaluate(get_system(name, context={"env_id": args.env, "seed": args.seed}, **options), ds, ids,
                           seed=args.seed, probes=None, progress=False)
         dt = (time.perf_counter() - t0) / max(1, len(ids))
         ci = report["accuracy_ci95"]
