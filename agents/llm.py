@@ -234,7 +234,12 @@ class LLMPolicy(Policy):
             # adapters of every role stay trainable (peft's set_adapter freezes inactive ones)
             self._unfreeze_lora(model)
         if cfg.gradient_checkpointing:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            # non-reentrant: works with frozen embeddings (LoRA) without enable_input_require_grads
+            kw = {"use_reentrant": False}
+            if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.2x name
+                model.activation_checkpointing_enable(activation_checkpointing_kwargs=kw)
+            else:
+                model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kw)
         backend = self._make_backend(load_from, model)
         return _Unit(key, model, tok, backend, context)
 
