@@ -13,6 +13,8 @@ What is timed:
 * LoRA update: one GRPO-style step — `logprobs_of` over 8 (prompt, completion) trajectories,
   clipped-ratio loss with a dummy advantage, backward, Adam step on the retriever adapter.
 * peak RSS: `resource.getrusage(RUSAGE_SELF).ru_maxrss` of this process at the end.
+Wall and process CPU seconds are both printed: on a shared, overloaded machine the CPU seconds
+(divided by the thread count) are the better estimate of idle-machine wall time.
 Each number is the median of `--repeats` runs after `--warmup` untimed runs.
 """
 from __future__ import annotations
@@ -47,12 +49,14 @@ def _prompt(i: int, n_tokens: int) -> dict:
 def _median_time(fn, repeats: int, warmup: int = 1, label: str = ""):
     for _ in range(warmup):
         fn()
-    times, results = [], []
+    times, cpu, results = [], [], []
     for _ in range(repeats):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         results.append(fn())
         times.append(time.perf_counter() - t)
-        print(f"  {label}: {times[-1]:.2f} s", file=sys.stderr, flush=True)
+        cpu.append(time.process_time() - c)
+        print(f"  {label}: {times[-1]:.2f} s wall, {cpu[-1]:.2f} s CPU", file=sys.stderr, flush=True)
+    _median_time.last_cpu = statistics.median(cpu)
     return statistics.median(times), results
 
 
@@ -96,7 +100,8 @@ def main(argv=None) -> int:
                                  args.warmup, f"generate batch {bs}")
         toks = statistics.median(sum(i["completion_tokens"] for i in o.info) for o in outs)
         rows.append((f"generate batch {bs}", f"{toks / sec:.1f} tok/s",
-                     f"{sec:.2f} s for {toks:.0f} new tokens, prompt {prompt_len} tok"))
+                     f"{sec:.2f} s wall ({_median_time.last_cpu:.2f} s CPU) for {toks:.0f} new tokens, "
+                     f"prompt {prompt_len} tok"))
 
     obs = [_prompt(i, args.prompt_tokens) for i in range(8)]
     traj = pol.act(2, obs, temperature=1.0, generator=torch.Generator().manual_seed(1))
@@ -120,7 +125,8 @@ def main(argv=None) -> int:
     sec, _ = _median_time(update, args.repeats, args.warmup, "LoRA update")
     n_comp = sum(len(s["completion_ids"]) for s in traj.samples)
     rows.append(("LoRA update, 8 trajectories", f"{sec:.2f} s/step",
-                 f"r={args.lora_r}, {n_comp} completion + {8 * prompt_len} prompt tokens"))
+                 f"{_median_time.last_cpu:.2f} s CPU; r={args.lora_r}, {n_comp} completion + "
+                 f"{8 * prompt_len} prompt tokens"))
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     rows.append(("peak RSS", f"{rss_mb:.0f} MB", "whole process"))
     rows.append(("model load", f"{t_load:.2f} s", f"(+ {prep:.1f} s locating/converting/imports)"))
