@@ -334,7 +334,7 @@ def _type_table(track: str, entries: Sequence[dict]) -> str:
             f'<tbody>{"".join(rows)}</tbody></table>')
 
 
-def plot_svg(entries: Sequence[dict], width: int = 720, height: int = 360) -> str:
+def plot_svg(entries: Sequence[dict], width: int = 960, height: int = 420) -> str:
     """Accuracy (y, with 95% CI bars) vs mean input tokens per question (x, log10) as inline SVG."""
     ml, mr, mt, mb = 56, 20, 16, 44
     pw, ph = width - ml - mr, height - mt - mb
