@@ -42,11 +42,11 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from comam_env.data.schema import Dataset, Question
+from comam_env.stats import DEFAULT_RESAMPLES, bootstrap_ci
 
 from .base import PROBES, Prediction, System, get_system
 
 #: Bootstrap resamples for the confidence intervals.
-DEFAULT_RESAMPLES = 2000
 #: The fields of a leaderboard prediction line.
 PREDICTION_FIELDS = ("question_id", "answer", "retrieved_memory", "tokens_in", "tokens_out", "latency_ms")
 
@@ -70,21 +70,6 @@ def score_answer(answer: str, question: Question) -> float:
     from comam_env.rewards import token_f1
 
     return float(token_f1(answer, question.answer))
-
-
-def bootstrap_ci(values: Sequence[float], seed: int = 0, n_resamples: int = DEFAULT_RESAMPLES,
-                 confidence: float = 0.95) -> tuple[float, float] | None:
-    """Percentile bootstrap interval of the mean; deterministic for a seed. ``None`` when empty."""
-    x = np.asarray(values, dtype=np.float64)
-    if x.size == 0:
-        return None
-    if np.all(x == x[0]):  # every resample has the same mean
-        return float(x[0]), float(x[0])
-    rng = np.random.default_rng(seed)
-    means = x[rng.integers(0, x.size, size=(n_resamples, x.size))].mean(axis=1)
-    alpha = (1.0 - confidence) / 2.0
-    lo, hi = np.quantile(means, [alpha, 1.0 - alpha])
-    return float(lo), float(hi)
 
 
 # --------------------------------------------------------------------------- files

@@ -65,4 +65,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    # Under `python -m comam_env.cli` this file runs as __main__; dispatch through the imported
+    # module so subcommands raise the same CommandError class that main() catches.
+    from comam_env.cli import main as _main
+
+    sys.exit(_main())

@@ -42,9 +42,11 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from comam_env.stats import DEFAULT_RESAMPLES
+from comam_env.stats import bootstrap_ci as _bootstrap_ci
+
 from .validate import SubmissionError, load_valid, split_ids, track_dataset
 
-DEFAULT_RESAMPLES = 2000
 CONFIDENCE = 0.95
 #: metadata fields copied into the score (for the rendered table).
 INFO_FIELDS = ("authors", "url", "description", "models", "training_method", "open_source", "date", "seeds",
@@ -57,21 +59,9 @@ class ScoreError(ValueError):
 
 def bootstrap_ci(values: Sequence[float], seed: int = 0, n_resamples: int = DEFAULT_RESAMPLES,
                  confidence: float = CONFIDENCE) -> list[float] | None:
-    """Percentile bootstrap interval of the mean (deterministic for a seed); ``None`` when empty.
-
-    Same algorithm as ``baselines.harness.bootstrap_ci`` (the leaderboard may not
-    import ``baselines``); a later merge can move both into ``comam_env``.
-    """
-    x = np.asarray(values, dtype=np.float64)
-    if x.size == 0:
-        return None
-    if np.all(x == x[0]):
-        return [float(x[0]), float(x[0])]
-    rng = np.random.default_rng(seed)
-    means = x[rng.integers(0, x.size, size=(n_resamples, x.size))].mean(axis=1)
-    alpha = (1.0 - confidence) / 2.0
-    lo, hi = np.quantile(means, [alpha, 1.0 - alpha])
-    return [float(lo), float(hi)]
+    """:func:`comam_env.stats.bootstrap_ci` as a JSON-ready list (``None`` when empty)."""
+    ci = _bootstrap_ci(values, seed=seed, n_resamples=n_resamples, confidence=confidence)
+    return None if ci is None else list(ci)
 
 
 def question_score(answer: str, question) -> float:
