@@ -39,7 +39,6 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-import numpy as np
 
 from comam_env.data.schema import Dataset, Question
 from comam_env.stats import DEFAULT_RESAMPLES, bootstrap_ci
