@@ -41,6 +41,8 @@ class Action:
     """The policy's opaque record (see :mod:`agents.base`)."""
     logprob: float
     info: dict = field(default_factory=dict)
+    action: Any = None
+    """The env action that was stepped (lets a counterfactual re-run replay it)."""
 
 
 @dataclass
@@ -181,7 +183,7 @@ def collect_rollouts(
                 obs = [slots[t].observe(slots[t].agent_selection) for t in ts]
                 out = policy.act(role_id(role), obs, temperature=temperature, greedy=greedy, generator=generator)
                 for i, t in enumerate(ts):
-                    actions.append(Action(t, role, out.samples[i], float(out.logprobs[i]), dict(out.info[i])))
+                    actions.append(Action(t, role, out.samples[i], float(out.logprobs[i]), dict(out.info[i]), out.actions[i]))
                     slots[t].step(out.actions[i])
     return RolloutBatch(list(question_ids), group_size, trajectories, actions)  # type: ignore[arg-type]
 

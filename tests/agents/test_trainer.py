@@ -1,0 +1,273 @@
+"""The CoMAM trainer (agents/comam.py): every credit strategy and mode, determinism, resume,
+config checks on resume, Ctrl-C, and a seeded improvement test on synthetic-32k."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from agents.base import ROLE_NAMES, load_policy
+from agents.comam import TrainConfig, Trainer, train
+from agents.credit import CREDIT_STRATEGIES
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+def small(**kw) -> TrainConfig:
+    base = dict(batch_queries=4, group_size=4, iterations=2, eval_limit=8, eval_every=2,
+                checkpoint_every=2, env_pool=16, progress=False, grpo={"lr": 1e-2, "inner_epochs": 2})
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def metrics(run_dir) -> list[dict]:
+    """metrics.jsonl without timing fields (the only fields allowed to differ between equal runs)."""
+    out = []
+    for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines():
+        rec = json.loads(line)
+        out.append({k: v for k, v in rec.items() if not k.startswith("seconds")})
+    return out
+
+
+def params(policy, role=None) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in policy.trainable_parameters(role)]
+
+
+def changed(before, after) -> bool:
+    return any(not torch.equal(a, b) for a, b in zip(before, after))
+
+
+# ----------------------------------------------------------------------- config
+
+
+def test_config_validation_names_the_field():
+    with pytest.raises(ValueError, match="unknown credit strategy 'bogus'"):
+        TrainConfig(credit="bogus")
+    with pytest.raises(ValueError, match="unknown mode"):
+        TrainConfig(mode="sideways")
+    with pytest.raises(ValueError, match="group_size must be positive"):
+        TrainConfig(group_size=0)
+    with pytest.raises(ValueError, match="GRPOConfig.lr"):
+        TrainConfig(grpo={"lr": -1})
+    with pytest.raises(ValueError, match="unknown TrainConfig fields: \\['nope'\\]"):
+        TrainConfig.from_dict({"nope": 1})
+
+
+# ------------------------------------------------------------- determinism, layout
+
+
+def test_same_seed_same_metrics_and_run_layout(tmp_path):
+    a = train(small(seed=3), tmp_path / "a")
+    b = train(small(seed=3), tmp_path / "b")
+    assert metrics(tmp_path / "a") == metrics(tmp_path / "b")
+    assert a == b
+    recs = metrics(tmp_path / "a")
+    assert [r["iteration"] for r in recs] == [0, 1, 2]
+    assert "val_accuracy" in recs[0] and "val_accuracy" in recs[2] and "val_accuracy" not in recs[1]
+    for r in recs[1:]:
+        for role in ROLE_NAMES:
+            assert f"local_{role}" in r and f"w_{role}" in r and f"adv_std_{role}" in r
+        assert sum(r[f"w_{role}"] for role in ROLE_NAMES) == pytest.approx(1.0)
+        assert r["trained_roles"] == list(ROLE_NAMES)
+        assert 0.0 <= r["train_accuracy"] <= 1.0
+    # timing lives only in seconds* keys
+    raw = json.loads((tmp_path / "a" / "metrics.jsonl").read_text().splitlines()[1])
+    assert {"seconds", "seconds_rollout"} <= set(raw)
+    # run directory layout (what `comam-env evaluate --run` reads)
+    run = tmp_path / "a"
+    assert json.loads((run / "config.json").read_text())["seed"] == 3
+    assert (run / "checkpoint" / "policy" / "policy.json").exists()
+    assert (run / "checkpoint" / "optimizer.safetensors").exists()
+    assert json.loads((run / "checkpoint" / "state.json").read_text())["iteration"] == 2
+    assert (run / "training.png").stat().st_size > 1000
+    assert json.loads((run / "summary.json").read_text())["iteration"] == 2
+    # a different seed gives a different run
+    train(small(seed=4), tmp_path / "c")
+    assert metrics(tmp_path / "c") != metrics(tmp_path / "a")
+
+
+# --------------------------------------------------------------- credit and modes
+
+
+@pytest.mark.parametrize("credit", sorted(CREDIT_STRATEGIES))
+def test_every_credit_strategy_trains_one_iteration(tmp_path, credit):
+    trainer = Trainer(small(credit=credit, iterations=1, batch_queries=2, eval_limit=4), tmp_path)
+    before = params(trainer.policy)
+    rec = trainer.step()
+    assert rec["iteration"] == 1 and rec["trained_roles"] == list(ROLE_NAMES)
+    assert changed(before, params(trainer.policy)), f"{credit}: no parameter moved"
+    for role in ROLE_NAMES:
+        assert np.isfinite(rec[f"adv_std_{role}"])
+    if credit.startswith("adaptive"):  # rank-consistency weights w_n are logged and sum to 1
+        assert sum(rec[f"w_{r}"] for r in ROLE_NAMES) == pytest.approx(1.0)
+
+
+def test_leave_one_out_uses_a_frozen_initial_reference(tmp_path):
+    trainer = Trainer(small(credit="leave-one-out", iterations=2, batch_queries=2, eval_limit=4), tmp_path)
+    ref_before = params(trainer.reference)
+    assert not changed(ref_before, params(trainer.policy))  # the initial policy
+    trainer.step()
+    trainer.step()
+    assert not changed(ref_before, params(trainer.reference))
+    assert changed(ref_before, params(trainer.policy))
+
+
+def test_independent_mode_trains_one_role_per_phase(tmp_path):
+    trainer = Trainer(small(mode="independent", credit="equal", iterations=3, batch_queries=2, eval_limit=4), tmp_path)
+    for active in ROLE_NAMES:
+        before = {r: params(trainer.policy, ROLE_NAMES.index(r)) for r in ROLE_NAMES}
+        rec = trainer.step()
+        assert rec["trained_roles"] == [active]
+        for r in ROLE_NAMES:
+            assert changed(before[r], params(trainer.policy, ROLE_NAMES.index(r))) == (r == active), (active, r)
+
+
+def test_mode_none_only_evaluates(tmp_path):
+    summary = train(small(mode="none", iterations=3), tmp_path)
+    recs = metrics(tmp_path)
+    assert [r["iteration"] for r in recs] == [0]
+    assert summary["iteration"] == 0 and summary["val_accuracy"] == recs[0]["val_accuracy"]
+    assert not (tmp_path / "checkpoint" / "optimizer.safetensors").exists()
+
+
+def test_shared_policy_uses_one_network(tmp_path):
+    trainer = Trainer(small(shared_policy=True, iterations=1, batch_queries=2, eval_limit=4), tmp_path)
+    ids = [{id(p) for p in trainer.policy.trainable_parameters(r)} for r in range(3)]
+    assert ids[0] == ids[1] == ids[2]
+    before = params(trainer.policy)
+    trainer.step()
+    assert changed(before, params(trainer.policy))
+    separate = Trainer(small(iterations=1, batch_queries=2, eval_limit=4), tmp_path / "sep")
+    sets = [{id(p) for p in separate.policy.trainable_parameters(r)} for r in range(3)]
+    assert not (sets[0] & sets[1]) and not (sets[1] & sets[2])
+
+
+# ------------------------------------------------------------------------ resume
+
+
+def test_resume_continues_the_same_curve(tmp_path):
+    cfg = dict(iterations=4, eval_every=2, checkpoint_every=2, seed=1)
+    train(small(**cfg), tmp_path / "full")
+    train(small(**{**cfg, "iterations": 2}), tmp_path / "split")  # "killed" after the checkpoint at 2
+    assert [r["iteration"] for r in metrics(tmp_path / "split")] == [0, 1, 2]
+    summary = train(small(**cfg), tmp_path / "split")  # the same command, resumed
+    assert metrics(tmp_path / "split") == metrics(tmp_path / "full")
+    assert summary == json.loads((tmp_path / "full" / "summary.json").read_text())
+
+
+def test_resume_with_a_different_config_is_a_clear_error(tmp_path):
+    train(small(iterations=2), tmp_path)
+    with pytest.raises(ValueError, match=r"config\.json: the run directory holds a checkpoint of a different configuration"):
+        train(small(iterations=4, credit="equal"), tmp_path)
+    # the refused resume left the run untouched
+    assert json.loads((tmp_path / "config.json").read_text())["credit"] == "adaptive"
+
+
+def test_ctrl_c_keeps_the_last_checkpoint_and_resumes_to_the_same_curve(tmp_path, monkeypatch):
+    cfg = dict(iterations=4, eval_every=2, checkpoint_every=2, seed=2)
+    train(small(**cfg), tmp_path / "full")
+
+    real_step = Trainer.step
+    calls = {"n": 0}
+
+    def flaky(self):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        return real_step(self)
+
+    monkeypatch.setattr(Trainer, "step", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        train(small(**cfg), tmp_path / "cut")
+    monkeypatch.setattr(Trainer, "step", real_step)
+    ckpt = tmp_path / "cut" / "checkpoint"
+    assert json.loads((ckpt / "state.json").read_text())["iteration"] == 2
+    assert load_policy(ckpt / "policy").kind == "selection"
+    assert not (tmp_path / "cut" / "checkpoint.tmp").exists()
+    # iteration 3 ran but was never checkpointed: resuming drops it and redoes it identically
+    assert [r["iteration"] for r in metrics(tmp_path / "cut")] == [0, 1, 2, 3]
+    train(small(**cfg), tmp_path / "cut")
+    assert metrics(tmp_path / "cut") == metrics(tmp_path / "full")
+
+
+# -------------------------------------------------------------------- improvement
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_short_training_raises_validation_accuracy(tmp_path, seed):
+    """Seeded CoMAM training of selection policies on synthetic-32k beats its untrained start.
+
+    Budget: 30 iterations × 8 queries × G = 8 at lr 1e-2, greedy evaluation on all 128
+    validation questions. Measured (deterministic, docs/training.md): validation accuracy
+    0.219 → 0.367 (seed 0), 0.273 → 0.266 (seed 1), 0.305 → 0.328 (seed 2); the retriever's
+    validation local reward rises on every seed (0.014 → 0.218, 0.007 → 0.135, 0.058 → 0.187).
+    So the stable signal at this CPU budget is the local reward; answer accuracy rises on two
+    of three seeds only, and the test asserts exactly that (seed 1 is not claimed).
+    """
+    cfg = TrainConfig(seed=seed, iterations=30, batch_queries=8, group_size=8, eval_every=30,
+                      checkpoint_every=30, progress=False, grpo={"lr": 1e-2, "inner_epochs": 2})
+    summary = train(cfg, tmp_path)
+    start = metrics(tmp_path)[0]
+    assert summary["val_n_questions"] == 128
+    assert summary["val_local_retriever"] >= start["val_local_retriever"] + 0.05
+    if seed != 1:
+        assert summary["val_accuracy"] >= start["val_accuracy"] + 0.02, (start["val_accuracy"], summary["val_accuracy"])
+
+
+def test_replaying_recorded_actions_reproduces_the_trajectories(tmp_path):
+    """Leave-one-out keeps the roles upstream of the replaced one by replaying their actions;
+    replaying every role must give back exactly the same rewards."""
+    from agents.comam import _Replay
+    from agents.rollout import collect_rollouts
+
+    trainer = Trainer(small(batch_queries=2, eval_limit=4), tmp_path)
+    pol = {r: trainer.policy for r in ROLE_NAMES}
+    seeds = np.arange(8) + 11
+    qids = trainer.train_ids[:2]
+    batch = collect_rollouts(trainer.train_envs, pol, qids, 4, rng=trainer.rng, generator=trainer.gen, reset_seeds=seeds)
+    rec: dict = {}
+    for a in batch.actions:
+        rec.setdefault((a.trajectory, a.role), []).append(a.action)
+    overrides = {t: {r: _Replay(rec[(t, r)]) for r in ROLE_NAMES} for t in range(8)}
+    again = collect_rollouts(trainer.train_envs, pol, qids, 4, rng=trainer.rng, generator=trainer.gen,
+                             reset_seeds=seeds, overrides=overrides)
+    np.testing.assert_array_equal(again.global_matrix(), batch.global_matrix())
+    for r in ROLE_NAMES:
+        np.testing.assert_array_equal(again.local_matrix(r), batch.local_matrix(r))
+    with pytest.raises(RuntimeError, match="ran out of recorded actions"):
+        _Replay([]).act(0, [{}])
+
+
+# ----------------------------------------------------------------------- LLM path
+
+
+def test_llm_policies_train_one_iteration_end_to_end(tmp_path):
+    """The same trainer with LLMPolicy (tiny random Llama, LoRA per role) on the text view."""
+    from agents.tiny import build_tiny_llm
+
+    model = build_tiny_llm(tmp_path / "tiny")
+    cfg = TrainConfig(policy="llm", iterations=1, batch_queries=2, group_size=2, eval_limit=2, eval_every=1,
+                      checkpoint_every=1, env_pool=4, progress=False, env_kwargs={"chunk_tokens": 400},
+                      policy_kwargs={"model": model, "max_new_tokens": 8, "lora_r": 4, "lora_alpha": 8},
+                      grpo={"lr": 1e-3, "inner_epochs": 1})
+    trainer = Trainer(cfg, tmp_path / "run")
+    assert type(trainer.policy).__name__ == "LLMPolicy" and trainer.policy.config.model == model
+    assert trainer.cfg.grpo_config().lr == 1e-3
+    before = params(trainer.policy)
+    summary = trainer.run()
+    assert changed(before, params(trainer.policy))  # LoRA adapters moved
+    recs = metrics(tmp_path / "run")
+    assert [r["iteration"] for r in recs] == [0, 1]
+    assert recs[1]["trained_roles"] == list(ROLE_NAMES)
+    assert all(recs[1][f"grpo_{r}/n_samples"] > 0 for r in ROLE_NAMES)
+    assert summary["val_n_questions"] == 2
+    loaded = load_policy(tmp_path / "run" / "checkpoint" / "policy")
+    assert type(loaded).__name__ == "LLMPolicy"
+    with pytest.raises(ValueError, match="policy='llm' needs policy_kwargs\\['model'\\]"):
+        TrainConfig(policy="llm")
+    assert TrainConfig(policy="llm", policy_kwargs={"model": model}).grpo_config().lr == 1e-5
