@@ -62,9 +62,13 @@ def main(argv=None) -> int:
     p.add_argument("--eval-every", type=int, default=5)
     p.add_argument("--eval-limit", type=int, default=None)
     p.add_argument("--target", type=float, default=None, help="accuracy for the convergence-steps column")
+    p.add_argument("--lr", type=float, default=1e-2, help="GRPO learning rate (selection policies: 1e-2, see docs/training.md)")
+    p.add_argument("--inner-epochs", type=int, default=2, help="GRPO inner epochs per batch")
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), help="subset of variants to run")
     p.add_argument("--out", default="runs/credit_ablation")
     p.add_argument("--docs", default="docs", help="where the markdown table and the figure go")
+    p.add_argument("--report-only", action="store_true",
+                   help="do not train: tabulate the finished runs under --out (runs without summary.json are skipped and listed)")
     p.add_argument("--env-kw", action="append", default=[], metavar="KEY=VALUE", help="extra comam_env.make kwargs (JSON values)")
     args = p.parse_args(argv)
 
@@ -87,6 +91,7 @@ def main(argv=None) -> int:
 
     rows = []
     curves: dict[str, list[list[tuple[int, float]]]] = {}
+    args.missing = []
     for name in args.variants:
         per_seed = []
         for seed in args.seeds:
@@ -94,21 +99,42 @@ def main(argv=None) -> int:
                 env=args.env, seed=seed, iterations=args.iterations, batch_queries=args.batch_queries,
                 group_size=args.group_size, eval_every=args.eval_every, checkpoint_every=args.eval_every,
                 eval_limit=args.eval_limit, target_accuracy=args.target, progress=False,
-                env_kwargs=env_kwargs, **VARIANTS[name],
+                env_kwargs=env_kwargs, grpo={"lr": args.lr, "inner_epochs": args.inner_epochs}, **VARIANTS[name],
             )
             run_dir = Path(args.out) / name.split(" ")[0] / f"seed{seed}"
             if name.startswith("shared"):
                 run_dir = Path(args.out) / "shared" / f"seed{seed}"
+            # Wall time is measured when a run actually trains and kept next to it, so re-running
+            # the sweep (which resumes finished runs instantly) still reports the real cost.
+            wall_file = run_dir / "wall_seconds.json"
+            if args.report_only:
+                if not (run_dir / "summary.json").exists() or not wall_file.exists():
+                    args.missing.append(f"{name} seed {seed}")
+                    continue
+                summary = json.loads((run_dir / "summary.json").read_text())
+                records = read_metrics(run_dir)
+                curves.setdefault(name, []).append(
+                    [(r["iteration"], r["val_accuracy"]) for r in records if r.get("val_accuracy") is not None])
+                per_seed.append({**summary, "wall_seconds": json.loads(wall_file.read_text())["wall_seconds"],
+                                 "seed": seed})
+                continue
             t0 = time.perf_counter()
             summary = train(cfg, run_dir)
             wall = time.perf_counter() - t0
+            if wall_file.exists():
+                wall = json.loads(wall_file.read_text())["wall_seconds"]
+            else:
+                wall_file.write_text(json.dumps({"wall_seconds": wall}))
             records = read_metrics(run_dir)
             curve = [(r["iteration"], r["val_accuracy"]) for r in records if r.get("val_accuracy") is not None]
             curves.setdefault(name, []).append(curve)
-            per_seed.append({**summary, "wall_seconds": wall})
+            per_seed.append({**summary, "wall_seconds": wall, "seed": seed})
             print(f"{name:28s} seed {seed}: val acc {summary['val_accuracy']:.3f}  ({wall:.0f} s)", flush=True)
+        if not per_seed:
+            continue
         acc = t_interval([s["val_accuracy"] for s in per_seed])
         row = {"variant": name, "acc_mean": acc[0], "acc_ci": acc[1], "n_seeds": len(per_seed),
+               "per_seed": {s["seed"]: s["val_accuracy"] for s in per_seed},
                "wall_seconds": float(np.mean([s["wall_seconds"] for s in per_seed]))}
         for role in ("extractor", "profiler", "retriever"):
             vals = [s.get(f"val_local_{role}") for s in per_seed if s.get(f"val_local_{role}") is not None]
@@ -148,15 +174,18 @@ def _write_docs(args, rows, curves) -> None:
         "mean ± 95% t-interval over seeds. Local rewards: validation means. Steps to target: first "
         f"iteration whose validation accuracy ≥ {args.target} (per seed; – = never).",
         "",
-        "| variant | val accuracy | extractor r_ext | profiler r_prof | retriever r_ret | steps to target | wall s/run |",
-        "|---|---|---|---|---|---|---|",
+        "| variant | seeds | val accuracy | per seed | extractor r_ext | profiler r_prof | retriever r_ret | steps to target | wall s/run |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         steps = ", ".join("–" if s is None else str(s) for s in r["steps_to_target"]) if args.target else "n/a"
+        seeds = ", ".join(f"{v:.3f}" for _, v in sorted(r["per_seed"].items()))
         lines.append(
-            f"| {r['variant']} | {r['acc_mean']:.3f} ± {r['acc_ci']:.3f} | {_fmt(r['local_extractor'])} | "
+            f"| {r['variant']} | {r['n_seeds']} | {r['acc_mean']:.3f} ± {r['acc_ci']:.3f} | {seeds} | {_fmt(r['local_extractor'])} | "
             f"{_fmt(r['local_profiler'])} | {_fmt(r['local_retriever'])} | {steps} | {r['wall_seconds']:.0f} |"
         )
+    if args.missing:
+        lines += ["", "Runs not finished when this table was made (left out): " + "; ".join(args.missing) + "."]
     lines += ["", "![validation accuracy per variant](credit_ablation.png)", ""]
     tmp = docs / "credit_ablation.md.tmp"
     tmp.write_text("\n".join(lines))
