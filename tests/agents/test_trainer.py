@@ -246,6 +246,7 @@ def test_replaying_recorded_actions_reproduces_the_trajectories(tmp_path):
 # ----------------------------------------------------------------------- LLM path
 
 
+@pytest.mark.slow  # model load + text-view episodes: ~1–4 min wall on the shared CPU
 def test_llm_policies_train_one_iteration_end_to_end(tmp_path):
     """The same trainer with LLMPolicy (tiny random Llama, LoRA per role) on the text view."""
     from agents.tiny import build_tiny_llm
@@ -260,8 +261,11 @@ def test_llm_policies_train_one_iteration_end_to_end(tmp_path):
     assert trainer.cfg.grpo_config().lr == 1e-3
     before = params(trainer.policy)
     summary = trainer.run()
-    assert changed(before, params(trainer.policy))  # LoRA adapters moved
     recs = metrics(tmp_path / "run")
+    # A random tiny model often earns identical rewards across a group → zero advantages → no
+    # gradient; the adapters must move exactly when some role had a non-zero advantage.
+    moved = any(recs[1][f"adv_std_{r}"] > 0 for r in ROLE_NAMES)
+    assert changed(before, params(trainer.policy)) == moved
     assert [r["iteration"] for r in recs] == [0, 1]
     assert recs[1]["trained_roles"] == list(ROLE_NAMES)
     assert all(recs[1][f"grpo_{r}/n_samples"] > 0 for r in ROLE_NAMES)
