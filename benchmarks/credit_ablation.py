@@ -116,7 +116,7 @@ def main(argv=None) -> int:
                 curves.setdefault(name, []).append(
                     [(r["iteration"], r["val_accuracy"]) for r in records if r.get("val_accuracy") is not None])
                 per_seed.append({**summary, "wall_seconds": json.loads(wall_file.read_text())["wall_seconds"],
-                                 "seed": seed})
+                                 "seed": seed, "train_last5": _train_last(records)})
                 continue
             t0 = time.perf_counter()
             summary = train(cfg, run_dir)
@@ -128,7 +128,7 @@ def main(argv=None) -> int:
             records = read_metrics(run_dir)
             curve = [(r["iteration"], r["val_accuracy"]) for r in records if r.get("val_accuracy") is not None]
             curves.setdefault(name, []).append(curve)
-            per_seed.append({**summary, "wall_seconds": wall, "seed": seed})
+            per_seed.append({**summary, "wall_seconds": wall, "seed": seed, "train_last5": _train_last(records)})
             print(f"{name:28s} seed {seed}: val acc {summary['val_accuracy']:.3f}  ({wall:.0f} s)", flush=True)
         if not per_seed:
             continue
@@ -139,6 +139,8 @@ def main(argv=None) -> int:
         for role in ("extractor", "profiler", "retriever"):
             vals = [s.get(f"val_local_{role}") for s in per_seed if s.get(f"val_local_{role}") is not None]
             row[f"local_{role}"] = float(np.mean(vals)) if vals else None
+        last = [s["train_last5"] for s in per_seed if s["train_last5"] is not None]
+        row["train_last5"] = float(np.mean(last)) if last else None
         steps = [s.get("steps_to_target") for s in per_seed]
         row["steps_to_target"] = steps
         rows.append(row)
@@ -147,6 +149,12 @@ def main(argv=None) -> int:
     print()
     print((Path(args.docs) / "credit_ablation.md").read_text())
     return 0
+
+
+def _train_last(records, n=5):
+    """Mean training-rollout accuracy (T = 1.0, evidence-session episodes) of the last ``n`` iterations."""
+    vals = [r["train_accuracy"] for r in records if r.get("iteration", 0) > 0 and "train_accuracy" in r]
+    return float(np.mean(vals[-n:])) if vals else None
 
 
 def _fmt(x, nd=3):
@@ -171,17 +179,17 @@ def _write_docs(args, rows, curves) -> None:
         f"Environment `{args.env}`, seeds {args.seeds}, {args.iterations} iterations × {args.batch_queries} "
         f"queries × G = {args.group_size} = {budget} training trajectories per run (the same budget for every "
         "variant). Validation accuracy: greedy evaluation on the validation split (full-history episodes), "
-        "mean ± 95% t-interval over seeds. Local rewards: validation means. Steps to target: first "
+        "mean ± 95% t-interval over seeds. Train acc: mean answer accuracy of the sampled training rollouts (T = 1.0, evidence-session episodes) over the last 5 iterations, mean over seeds. Local rewards: validation means. Steps to target: first "
         f"iteration whose validation accuracy ≥ {args.target} (per seed; – = never).",
         "",
-        "| variant | seeds | val accuracy | per seed | extractor r_ext | profiler r_prof | retriever r_ret | steps to target | wall s/run |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| variant | seeds | val accuracy | per seed | train acc (last 5 it) | extractor r_ext | profiler r_prof | retriever r_ret | steps to target | wall s/run |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         steps = ", ".join("–" if s is None else str(s) for s in r["steps_to_target"]) if args.target else "n/a"
         seeds = ", ".join(f"{v:.3f}" for _, v in sorted(r["per_seed"].items()))
         lines.append(
-            f"| {r['variant']} | {r['n_seeds']} | {r['acc_mean']:.3f} ± {r['acc_ci']:.3f} | {seeds} | {_fmt(r['local_extractor'])} | "
+            f"| {r['variant']} | {r['n_seeds']} | {r['acc_mean']:.3f} ± {r['acc_ci']:.3f} | {seeds} | {_fmt(r['train_last5'])} | {_fmt(r['local_extractor'])} | "
             f"{_fmt(r['local_profiler'])} | {_fmt(r['local_retriever'])} | {steps} | {r['wall_seconds']:.0f} |"
         )
     if args.missing:
