@@ -91,6 +91,7 @@ def main(argv=None) -> int:
 
     rows = []
     curves: dict[str, list[list[tuple[int, float]]]] = {}
+    train_curves: dict[str, list[list[tuple[int, float]]]] = {}
     args.missing = []
     for name in args.variants:
         per_seed = []
@@ -115,6 +116,8 @@ def main(argv=None) -> int:
                 records = read_metrics(run_dir)
                 curves.setdefault(name, []).append(
                     [(r["iteration"], r["val_accuracy"]) for r in records if r.get("val_accuracy") is not None])
+                train_curves.setdefault(name, []).append(
+                    [(r["iteration"], r["train_accuracy"]) for r in records if r.get("train_accuracy") is not None])
                 per_seed.append({**summary, "wall_seconds": json.loads(wall_file.read_text())["wall_seconds"],
                                  "seed": seed, "train_last5": _train_last(records)})
                 continue
@@ -128,6 +131,8 @@ def main(argv=None) -> int:
             records = read_metrics(run_dir)
             curve = [(r["iteration"], r["val_accuracy"]) for r in records if r.get("val_accuracy") is not None]
             curves.setdefault(name, []).append(curve)
+            train_curves.setdefault(name, []).append(
+                [(r["iteration"], r["train_accuracy"]) for r in records if r.get("train_accuracy") is not None])
             per_seed.append({**summary, "wall_seconds": wall, "seed": seed, "train_last5": _train_last(records)})
             print(f"{name:28s} seed {seed}: val acc {summary['val_accuracy']:.3f}  ({wall:.0f} s)", flush=True)
         if not per_seed:
@@ -145,7 +150,7 @@ def main(argv=None) -> int:
         row["steps_to_target"] = steps
         rows.append(row)
 
-    _write_docs(args, rows, curves)
+    _write_docs(args, rows, curves, train_curves)
     print()
     print((Path(args.docs) / "credit_ablation.md").read_text())
     return 0
@@ -161,7 +166,7 @@ def _fmt(x, nd=3):
     return "–" if x is None else f"{x:.{nd}f}"
 
 
-def _write_docs(args, rows, curves) -> None:
+def _write_docs(args, rows, curves, train_curves=None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -199,13 +204,27 @@ def _write_docs(args, rows, curves) -> None:
     tmp.write_text("\n".join(lines))
     os.replace(tmp, docs / "credit_ablation.md")
 
-    fig, ax = plt.subplots(figsize=(8, 5))
-    for name, runs in curves.items():
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(14, 5))
+    for k, (name, runs) in enumerate(curves.items()):
+        color = f"C{k}"
         its = sorted({i for run in runs for i, _ in run})
         mean = [np.mean([dict(run).get(i, np.nan) for run in runs]) for i in its]
-        ax.plot(its, mean, marker="o", label=name)
-    ax.set(xlabel="iteration", ylabel="validation accuracy", title=f"{args.env}: credit strategies (mean over seeds)")
-    ax.grid(alpha=0.3)
+        if len(its) == 1:  # no training: the untrained level as a reference line
+            ax.axhline(mean[0], color=color, ls="--", label=name)
+        else:
+            ax.plot(its, mean, marker="o", color=color, label=name)
+        tr = (train_curves or {}).get(name)
+        if tr and any(tr):
+            its = sorted({i for run in tr for i, _ in run})
+            m = np.array([np.mean([dict(run).get(i, np.nan) for run in tr]) for i in its])
+            smooth = np.convolve(m, np.ones(5) / 5, mode="valid") if len(m) >= 5 else m
+            ax2.plot(its[len(its) - len(smooth):], smooth, color=color, label=name)
+    ax.set(xlabel="iteration", ylabel="validation accuracy (greedy, full history)",
+           title=f"{args.env}: validation accuracy (mean over seeds)")
+    ax2.set(xlabel="iteration", ylabel="training-rollout accuracy (T=1, evidence session)",
+            title="training rollouts (mean over seeds, 5-iteration moving average)")
+    for a in (ax, ax2):
+        a.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(docs / "credit_ablation.png", dpi=100)
