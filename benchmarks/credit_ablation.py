@@ -8,9 +8,12 @@ validation accuracy first reaches ``--target`` (the paper's convergence-steps ta
 time; it writes ``docs/credit_ablation.md`` and ``docs/credit_ablation.png`` (validation
 accuracy curves, mean over seeds).
 
-    python benchmarks/credit_ablation.py --seeds 0 1 2 --iterations 30 --out runs/ablation
+    python benchmarks/credit_ablation.py --seeds 0 1 2 --iterations 20 --batch-queries 8 --group-size 8 \
+        --eval-every 5 --target 0.3 --out runs/credit_ablation          # what docs/credit_ablation.md used
 
-Runs are resumable: an interrupted sweep continues from each run's checkpoint.
+Runs are resumable: an interrupted sweep continues from each run's checkpoint. The sweep may be
+split over processes with ``--variants`` / ``--seeds`` (never two processes on the same run);
+``--report-only`` then tabulates the finished runs without training.
 """
 
 from __future__ import annotations
