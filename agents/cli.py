@@ -17,15 +17,7 @@ import argparse
 import json
 from dataclasses import MISSING, fields
 
-
-def _kv(text: str) -> tuple[str, object]:
-    if "=" not in text:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    key, value = text.split("=", 1)
-    try:
-        return key, json.loads(value)
-    except json.JSONDecodeError:
-        return key, value
+from comam_env.cli import parse_key_value
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -39,7 +31,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help_text = f.metadata.get("help", "")
         if f.name in ("env_kwargs", "policy_kwargs", "grpo"):
             short = {"env_kwargs": "--env-kw", "policy_kwargs": "--policy-kw", "grpo": "--grpo"}[f.name]
-            parser.add_argument(short, dest=f.name, type=_kv, action="append", default=None,
+            parser.add_argument(short, dest=f.name, type=parse_key_value, action="append", default=None,
                                 metavar="KEY=VALUE", help=help_text)
         elif f.type in ("bool", bool):
             parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)

@@ -80,14 +80,12 @@ def main(argv=None) -> int:
     torch.set_num_threads(1)
     from agents.comam import TrainConfig, train
     from agents.plots import read_metrics
+    from comam_env.cli import parse_key_value
 
     env_kwargs = {}
     for kv in args.env_kw:
-        k, v = kv.split("=", 1)
-        try:
-            env_kwargs[k] = json.loads(v)
-        except json.JSONDecodeError:
-            env_kwargs[k] = v
+        k, v = parse_key_value(kv)
+        env_kwargs[k] = v
     unknown = set(args.variants) - set(VARIANTS)
     if unknown:
         p.error(f"unknown variants {sorted(unknown)}; choose from {list(VARIANTS)}")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import sys
 from typing import Sequence
 
@@ -26,6 +27,18 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("baselines.cli", "evaluate a system or a training run on an env's questions"),
     "leaderboard": ("leaderboard.cli", "validate, score and render leaderboard submissions"),
 }
+
+
+def parse_key_value(text: str) -> tuple[str, object]:
+    """argparse ``type`` for ``KEY=VALUE`` flags: the value is parsed as JSON when it can be
+    (``lr=0.01`` → float, ``K=32`` → int, ``x='{"a": 1}'`` → dict), else kept as a string."""
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    key, value = text.split("=", 1)
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
 
 
 class CommandError(Exception):

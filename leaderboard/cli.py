@@ -21,15 +21,7 @@ import argparse
 import json
 import sys
 
-
-def _kv(text: str) -> tuple[str, object]:
-    if "=" not in text:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    key, value = text.split("=", 1)
-    try:
-        return key, json.loads(value)
-    except json.JSONDecodeError:
-        return key, value
+from comam_env.cli import parse_key_value
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -61,7 +53,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     a.add_argument("--out", default=None, help="entry folder to write (default leaderboard/submissions/<track>--<name>)")
     a.add_argument("--secret-env", default="COMAM_HIDDEN_SEED", help="environment variable holding the secret")
     a.add_argument("--limit", type=int, default=None, help="evaluate only the first N hidden questions (smoke run)")
-    a.add_argument("--knob", type=_kv, action="append", default=None, metavar="KEY=VALUE",
+    a.add_argument("--knob", type=parse_key_value, action="append", default=None, metavar="KEY=VALUE",
                    help="synthetic generator knob (recorded in the entry's notes)")
     a.add_argument("--name", default=None, help="name shown in the table (default: the submission's)")
     a.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")

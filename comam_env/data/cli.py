@@ -32,16 +32,14 @@ def _size(value: str) -> str:
 
 
 def _knob(value: str) -> tuple[str, Any]:
-    if "=" not in value:
-        raise argparse.ArgumentTypeError(f"expected key=value, got {value!r}")
-    key, raw = value.split("=", 1)
+    """``--knob key=value``: :func:`comam_env.cli.parse_key_value` plus a valid field name."""
+    from comam_env.cli import parse_key_value
+
+    key, parsed = parse_key_value(value)
     key = key.strip().replace("-", "_")
     if not key.isidentifier():
         raise argparse.ArgumentTypeError(f"invalid knob name {key!r}")
-    try:
-        return key, json.loads(raw)
-    except json.JSONDecodeError:
-        return key, raw
+    return key, parsed
 
 
 def _converter(type_text: str):

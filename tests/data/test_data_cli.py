@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from comam_env.data import clear_dataset_cache
+
 from comam_env.cli import main
 from comam_env.data import DATASET_NAMES, load_dataset
 from comam_env.data.errors import DataNotFoundError
@@ -123,7 +125,10 @@ def fake_synthetic(monkeypatch):
 
     mod.generate, mod.load_synthetic = generate, load_synthetic
     monkeypatch.setitem(sys.modules, "comam_env.data.synthetic", mod)
-    return calls
+    # load_dataset memoises datasets per process: keep the stand-in's datasets out of later tests.
+    clear_dataset_cache()
+    yield calls
+    clear_dataset_cache()
 
 
 def test_generate_passes_size_seed_and_knobs(capsys, tmp_path, fake_synthetic):
