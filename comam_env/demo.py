@@ -25,8 +25,8 @@ import time
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--env", default="synthetic-32k", help="synthetic environment id to demo")
     parser.add_argument("--seed", type=int, default=0, help="seed of every step")
-    parser.add_argument("--questions", type=int, default=60, help="validation questions for the baselines step")
-    parser.add_argument("--iterations", type=int, default=12, help="CoMAM training iterations")
+    parser.add_argument("--questions", type=int, default=128, help="validation questions for the baselines step")
+    parser.add_argument("--iterations", type=int, default=30, help="CoMAM training iterations")
     parser.add_argument("--embedder", default="hashing", choices=["hashing", "minilm"],
                         help="embedder of the baselines (minilm is the paper's, slower on a CPU the first time)")
     parser.add_argument("--out", default=None, help="where the training run goes (default: a temporary folder)")
