@@ -80,18 +80,30 @@ def load_smollm2_bf16(cache_dir: str | os.PathLike | None = None) -> str:
     plain = plain.to(torch.bfloat16)
     del gguf_model, state
 
-    os.makedirs(root, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".smollm2-", dir=root)
+    return save_model_folder(plain, tokenizer, out, marker=(_DONE_MARKER, os.path.join(src, GGUF_FILE) + "\n"),
+                             prefix=".smollm2-")
+
+
+def save_model_folder(model, tokenizer, out_dir: str, *, marker: tuple[str, str], prefix: str) -> str:
+    """Save ``model`` + ``tokenizer`` (+ a marker file) as a transformers folder, atomically.
+
+    Everything is written into a temporary sibling folder that is renamed to ``out_dir`` only
+    when complete, so a crash never leaves a half-written model that later loads; an older
+    ``out_dir`` (an interrupted attempt without its marker) is replaced.
+    """
+    parent = os.path.dirname(os.path.abspath(out_dir))
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=prefix, dir=parent)
     try:
-        plain.save_pretrained(tmp, safe_serialization=True)
+        model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
-        with open(os.path.join(tmp, _DONE_MARKER), "w", encoding="utf-8") as fh:
-            fh.write(os.path.join(src, GGUF_FILE) + "\n")
+        with open(os.path.join(tmp, marker[0]), "w", encoding="utf-8") as fh:
+            fh.write(marker[1])
         os.chmod(tmp, 0o755)  # mkdtemp makes it private; the cache is a normal folder
-        if os.path.isdir(out):  # an interrupted older attempt without the marker
-            shutil.rmtree(out)
-        os.replace(tmp, out)
+        if os.path.isdir(out_dir):
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return out
+    return out_dir

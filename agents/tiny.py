@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 
 BUILD_FILE = "tiny_build.json"
 _BUILD_VERSION = 1
@@ -153,18 +151,7 @@ def build_tiny_llm(
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.bos_token_id = tokenizer.bos_token_id
 
-    parent = os.path.dirname(os.path.abspath(out_dir))
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".tiny-llm-", dir=parent)
-    try:
-        model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
-        with open(os.path.join(tmp, BUILD_FILE), "w", encoding="utf-8") as fh:
-            json.dump(params, fh, sort_keys=True)
-        if os.path.isdir(out_dir):  # empty folder (checked above): replace it
-            os.rmdir(out_dir)
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out_dir
+    from .models import save_model_folder
+
+    return save_model_folder(model, tokenizer, out_dir, marker=(BUILD_FILE, json.dumps(params, sort_keys=True)),
+                             prefix=".tiny-llm-")
