@@ -17,13 +17,7 @@ from agents.selection import SelectionPolicy
 
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny tensors: thread hand-offs cost more than they save, badly so on a loaded 2-core box.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # ------------------------------------------------------------------ advantages

@@ -14,13 +14,7 @@ from agents.selection import SelectionPolicy, stack_observations
 D, K = 12, 6
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny tensors: thread hand-offs cost more than they save on a loaded 2-core box.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _obs(rng, role, n_valid, with_options=None):
