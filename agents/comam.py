@@ -268,18 +268,18 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         cfg_path = self.run_dir / "config.json"
-        if cfg_path.exists():
+        if cfg_path.exists() and (self.run_dir / "checkpoint").exists():
+            # A checkpointed run resumes only under its own configuration (--iterations may grow);
+            # a run that never checkpointed may be restarted with a new one.
             saved = json.loads(cfg_path.read_text())
-            if saved != json.loads(json.dumps(asdict(config), default=_jsonable)):
-                if not (self.run_dir / "checkpoint").exists():
-                    pass  # a run that never checkpointed may be restarted with a new config
-                elif {k: v for k, v in saved.items() if k != "iterations"} != {
-                    k: v for k, v in json.loads(json.dumps(asdict(config), default=_jsonable)).items() if k != "iterations"
-                }:
-                    raise ValueError(
-                        f"{cfg_path}: the run directory holds a checkpoint of a different configuration; "
-                        "use a new --out directory (only --iterations may change on resume)"
-                    )
+            current = json.loads(json.dumps(asdict(config), default=_jsonable))
+            if {k: v for k, v in saved.items() if k != "iterations"} != {
+                k: v for k, v in current.items() if k != "iterations"
+            }:
+                raise ValueError(
+                    f"{cfg_path}: the run directory holds a checkpoint of a different configuration; "
+                    "use a new --out directory (only --iterations may change on resume)"
+                )
         _atomic_json(cfg_path, asdict(config))
 
         torch.manual_seed(config.seed)
