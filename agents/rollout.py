@@ -218,8 +218,8 @@ def evaluate(
     """
     if not question_ids:
         raise ValueError("evaluate: no questions to evaluate on")
-    for p in set(map(id, policies.values())):
-        next(q for q in policies.values() if id(q) == p).eval()
+    for policy in {id(p): p for p in policies.values()}.values():  # each distinct policy once
+        policy.eval()
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         batch = collect_rollouts(
