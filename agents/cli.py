@@ -4,8 +4,8 @@
         --iterations 30 --out runs/comam-s0
 
 Every :class:`agents.comam.TrainConfig` field is a flag (``--batch-queries``,
-``--group-size``, ``--mode independent``, ``--shared-policy`` …); ``--grpo KEY=VALUE``
-and ``--env-kw KEY=VALUE`` / ``--policy-kw KEY=VALUE`` set nested options (values are
+``--group-size``, ``--mode independent``, ``--shared-policy`` …); ``--grpo KEY=VALUE``,
+``--credit-kw KEY=VALUE`` and ``--env-kw KEY=VALUE`` / ``--policy-kw KEY=VALUE`` set nested options (values are
 parsed as JSON when they can be). Re-running the same command on the same ``--out``
 resumes from its checkpoint and continues the same curve; Ctrl-C keeps the last
 checkpoint.
@@ -19,6 +19,9 @@ from dataclasses import MISSING, fields
 
 from comam_env.cli import parse_key_value
 
+#: dict-valued TrainConfig fields → their repeatable KEY=VALUE flag
+NESTED = {"env_kwargs": "--env-kw", "policy_kwargs": "--policy-kw", "credit_kwargs": "--credit-kw", "grpo": "--grpo"}
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     from .comam import TrainConfig  # light: dataclass only, torch import is deferred below
@@ -29,8 +32,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     for f in fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
         help_text = f.metadata.get("help", "")
-        if f.name in ("env_kwargs", "policy_kwargs", "grpo"):
-            short = {"env_kwargs": "--env-kw", "policy_kwargs": "--policy-kw", "grpo": "--grpo"}[f.name]
+        if f.name in NESTED:
+            short = NESTED[f.name]
             parser.add_argument(short, dest=f.name, type=parse_key_value, action="append", default=None,
                                 metavar="KEY=VALUE", help=help_text)
         elif f.type in ("bool", bool):
@@ -59,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         value = getattr(args, f.name, None)
         if value is None:
             continue
-        if f.name in ("env_kwargs", "policy_kwargs", "grpo"):
+        if f.name in NESTED:
             merged = dict(data.get(f.name, TrainConfig().__dict__[f.name] if f.name == "grpo" else {}))
             merged.update(dict(value))
             value = merged

@@ -47,6 +47,8 @@ from .grpo import GRPOConfig, PerAgentGRPO, RoleBatch, group_advantages
 from .rollout import RolloutBatch, collect_rollouts, evaluate
 
 MODES = ("joint", "independent", "none")
+#: Keyword options the credit strategies understand (agents.credit.assign_credit).
+CREDIT_OPTIONS = {"temperature", "degenerate", "eps"}
 #: GRPO learning rate per policy kind when ``TrainConfig.grpo`` gives none.
 DEFAULT_LR = {"selection": 1e-2, "llm": 1e-5}
 
@@ -59,6 +61,7 @@ class TrainConfig:
     policy: str = field(default="selection", metadata={"help": "policy kind: 'selection' (CPU, selection view) or 'llm' (text view)"})
     credit: str = field(default="adaptive", metadata={"help": f"credit strategy: one of {sorted(CREDIT_STRATEGIES)}"})
     mode: str = field(default="joint", metadata={"help": "'joint' (all agents at once), 'independent' (one agent at a time, others frozen) or 'none' (no training)"})
+    credit_kwargs: dict = field(default_factory=dict, metadata={"help": "options of the credit strategy: temperature (softmax temperature of the adaptive weights w_n, paper: 1.0), degenerate (rank consistency when all answer rewards in a group are equal), eps (adaptive-decoupled)"})
     shared_policy: bool = field(default=False, metadata={"help": "one network for all roles (ablation) instead of one per role"})
     seed: int = field(default=0, metadata={"help": "seeds question draws, env resets, action sampling and initialisation"})
     iterations: int = field(default=30, metadata={"help": "number of rollout + update iterations"})
@@ -96,6 +99,11 @@ class TrainConfig:
         if self.policy == "llm" and not (self.policy_kwargs.get("model") or self.policy_kwargs.get("per_role_models")):
             raise ValueError("policy='llm' needs policy_kwargs['model'] (a local folder or hub id) "
                              "or policy_kwargs['per_role_models'] (e.g. --policy-kw model=Qwen/Qwen2.5-3B-Instruct)")
+        unknown = set(self.credit_kwargs) - CREDIT_OPTIONS
+        if unknown:
+            raise ValueError(f"unknown credit_kwargs {sorted(unknown)}; choose from {sorted(CREDIT_OPTIONS)}")
+        if self.credit_kwargs.get("temperature", 1.0) <= 0:
+            raise ValueError(f"credit_kwargs temperature must be > 0, got {self.credit_kwargs['temperature']}")
         self.grpo_config()  # validate early
 
     def grpo_config(self) -> GRPOConfig:
@@ -167,6 +175,14 @@ def _build_policy(cfg: TrainConfig, env) -> Policy:
 
 def _policies_for_roles(policy: Policy) -> dict[str, Policy]:
     return {name: policy for name in ROLE_NAMES}
+
+
+def _evaluate(cfg: TrainConfig, envs, policy: Policy, ids) -> dict:
+    """The run's evaluation protocol (seed, greedy or sampled at eval_temperature), answers dropped."""
+    res = evaluate(envs, _policies_for_roles(policy), ids, seed=cfg.seed,
+                   temperature=cfg.eval_temperature, greedy=cfg.eval_greedy)
+    res.pop("answers", None)
+    return res
 
 
 class _Replay:
@@ -273,12 +289,14 @@ class Trainer:
             # a run that never checkpointed may be restarted with a new one.
             saved = json.loads(cfg_path.read_text())
             current = json.loads(json.dumps(asdict(config), default=_jsonable))
-            if {k: v for k, v in saved.items() if k != "iterations"} != {
-                k: v for k, v in current.items() if k != "iterations"
-            }:
+            # Fields added to TrainConfig after the run was made count as their defaults.
+            defaults = json.loads(json.dumps(asdict(TrainConfig()), default=_jsonable))
+            saved = {**{k: defaults[k] for k in current if k not in saved}, **saved}
+            differ = sorted(k for k in set(saved) | set(current) if k != "iterations" and saved.get(k) != current.get(k))
+            if differ:
                 raise ValueError(
-                    f"{cfg_path}: the run directory holds a checkpoint of a different configuration; "
-                    "use a new --out directory (only --iterations may change on resume)"
+                    f"{cfg_path}: the run directory holds a checkpoint of a different configuration "
+                    f"(fields {differ} differ); use a new --out directory (only --iterations may change on resume)"
                 )
         _atomic_json(cfg_path, asdict(config))
 
@@ -396,7 +414,7 @@ class Trainer:
         t_roll = time.perf_counter() - t0
         local = {r: batch.local_matrix(r) for r in ROLE_NAMES}
         glob = batch.global_matrix()
-        extra = {}
+        extra = dict(cfg.credit_kwargs)
         if cfg.credit == "leave-one-out":
             extra["counterfactual_global"] = self._counterfactual_global(batch, seeds)
         credit = assign_credit_batch(cfg.credit, local, glob, **extra)
@@ -431,10 +449,8 @@ class Trainer:
         return record
 
     def evaluate(self, split_envs=None, ids=None) -> dict:
-        res = evaluate(split_envs or self.eval_envs, _policies_for_roles(self.policy), ids or self.eval_ids,
-                       seed=self.cfg.seed, temperature=self.cfg.eval_temperature, greedy=self.cfg.eval_greedy)
+        res = _evaluate(self.cfg, split_envs or self.eval_envs, self.policy, ids or self.eval_ids)
         self.policy.train()
-        res.pop("answers", None)
         return res
 
     # -------------------------------------------------------------------- run
@@ -502,3 +518,24 @@ def train(config: TrainConfig, run_dir: str | os.PathLike) -> dict:
     if previous is signal.SIG_IGN:  # e.g. under nohup: make Ctrl-C stop cleanly anyway
         signal.signal(signal.SIGINT, signal.default_int_handler)
     return Trainer(config, run_dir).run()
+
+
+def evaluate_policy(config: TrainConfig, policy: Policy | None = None, *, episode: str | None = None,
+                    split: str | None = None, limit: int | None = None) -> dict:
+    """Evaluate ``policy`` (default: the untrained policy of ``config``) like the trainer does,
+    but on any episode kind and split — e.g. a run trained and validated on evidence-session
+    episodes, evaluated once through full-history episodes.
+
+    ``episode``, ``split`` and ``limit`` default to the config's ``eval_episode``, ``eval_split``
+    and ``eval_limit``. Returns :func:`agents.rollout.evaluate`'s dict without the answers, plus
+    ``episode`` and ``split``.
+    """
+    episode = episode or config.eval_episode
+    split = split or config.eval_split
+    limit = limit if limit is not None else config.eval_limit
+    envs = _make_envs(config, min(config.env_pool, 32), split, episode)
+    if policy is None:
+        policy = _build_policy(config, envs[0])
+    ids = _split_ids(envs[0])
+    ids = ids[:limit] if limit else ids
+    return {**_evaluate(config, envs, policy, ids), "episode": episode, "split": split}

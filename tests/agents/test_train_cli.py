@@ -57,6 +57,15 @@ def test_train_cli_errors_are_clear(tmp_path, capsys):
     code = main(_train_args(tmp_path / "other", "--credit", "nonsense"))
     assert code != 0
     assert "unknown credit strategy 'nonsense'" in capsys.readouterr().err
+    code = main(_train_args(tmp_path / "other", "--credit-kw", "temprature=0.1"))
+    assert code != 0
+    assert "unknown credit_kwargs ['temprature']" in capsys.readouterr().err
+
+
+def test_credit_kw_flag_lands_in_the_run_config(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(_train_args(run, "--iterations", "1", "--credit-kw", "temperature=0.25")) == 0
+    assert json.loads((run / "config.json").read_text())["credit_kwargs"] == {"temperature": 0.25}
 
 
 def test_gpu_example_help_and_dry_run():

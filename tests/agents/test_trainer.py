@@ -55,6 +55,10 @@ def test_config_validation_names_the_field():
         TrainConfig(grpo={"lr": -1})
     with pytest.raises(ValueError, match="unknown TrainConfig fields: \\['nope'\\]"):
         TrainConfig.from_dict({"nope": 1})
+    with pytest.raises(ValueError, match=r"unknown credit_kwargs \['temp'\]"):
+        TrainConfig(credit_kwargs={"temp": 0.1})
+    with pytest.raises(ValueError, match="credit_kwargs temperature must be > 0"):
+        TrainConfig(credit_kwargs={"temperature": 0})
 
 
 # ------------------------------------------------------------- determinism, layout
@@ -104,6 +108,18 @@ def test_every_credit_strategy_trains_one_iteration(tmp_path, credit):
         assert np.isfinite(rec[f"adv_std_{role}"])
     if credit.startswith("adaptive"):  # rank-consistency weights w_n are logged and sum to 1
         assert sum(rec[f"w_{r}"] for r in ROLE_NAMES) == pytest.approx(1.0)
+
+
+def test_credit_temperature_reaches_the_adaptive_weights(tmp_path):
+    """A colder softmax spreads the logged weights w_n further from 1/3 on the same rollouts."""
+    recs = {}
+    for t in (1.0, 0.05):
+        trainer = Trainer(small(credit="adaptive", iterations=1, batch_queries=4, eval_limit=4,
+                                credit_kwargs={"temperature": t}), tmp_path / str(t))
+        recs[t] = trainer.step()
+    assert recs[1.0]["train_accuracy"] == recs[0.05]["train_accuracy"]  # the same rollouts
+    spread = {t: max(r[f"w_{x}"] for x in ROLE_NAMES) - min(r[f"w_{x}"] for x in ROLE_NAMES) for t, r in recs.items()}
+    assert spread[0.05] > spread[1.0] + 0.05, spread
 
 
 def test_leave_one_out_uses_a_frozen_initial_reference(tmp_path):
@@ -161,10 +177,22 @@ def test_resume_continues_the_same_curve(tmp_path):
 
 def test_resume_with_a_different_config_is_a_clear_error(tmp_path):
     train(small(iterations=2), tmp_path)
-    with pytest.raises(ValueError, match=r"config\.json: the run directory holds a checkpoint of a different configuration"):
+    with pytest.raises(ValueError, match=r"config\.json: the run directory holds a checkpoint of a different "
+                                         r"configuration \(fields \['credit'\] differ\)"):
         train(small(iterations=4, credit="equal"), tmp_path)
     # the refused resume left the run untouched
     assert json.loads((tmp_path / "config.json").read_text())["credit"] == "adaptive"
+
+
+def test_a_run_saved_before_a_config_field_existed_still_resumes(tmp_path):
+    cfg = dict(iterations=4, eval_every=2, checkpoint_every=2, seed=1)
+    train(small(**{**cfg, "iterations": 2}), tmp_path)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    del saved["credit_kwargs"]  # as written by an older version of the trainer
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    assert train(small(**cfg), tmp_path)["iteration"] == 4
+    with pytest.raises(ValueError, match=r"fields \['credit_kwargs'\] differ"):
+        train(small(**{**cfg, "iterations": 6, "credit_kwargs": {"temperature": 0.5}}), tmp_path)
 
 
 def test_ctrl_c_keeps_the_last_checkpoint_and_resumes_to_the_same_curve(tmp_path, monkeypatch):
@@ -194,29 +222,48 @@ def test_ctrl_c_keeps_the_last_checkpoint_and_resumes_to_the_same_curve(tmp_path
     assert metrics(tmp_path / "cut") == metrics(tmp_path / "full")
 
 
+def test_evaluate_policy_reproduces_the_trainers_evaluation_on_any_episode_kind(tmp_path):
+    """evaluate_policy with the run's own episode kind gives exactly the trainer's logged evaluation
+    (untrained start and final policy); another kind plays other episodes."""
+    from agents.comam import evaluate_policy
+
+    cfg = small(eval_episode="evidence-session")
+    summary = train(cfg, tmp_path)
+    start = metrics(tmp_path)[0]
+    untrained = evaluate_policy(cfg)
+    assert (untrained["episode"], untrained["split"], untrained["n_questions"]) == ("evidence-session", "validation", 8)
+    assert untrained["accuracy"] == start["val_accuracy"]
+    assert untrained["local_retriever"] == pytest.approx(start["val_local_retriever"])
+    final = evaluate_policy(cfg, load_policy(tmp_path / "checkpoint" / "policy"))
+    assert final["accuracy"] == summary["val_accuracy"]
+    assert final["local_extractor"] == pytest.approx(summary["val_local_extractor"])
+    full = evaluate_policy(cfg, episode="full-history", limit=3)
+    assert (full["episode"], full["n_questions"]) == ("full-history", 3)
+
+
 # -------------------------------------------------------------------- improvement
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_short_training_raises_validation_accuracy(tmp_path, seed):
-    """Seeded CoMAM training of selection policies on synthetic-32k beats its untrained start.
+    """Seeded CoMAM training of selection policies on synthetic-32k beats its untrained start
+    on held-out validation questions, on every seed.
 
-    Budget: 30 iterations × 8 queries × G = 8 at lr 1e-2, greedy evaluation on all 128
-    validation questions. Measured (deterministic, docs/training.md): validation accuracy
-    0.219 → 0.367 (seed 0), 0.273 → 0.266 (seed 1), 0.305 → 0.328 (seed 2); the retriever's
-    validation local reward rises on every seed (0.014 → 0.218, 0.007 → 0.135, 0.058 → 0.187).
-    So the stable signal at this CPU budget is the local reward; answer accuracy rises on two
-    of three seeds only, and the test asserts exactly that (seed 1 is not claimed).
+    Budget: 20 iterations × 8 queries × G = 8 at the default lr 1e-2, greedy evaluation of all
+    128 validation questions through evidence-session episodes (the training episodes' kind;
+    full-history validation is capped near chance for selection policies, see
+    docs/credit_ablation.md). Measured (deterministic): 0.203 → 0.477 (seed 0),
+    0.281 → 0.430 (seed 1), 0.320 → 0.461 (seed 2); the retriever's local reward rises from
+    ≤ 0.11 to ≥ 0.25 on every seed. The margins asserted are about half of those gains.
     """
-    cfg = TrainConfig(seed=seed, iterations=30, batch_queries=8, group_size=8, eval_every=30,
-                      checkpoint_every=30, progress=False, grpo={"lr": 1e-2, "inner_epochs": 2})
+    cfg = TrainConfig(seed=seed, iterations=20, batch_queries=8, group_size=8, eval_every=20,
+                      checkpoint_every=20, eval_episode="evidence-session", progress=False)
     summary = train(cfg, tmp_path)
     start = metrics(tmp_path)[0]
     assert summary["val_n_questions"] == 128
-    assert summary["val_local_retriever"] >= start["val_local_retriever"] + 0.05
-    if seed != 1:
-        assert summary["val_accuracy"] >= start["val_accuracy"] + 0.02, (start["val_accuracy"], summary["val_accuracy"])
+    assert summary["val_accuracy"] >= start["val_accuracy"] + 0.07, (start["val_accuracy"], summary["val_accuracy"])
+    assert summary["val_local_retriever"] >= start["val_local_retriever"] + 0.1
 
 
 def test_replaying_recorded_actions_reproduces_the_trajectories(tmp_path):
