@@ -5,11 +5,16 @@ Every variant gets the same rollout budget (iterations × batch_queries × group
 trajectories) and is run for several seeds. The script prints, per variant, validation
 accuracy (mean ± 95% t-interval over seeds), per-agent local rewards, the iteration at which
 validation accuracy first reaches ``--target`` (the paper's convergence-steps table) and wall
-time; it writes ``docs/credit_ablation.md`` and ``docs/credit_ablation.png`` (validation
-accuracy curves, mean over seeds).
+time; it writes the table into ``docs/credit_ablation.md`` (between two marker comments, so the
+hand-written reading around it survives a re-run) and the figure ``docs/credit_ablation.png``
+(validation accuracy curves, mean over seeds; ``--name`` changes the file stem).
 
-    python benchmarks/credit_ablation.py --seeds 0 1 2 --iterations 20 --batch-queries 8 --group-size 8 \
-        --eval-every 5 --target 0.3 --out runs/credit_ablation          # what docs/credit_ablation.md used
+Validation runs through ``--eval-episode`` episodes (default ``evidence-session``: held-out
+questions, episodes of the training kind); the final policy is also evaluated once on the other
+kind (``full-history``), which the selection view caps near chance — see docs/credit_ablation.md.
+
+    python benchmarks/credit_ablation.py --seeds 0 1 2 3 4 --iterations 60 --batch-queries 8 --group-size 8 \
+        --eval-every 5 --target 0.45 --out runs/credit_ablation_v3       # what docs/credit_ablation.md used
 
 Runs are resumable: an interrupted sweep continues from each run's checkpoint. The sweep may be
 split over processes with ``--variants`` / ``--seeds`` (never two processes on the same run);
@@ -29,18 +34,19 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-#: name -> TrainConfig overrides
-VARIANTS: dict[str, dict] = {
-    "no-training": {"mode": "none", "credit": "local"},
-    "independent": {"mode": "independent", "credit": "equal"},
-    "local": {"credit": "local"},
-    "global": {"credit": "global"},
-    "equal": {"credit": "equal"},
-    "adaptive (CoMAM)": {"credit": "adaptive"},
-    "adaptive-alg1": {"credit": "adaptive-alg1"},
-    "adaptive-decoupled": {"credit": "adaptive-decoupled"},
-    "leave-one-out": {"credit": "leave-one-out"},
-    "shared policy (adaptive)": {"credit": "adaptive", "shared_policy": True},
+#: variant name -> (run directory name, TrainConfig overrides)
+VARIANTS: dict[str, tuple[str, dict]] = {
+    "no-training": ("no-training", {"mode": "none", "credit": "local"}),
+    "independent": ("independent", {"mode": "independent", "credit": "equal"}),
+    "local": ("local", {"credit": "local"}),
+    "global": ("global", {"credit": "global"}),
+    "equal": ("equal", {"credit": "equal"}),
+    "adaptive (CoMAM)": ("adaptive", {"credit": "adaptive"}),
+    "adaptive, w temperature 0.1": ("adaptive-t0.1", {"credit": "adaptive", "credit_kwargs": {"temperature": 0.1}}),
+    "adaptive-alg1": ("adaptive-alg1", {"credit": "adaptive-alg1"}),
+    "adaptive-decoupled": ("adaptive-decoupled", {"credit": "adaptive-decoupled"}),
+    "leave-one-out": ("leave-one-out", {"credit": "leave-one-out"}),
+    "shared policy (adaptive)": ("shared", {"credit": "adaptive", "shared_policy": True}),
 }
 
 
@@ -64,12 +70,17 @@ def main(argv=None) -> int:
     p.add_argument("--group-size", type=int, default=8)
     p.add_argument("--eval-every", type=int, default=5)
     p.add_argument("--eval-limit", type=int, default=None)
+    p.add_argument("--eval-episode", choices=("evidence-session", "full-history"), default="evidence-session",
+                   help="episodes of the periodic validation (the curves, the headline column and steps to target); "
+                        "the final policy is also evaluated once on the other kind (see docs/credit_ablation.md)")
     p.add_argument("--target", type=float, default=None, help="accuracy for the convergence-steps column")
     p.add_argument("--lr", type=float, default=1e-2, help="GRPO learning rate (selection policies: 1e-2, see docs/training.md)")
     p.add_argument("--inner-epochs", type=int, default=2, help="GRPO inner epochs per batch")
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), help="subset of variants to run")
     p.add_argument("--out", default="runs/credit_ablation")
     p.add_argument("--docs", default="docs", help="where the markdown table and the figure go")
+    p.add_argument("--name", default="credit_ablation",
+                   help="file stem of the report: DOCS/NAME.md and DOCS/NAME.png")
     p.add_argument("--report-only", action="store_true",
                    help="do not train: tabulate the finished runs under --out (runs without summary.json are skipped and listed)")
     p.add_argument("--env-kw", action="append", default=[], metavar="KEY=VALUE", help="extra comam_env.make kwargs (JSON values)")
@@ -100,12 +111,10 @@ def main(argv=None) -> int:
             cfg = TrainConfig(
                 env=args.env, seed=seed, iterations=args.iterations, batch_queries=args.batch_queries,
                 group_size=args.group_size, eval_every=args.eval_every, checkpoint_every=args.eval_every,
-                eval_limit=args.eval_limit, target_accuracy=args.target, progress=False,
-                env_kwargs=env_kwargs, grpo={"lr": args.lr, "inner_epochs": args.inner_epochs}, **VARIANTS[name],
+                eval_limit=args.eval_limit, eval_episode=args.eval_episode, target_accuracy=args.target, progress=False,
+                env_kwargs=env_kwargs, grpo={"lr": args.lr, "inner_epochs": args.inner_epochs}, **VARIANTS[name][1],
             )
-            run_dir = Path(args.out) / name.split(" ")[0] / f"seed{seed}"
-            if name.startswith("shared"):
-                run_dir = Path(args.out) / "shared" / f"seed{seed}"
+            run_dir = Path(args.out) / VARIANTS[name][0] / f"seed{seed}"
             # Wall time is measured when a run actually trains and kept next to it, so re-running
             # the sweep (which resumes finished runs instantly) still reports the real cost.
             wall_file = run_dir / "wall_seconds.json"
@@ -120,7 +129,8 @@ def main(argv=None) -> int:
                 train_curves.setdefault(name, []).append(
                     [(r["iteration"], r["train_accuracy"]) for r in records if r.get("train_accuracy") is not None])
                 per_seed.append({**summary, "wall_seconds": json.loads(wall_file.read_text())["wall_seconds"],
-                                 "seed": seed, "train_last5": _train_last(records)})
+                                 "seed": seed, "train_last5": _train_last(records),
+                                 "other": _other_episode_eval(cfg, run_dir, summary["iteration"])})
                 continue
             t0 = time.perf_counter()
             summary = train(cfg, run_dir)
@@ -134,8 +144,11 @@ def main(argv=None) -> int:
             curves.setdefault(name, []).append(curve)
             train_curves.setdefault(name, []).append(
                 [(r["iteration"], r["train_accuracy"]) for r in records if r.get("train_accuracy") is not None])
-            per_seed.append({**summary, "wall_seconds": wall, "seed": seed, "train_last5": _train_last(records)})
-            print(f"{name:28s} seed {seed}: val acc {summary['val_accuracy']:.3f}  ({wall:.0f} s)", flush=True)
+            other = _other_episode_eval(cfg, run_dir, summary["iteration"])
+            per_seed.append({**summary, "wall_seconds": wall, "seed": seed, "train_last5": _train_last(records),
+                             "other": other})
+            print(f"{name:28s} seed {seed}: val acc {summary['val_accuracy']:.3f} ({args.eval_episode}), "
+                  f"{other['accuracy']:.3f} ({other['episode']})  ({wall:.0f} s)", flush=True)
         if not per_seed:
             continue
         acc = t_interval([s["val_accuracy"] for s in per_seed])
@@ -145,6 +158,8 @@ def main(argv=None) -> int:
         for role in ("extractor", "profiler", "retriever"):
             vals = [s.get(f"val_local_{role}") for s in per_seed if s.get(f"val_local_{role}") is not None]
             row[f"local_{role}"] = float(np.mean(vals)) if vals else None
+        other = t_interval([s["other"]["accuracy"] for s in per_seed])
+        row["other_mean"], row["other_ci"] = other
         last = [s["train_last5"] for s in per_seed if s["train_last5"] is not None]
         row["train_last5"] = float(np.mean(last)) if last else None
         steps = [s.get("steps_to_target") for s in per_seed]
@@ -153,14 +168,64 @@ def main(argv=None) -> int:
 
     _write_docs(args, rows, curves, train_curves)
     print()
-    print((Path(args.docs) / "credit_ablation.md").read_text())
+    print(_generated_section(args))
     return 0
+
+
+OTHER_EPISODE = {"evidence-session": "full-history", "full-history": "evidence-session"}
+
+
+def _other_episode_eval(cfg, run_dir: Path, iteration: int) -> dict:
+    """Greedy validation accuracy of the run's final policy (at ``iteration``) on the episode kind
+    the periodic evaluation did not use; computed once and kept in ``run_dir/other_episode_eval.json``
+    (recomputed when the run has trained further since)."""
+    episode = OTHER_EPISODE[cfg.eval_episode]
+    path = run_dir / "other_episode_eval.json"
+    if path.exists():
+        cached = json.loads(path.read_text())
+        if cached.get("episode") == episode and cached.get("iteration") == iteration:
+            return cached
+    from agents.base import load_policy
+    from agents.comam import evaluate_policy
+    from baselines.trained import policy_dir
+
+    res = evaluate_policy(cfg, load_policy(policy_dir(run_dir)), episode=episode)
+    out = {"iteration": iteration, **res}
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(out))
+    os.replace(tmp, path)
+    return out
 
 
 def _train_last(records, n=5):
     """Mean training-rollout accuracy (T = 1.0, evidence-session episodes) of the last ``n`` iterations."""
     vals = [r["train_accuracy"] for r in records if r.get("iteration", 0) > 0 and "train_accuracy" in r]
     return float(np.mean(vals[-n:])) if vals else None
+
+
+GENERATED_START = "<!-- credit_ablation.py: generated table (start) -->"
+GENERATED_END = "<!-- credit_ablation.py: generated table (end) -->"
+
+
+def _write_report(path: Path, table: str) -> None:
+    """Write the generated table into ``path`` between the two markers, keeping any hand-written
+    text around them (the reading of the results); a new file holds just the table."""
+    block = f"{GENERATED_START}\n{table}\n{GENERATED_END}"
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    if GENERATED_START in text and GENERATED_END in text:
+        head, rest = text.split(GENERATED_START, 1)
+        tail = rest.split(GENERATED_END, 1)[1]
+        text = head + block + tail
+    else:
+        text = block + "\n"
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _generated_section(args) -> str:
+    text = (Path(args.docs) / f"{args.name}.md").read_text(encoding="utf-8")
+    return text.split(GENERATED_START, 1)[1].split(GENERATED_END, 1)[0].strip()
 
 
 def _fmt(x, nd=3):
@@ -177,6 +242,7 @@ def _write_docs(args, rows, curves, train_curves=None) -> None:
     docs.mkdir(parents=True, exist_ok=True)
     budget = args.iterations * args.batch_queries * args.group_size
     cmd = "python benchmarks/credit_ablation.py " + " ".join(sys.argv[1:])
+    other_episode = OTHER_EPISODE[args.eval_episode]
     lines = [
         "# Credit-assignment ablation (selection policies, CPU)",
         "",
@@ -184,26 +250,29 @@ def _write_docs(args, rows, curves, train_curves=None) -> None:
         "",
         f"Environment `{args.env}`, seeds {args.seeds}, {args.iterations} iterations × {args.batch_queries} "
         f"queries × G = {args.group_size} = {budget} training trajectories per run (the same budget for every "
-        "variant). Validation accuracy: greedy evaluation on the validation split (full-history episodes), "
-        "mean ± 95% t-interval over seeds. Train acc: mean answer accuracy of the sampled training rollouts (T = 1.0, evidence-session episodes) over the last 5 iterations, mean over seeds. Local rewards: validation means. Steps to target: first "
+        f"variant). Val accuracy: greedy evaluation on the validation split ({args.eval_episode} episodes; the curves, "
+        "the headline column and steps to target), mean ± 95% t-interval over seeds. "
+        f"Other episodes: the final policy evaluated once, greedily, on {other_episode} validation episodes. "
+        "Train acc: mean answer accuracy of the sampled training rollouts (T = 1.0, evidence-session episodes) over "
+        "the last 5 iterations, mean over seeds. Local rewards: validation means. Steps to target: first "
         f"iteration whose validation accuracy ≥ {args.target} (per seed; – = never).",
         "",
-        "| variant | seeds | val accuracy | per seed | train acc (last 5 it) | extractor r_ext | profiler r_prof | retriever r_ret | steps to target | wall s/run |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        f"| variant | seeds | val accuracy ({args.eval_episode}) | per seed | val accuracy ({other_episode}) | "
+        "train acc (last 5 it) | extractor r_ext | profiler r_prof | retriever r_ret | steps to target | wall s/run |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         steps = ", ".join("–" if s is None else str(s) for s in r["steps_to_target"]) if args.target else "n/a"
         seeds = ", ".join(f"{v:.3f}" for _, v in sorted(r["per_seed"].items()))
         lines.append(
-            f"| {r['variant']} | {r['n_seeds']} | {r['acc_mean']:.3f} ± {r['acc_ci']:.3f} | {seeds} | {_fmt(r['train_last5'])} | {_fmt(r['local_extractor'])} | "
+            f"| {r['variant']} | {r['n_seeds']} | {r['acc_mean']:.3f} ± {r['acc_ci']:.3f} | {seeds} | "
+            f"{r['other_mean']:.3f} ± {r['other_ci']:.3f} | {_fmt(r['train_last5'])} | {_fmt(r['local_extractor'])} | "
             f"{_fmt(r['local_profiler'])} | {_fmt(r['local_retriever'])} | {steps} | {r['wall_seconds']:.0f} |"
         )
     if args.missing:
         lines += ["", "Runs not finished when this table was made (left out): " + "; ".join(args.missing) + "."]
-    lines += ["", "![validation accuracy per variant](credit_ablation.png)", ""]
-    tmp = docs / "credit_ablation.md.tmp"
-    tmp.write_text("\n".join(lines))
-    os.replace(tmp, docs / "credit_ablation.md")
+    lines += ["", f"![validation accuracy per variant]({args.name}.png)"]
+    _write_report(docs / f"{args.name}.md", "\n".join(lines))
 
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(14, 5))
     for k, (name, runs) in enumerate(curves.items()):
@@ -220,7 +289,7 @@ def _write_docs(args, rows, curves, train_curves=None) -> None:
             m = np.array([np.mean([dict(run).get(i, np.nan) for run in tr]) for i in its])
             smooth = np.convolve(m, np.ones(5) / 5, mode="valid") if len(m) >= 5 else m
             ax2.plot(its[len(its) - len(smooth):], smooth, color=color, label=name)
-    ax.set(xlabel="iteration", ylabel="validation accuracy (greedy, full history)",
+    ax.set(xlabel="iteration", ylabel=f"validation accuracy (greedy, {args.eval_episode})",
            title=f"{args.env}: validation accuracy (mean over seeds)")
     ax2.set(xlabel="iteration", ylabel="training-rollout accuracy (T=1, evidence session)",
             title="training rollouts (mean over seeds, 5-iteration moving average)")
@@ -228,7 +297,7 @@ def _write_docs(args, rows, curves, train_curves=None) -> None:
         a.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(docs / "credit_ablation.png", dpi=100)
+    fig.savefig(docs / f"{args.name}.png", dpi=100)
     plt.close(fig)
 
 
