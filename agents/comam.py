@@ -480,8 +480,9 @@ class Trainer:
                     self._checkpoint()
                 if bar is not None:
                     bar.update(1)
-                    bar.set_postfix(acc=f"{record['train_accuracy']:.2f}",
-                                    val=f"{record.get('val_accuracy', float('nan')):.2f}")
+                    # the latest validation accuracy (it is only measured every eval_every iterations)
+                    val = last_eval["accuracy"] if last_eval is not None else float("nan")
+                    bar.set_postfix(acc=f"{record['train_accuracy']:.2f}", val=f"{val:.2f}")
         except KeyboardInterrupt:
             if bar is not None:
                 bar.close()

@@ -276,7 +276,7 @@ def _write_docs(args, rows, curves, train_curves=None) -> None:
 
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(14, 5))
     for k, (name, runs) in enumerate(curves.items()):
-        color = f"C{k}"
+        color = f"C{k}" if k < 10 else "black"  # matplotlib cycles 10 colours
         its = sorted({i for run in runs for i, _ in run})
         mean = [np.mean([dict(run).get(i, np.nan) for run in runs]) for i in its]
         if len(its) == 1:  # no training: the untrained level as a reference line

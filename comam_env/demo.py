@@ -118,7 +118,12 @@ def _step_train(args) -> None:
     out = args.out or tempfile.mkdtemp(prefix="comam-demo-")
     print(f"CoMAM (adaptive credit), selection policies, {cfg.iterations} iterations × {cfg.batch_queries} "
           f"queries × G={cfg.group_size}; run dir {out}")
-    summary = train(cfg, out)
+    try:
+        summary = train(cfg, out)
+    except ValueError as exc:  # e.g. --out holds a run of another configuration
+        from comam_env.cli import CommandError
+
+        raise CommandError(str(exc)) from None
     start = next(r for r in read_metrics(out) if r["iteration"] == 0)
     print(f"validation ({summary['val_n_questions']} held-out questions, evidence-session episodes):")
     print(f"{'':12s} {'accuracy':>8s} {'extractor':>9s} {'profiler':>9s} {'retriever':>9s}")
