@@ -13,7 +13,8 @@ once with evidence-session episodes (the training kind) and once with full-histo
 Systems (extractor / profiler / retriever; :mod:`comam_env.views.heuristics`): ``all/all/all``
 keeps everything and answers with the option nearest to the kept units' mean; ``all/all/sim3``
 keeps everything upstream and retrieves the 3 units most similar to the query; ``sim/sim/sim``
-keeps the top few units per role. ``--prerank`` and ``--K`` change the view's pre-ranking.
+keeps the top few units per role. ``--prerank`` and ``--K`` change the view's pre-ranking,
+``--embedder`` its embeddings.
 
     python benchmarks/full_history_cap.py                       # what docs/credit_ablation.md quotes
     python benchmarks/full_history_cap.py --prerank last --K 64
@@ -64,6 +65,8 @@ def main(argv=None) -> int:
     p.add_argument("--questions", type=int, default=128, help="validation questions (default: 128, the whole split)")
     p.add_argument("--K", type=int, default=64, help="the selection view's candidate cap")
     p.add_argument("--prerank", default="similarity", choices=["similarity", "first", "last"])
+    p.add_argument("--embedder", default="hashing", choices=["hashing", "minilm"],
+                   help="the view's embedder (minilm embeds the dataset once, then reads its disk cache)")
     args = p.parse_args(argv)
 
     import comam_env
@@ -75,11 +78,11 @@ def main(argv=None) -> int:
         "all/all/sim3": {"extractor": keep, "profiler": keep, "retriever": sim},
         "sim/sim/sim": {"extractor": sim, "profiler": sim, "retriever": sim},
     }
-    print(f"{args.env}, validation, K = {args.K}, prerank = {args.prerank!r}, hashing embedder")
+    print(f"{args.env}, validation, K = {args.K}, prerank = {args.prerank!r}, {args.embedder} embedder")
     print(f"{'episodes':17s} {'system':13s} {'accuracy':>8s} {'ret. recall':>11s} {'shown/candidates':>17s} {'s':>5s}")
     for episode in ("evidence-session", "full-history"):
         env = comam_env.make(args.env, split="validation", episode=episode, view="selection",
-                             view_kwargs={"K": args.K, "prerank": args.prerank})
+                             view_kwargs={"K": args.K, "prerank": args.prerank, "embedder": args.embedder})
         ids = list(env.unwrapped.question_ids)[: args.questions]
         for name, policies in systems.items():
             t0 = time.perf_counter()
