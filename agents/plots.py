@@ -43,12 +43,15 @@ def plot_run(run_dir: str | Path, out: str | Path | None = None) -> Path:
     import matplotlib.pyplot as plt
 
     records = read_metrics(run_dir)
+    cfg_path = Path(run_dir) / "config.json"
+    episode = json.loads(cfg_path.read_text()).get("eval_episode") if cfg_path.exists() else None
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     for role in ROLE_NAMES:
         axes[0].plot(*_series(records, f"local_{role}"), label=role)
     axes[0].set(title="local reward per agent (train rollouts)", xlabel="iteration", ylabel="mean local reward")
     axes[1].plot(*_series(records, "train_accuracy"), label="train rollouts (T=1.0)", alpha=0.6)
-    axes[1].plot(*_series(records, "val_accuracy"), marker="o", label="validation")
+    axes[1].plot(*_series(records, "val_accuracy"), marker="o",
+                 label=f"validation ({episode} episodes)" if episode else "validation")
     axes[1].set(title="answer accuracy (global reward)", xlabel="iteration", ylabel="accuracy")
     for role in ROLE_NAMES:
         xs, ys = _series(records, f"w_{role}")
