@@ -44,25 +44,23 @@ CPU_SYSTEMS = ["random", "longest-option", "question-only", "full-context", "rag
                "heuristic-pipeline", "mem0-style"]
 SIMILARITY = {"full-context", "rag", "bm25", "heuristic-pipeline", "mem0-style"}
 
-#: DESIGN §5: accuracy on real PersonaMem (Qwen family), as reported in the paper.
-PAPER = {  # row -> (32k, 128k, 1M)
-    "truncated full context (Base)": (0.41, 0.39, 0.38),
-    "RAG (MiniLM, 2,048-token chunks)": (0.48, 0.45, 0.41),
-    "MemoryBank": (0.51, 0.47, 0.44),
-    "A-Mem": (0.50, 0.44, 0.45),
-    "CAM": (0.53, 0.50, 0.45),
-    "MEM1": (0.59, 0.57, 0.58),
-    "Memory-R1": (0.58, 0.60, 0.60),
-    "independent RL": (0.57, 0.61, 0.59),
-    "local only": (0.57, 0.65, 0.61),
-    "global only": (0.60, 0.64, 0.60),
-    "equal share": (0.62, 0.65, 0.63),
-    "CoMAM": (0.64, 0.70, 0.66),
-}
-#: our system -> the paper row it corresponds to
-PAPER_ROW = {"full-context": "truncated full context (Base)", "rag": "RAG (MiniLM, 2,048-token chunks)",
-             "independent": "independent RL", "comam": "CoMAM"}
-SIZE_COL = {"32k": 0, "128k": 1, "1m": 2}
+#: the leaderboard's track of each PersonaMem size
+PAPER_TRACKS = {"32k": "personamem-32k", "128k": "personamem-128k", "1m": "personamem-1m"}
+#: our system -> its row of the paper's table (the slug of leaderboard/submissions/<track>--paper-<slug>/)
+PAPER_ROW = {"full-context": "full-context", "rag": "rag", "independent": "independent-rl", "comam": "comam"}
+
+
+def paper_table(submissions: Path = ROOT / "leaderboard" / "submissions") -> dict[str, dict]:
+    """The paper's PersonaMem accuracies (DESIGN §5), read from the leaderboard's ``reported``
+    entries so the numbers live in one place: slug -> {"name": ..., "32k": ..., "128k": ..., "1m": ...}."""
+    rows: dict[str, dict] = {}
+    for size, track in PAPER_TRACKS.items():
+        for path in sorted(submissions.glob(f"{track}--paper-*/metadata.json")):
+            meta = json.loads(path.read_text(encoding="utf-8"))
+            slug = path.parent.name.split("--paper-", 1)[1]
+            row = rows.setdefault(slug, {"name": meta["name"].removesuffix(" (paper)")})
+            row[size] = float(meta["reported_accuracy"])
+    return dict(sorted(rows.items(), key=lambda kv: (kv[1].get("32k", 0.0), kv[1]["name"])))
 
 
 def command(size: str, system: str, out: Path, limit: int | None, extra: list[str]) -> list[str]:
@@ -98,6 +96,7 @@ def _lr(report, ch):
 
 
 def render(results: dict, cost_rows: list[dict], args, cmds: dict, started: str, elapsed: float) -> str:
+    paper_rows = paper_table()
     L = []
     L.append("# Results: baselines on synthetic PersonaMem-style data")
     L.append("")
@@ -123,9 +122,8 @@ def render(results: dict, cost_rows: list[dict], args, cmds: dict, started: str,
                  "latency ms / q | paper, real PersonaMem-" + size + " (reported, not reproduced here) |")
         L.append("|---|---|---|---|---|---|---|---|---|---|---|")
         for name, rep in results.get(size, {}).items():
-            base = name.split(" ")[0]
-            paper = PAPER.get(PAPER_ROW.get(base, ""), None)
-            pcol = f"{paper[SIZE_COL[size]]:.2f} ({PAPER_ROW[base]})" if paper else "—"
+            paper = paper_rows.get(PAPER_ROW.get(name.split(" ")[0], ""))
+            pcol = f"{paper[size]:.2f} ({paper['name']})" if paper and size in paper else "—"
             if "error" in rep:
                 L.append(f"| {name} | error: {rep['error']} | | | | | | | | | {pcol} |")
                 continue
@@ -163,8 +161,9 @@ def render(results: dict, cost_rows: list[dict], args, cmds: dict, started: str,
     L.append("")
     L.append("| method | 32k | 128k | 1M |")
     L.append("|---|---|---|---|")
-    for k, v in PAPER.items():
-        L.append(f"| {k} | {v[0]:.2f} | {v[1]:.2f} | {v[2]:.2f} |")
+    for row in paper_rows.values():
+        L.append(f"| {row['name']} | " + " | ".join(
+            f"{row[size]:.2f}" if size in row else "–" for size in PAPER_TRACKS) + " |")
     L.append("")
     L.append("**Caution (answer-only bias).** On the real 32k question file, always picking the *longest option* "
              "scores 0.516 — as high as most published memory systems. That is why the answer-only probes "
