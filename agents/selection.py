@@ -83,6 +83,7 @@ class SelectionPolicyConfig:
     role_dim: int = field(default=8, metadata={"help": "size of the learned role embedding"})
     keep_prob: float = field(default=0.5, metadata={"help": "initial probability of keeping a candidate (sets the keep-bias)"})
     shared: bool = field(default=False, metadata={"help": "one network for all roles (shared-policy ablation) instead of one per role"})
+    position_features: bool = field(default=False, metadata={"help": "recency features: each candidate's relative position among the valid rows (the view keeps them in chronological order), and for each option the position of its best-matching kept candidate"})
     roles: tuple = field(default=ALL_ROLES, metadata={"help": "roles this policy acts for (ints 0..2)"})
     seed: int = field(default=0, metadata={"help": "seed of the parameter initialisation and of the fallback sampling generator"})
     device: str = field(default="cpu", metadata={"help": "torch device of the parameters"})
@@ -100,9 +101,11 @@ class SelectionPolicyConfig:
 class _SelectionNet(nn.Module):
     """Keep-logit scorer for candidates (+ option scorer when it serves the retriever)."""
 
-    def __init__(self, dim: int, hidden: int, role_dim: int, with_option: bool) -> None:
+    def __init__(self, dim: int, hidden: int, role_dim: int, with_option: bool, position: bool = False) -> None:
         super().__init__()
-        feat = 5 * dim + 2 + role_dim + 1  # + one "best match" similarity (see keep/option_logits)
+        # + one "best match" similarity (see keep/option_logits) and, optionally, one position
+        feat = 5 * dim + 2 + role_dim + 1 + int(position)
+        self.position = position
         self.role_emb = nn.Embedding(len(ALL_ROLES), role_dim)
         self.keep = nn.Sequential(nn.Linear(feat, hidden), nn.Tanh(), nn.Linear(hidden, 1))
         self.option = (
@@ -127,8 +130,8 @@ class _SelectionNet(nn.Module):
                 self.option[-1].bias.zero_()
 
     @staticmethod
-    def _score(mlp: nn.Sequential, x, ctx1, ctx2, role, match) -> torch.Tensor:
-        """``mlp`` applied to ``[x, c1, x⊙c1, c2, x⊙c2, x·c1, x·c2, role, match]`` per row of ``x``.
+    def _score(mlp: nn.Sequential, x, ctx1, ctx2, role, match, pos=None) -> torch.Tensor:
+        """``mlp`` applied to ``[x, c1, x⊙c1, c2, x⊙c2, x·c1, x·c2, role, match(, pos)]`` per row of ``x``.
 
         The first layer is linear in that feature vector, so instead of materialising the
         ``(B, N, 5d + 2 + r)`` features it is folded into one per-sample matrix
@@ -140,7 +143,9 @@ class _SelectionNet(nn.Module):
         d = x.shape[-1]
         W = lin.weight  # (h, 5d + 2 + r)
         Wx, Wc1, Wxc1, Wc2, Wxc2 = (W[:, i * d : (i + 1) * d] for i in range(5))
-        w_dot1, w_dot2, Wr, w_match = W[:, 5 * d], W[:, 5 * d + 1], W[:, 5 * d + 2 : -1], W[:, -1]
+        r = role.shape[-1]
+        w_dot1, w_dot2, Wr = W[:, 5 * d], W[:, 5 * d + 1], W[:, 5 * d + 2 : 5 * d + 2 + r]
+        w_match = W[:, 5 * d + 2 + r]
         M = (
             Wx.t()[None]
             + ctx1[:, :, None] * (Wxc1.t() + w_dot1[None, :])[None]
@@ -148,19 +153,22 @@ class _SelectionNet(nn.Module):
         )  # (B, d, h)
         bias = ctx1 @ Wc1.t() + ctx2 @ Wc2.t() + role @ Wr.t() + lin.bias  # (B, h)
         h = torch.bmm(x, M) + bias[:, None, :] + match[..., None] * w_match
+        if pos is not None:
+            h = h + pos[..., None] * W[:, 5 * d + 3 + r]
         for layer in list(mlp)[1:]:
             h = layer(h)
         return h.squeeze(-1)
 
     @staticmethod
-    def _features(x, ctx1, ctx2, role, match) -> torch.Tensor:
+    def _features(x, ctx1, ctx2, role, match, pos=None) -> torch.Tensor:
         """The explicit feature vector (reference for :meth:`_score`; used in tests)."""
         c1 = ctx1[:, None, :].expand_as(x)
         c2 = ctx2[:, None, :].expand_as(x)
         dot1 = (x * c1).sum(-1, keepdim=True)
         dot2 = (x * c2).sum(-1, keepdim=True)
         r = role[:, None, :].expand(x.shape[0], x.shape[1], role.shape[-1])
-        return torch.cat([x, c1, x * c1, c2, x * c2, dot1, dot2, r, match[..., None]], dim=-1)
+        extra = [] if pos is None else [pos[..., None]]
+        return torch.cat([x, c1, x * c1, c2, x * c2, dot1, dot2, r, match[..., None], *extra], dim=-1)
 
     @staticmethod
     def _best_match(x, others, valid) -> torch.Tensor:
@@ -170,19 +178,36 @@ class _SelectionNet(nn.Module):
         best = sims.max(dim=-1).values
         return torch.where(valid.any(-1, keepdim=True), best, torch.zeros_like(best))
 
+    @staticmethod
+    def _positions(mask) -> torch.Tensor:
+        """Relative position of each valid row among the valid rows (0 = first, 1 = last; 0 if masked).
+        Rows are in the view's candidate order, which is chronological (DESIGN §7)."""
+        m = mask.to(torch.float32)
+        idx = torch.cumsum(m, dim=1) - 1.0
+        return torch.where(mask, idx / (m.sum(1, keepdim=True) - 1.0).clamp(min=1.0), torch.zeros_like(m))
+
     def keep_logits(self, cand, mask, query, role_ids, options) -> torch.Tensor:
         m = mask.to(cand.dtype)
         ctx = (cand * m[..., None]).sum(1) / m.sum(1, keepdim=True).clamp(min=1.0)
         # How well the candidate supports its best option (0 without options).
         match = self._best_match(cand, options, options.abs().sum(-1) > 0)
-        return self._score(self.keep, cand, query, ctx, self.role_emb(role_ids), match)
+        pos = self._positions(mask).to(cand.dtype) if self.position else None
+        return self._score(self.keep, cand, query, ctx, self.role_emb(role_ids), match, pos)
 
-    def option_logits(self, options, query, cand, kept, role_ids) -> torch.Tensor:
+    def option_logits(self, options, query, cand, kept, role_ids, mask=None) -> torch.Tensor:
         k = kept.to(cand.dtype)
         sel = (cand * k[..., None]).sum(1) / k.sum(1, keepdim=True).clamp(min=1.0)
         # How well the option is supported by its best kept candidate (0 if nothing kept).
         match = self._best_match(options, cand, kept)
-        return self._score(self.option, options, query, sel, self.role_emb(role_ids), match)
+        pos = None
+        if self.position:
+            # How recent that best kept candidate is: among an old and an updated preference,
+            # the option backed by the later one is usually right.
+            sims = torch.bmm(options, cand.transpose(1, 2)).masked_fill(~kept[:, None, :], float("-inf"))
+            where = sims.argmax(dim=-1)  # (B, 4)
+            cand_pos = self._positions(mask if mask is not None else kept).to(cand.dtype)
+            pos = torch.where(kept.any(-1, keepdim=True), cand_pos.gather(1, where), torch.zeros_like(match))
+        return self._score(self.option, options, query, sel, self.role_emb(role_ids), match, pos)
 
 
 def _as_batch(observations: Any) -> dict[str, np.ndarray]:
@@ -259,10 +284,12 @@ class SelectionPolicy(Policy):
         gen = torch.Generator().manual_seed(config.seed)
         nets: dict[str, _SelectionNet] = {}
         if config.shared:
-            nets["shared"] = _SelectionNet(config.dim, config.hidden, config.role_dim, RETRIEVER in self.roles)
+            nets["shared"] = _SelectionNet(config.dim, config.hidden, config.role_dim, RETRIEVER in self.roles,
+                                           config.position_features)
         else:
             for r in self.roles:
-                nets[ROLE_NAMES[r]] = _SelectionNet(config.dim, config.hidden, config.role_dim, r == RETRIEVER)
+                nets[ROLE_NAMES[r]] = _SelectionNet(config.dim, config.hidden, config.role_dim, r == RETRIEVER,
+                                                    config.position_features)
         self.nets = nn.ModuleDict(nets)
         for key in self.nets:  # deterministic, insertion order
             self.nets[key].reset(gen, config.keep_prob)
@@ -322,7 +349,7 @@ class SelectionPolicy(Policy):
         if role == RETRIEVER:
             opt_valid = options.abs().sum(-1) > 0  # (B, 4)
             has = opt_valid.any(-1)
-            ol = net.option_logits(options, query, cand, bits.bool() & mask, role_ids) / temperature[:, None]
+            ol = net.option_logits(options, query, cand, bits.bool() & mask, role_ids, mask) / temperature[:, None]
             ol = ol.masked_fill(~opt_valid, -1e9)
             logp_all = torch.log_softmax(ol, dim=-1)
             idx = option.clamp(min=0)[:, None]
@@ -375,7 +402,7 @@ class SelectionPolicy(Policy):
             if r == RETRIEVER:
                 opt_valid = options.abs().sum(-1) > 0
                 has = opt_valid.any(-1)
-                ol = net.option_logits(options, query, cand, bits, role_ids) / temp[:, None]
+                ol = net.option_logits(options, query, cand, bits, role_ids, mask) / temp[:, None]
                 ol = ol.masked_fill(~opt_valid, -1e9)
                 if greedy:
                     chosen = ol.argmax(-1)

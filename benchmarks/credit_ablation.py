@@ -84,6 +84,8 @@ def main(argv=None) -> int:
     p.add_argument("--report-only", action="store_true",
                    help="do not train: tabulate the finished runs under --out (runs without summary.json are skipped and listed)")
     p.add_argument("--env-kw", action="append", default=[], metavar="KEY=VALUE", help="extra comam_env.make kwargs (JSON values)")
+    p.add_argument("--policy-kw", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra SelectionPolicy fields (JSON values), e.g. position_features=true")
     args = p.parse_args(argv)
 
     import torch
@@ -93,10 +95,8 @@ def main(argv=None) -> int:
     from agents.plots import read_metrics
     from comam_env.cli import parse_key_value
 
-    env_kwargs = {}
-    for kv in args.env_kw:
-        k, v = parse_key_value(kv)
-        env_kwargs[k] = v
+    env_kwargs = dict(parse_key_value(kv) for kv in args.env_kw)
+    policy_kwargs = dict(parse_key_value(kv) for kv in args.policy_kw)
     unknown = set(args.variants) - set(VARIANTS)
     if unknown:
         p.error(f"unknown variants {sorted(unknown)}; choose from {list(VARIANTS)}")
@@ -112,7 +112,7 @@ def main(argv=None) -> int:
                 env=args.env, seed=seed, iterations=args.iterations, batch_queries=args.batch_queries,
                 group_size=args.group_size, eval_every=args.eval_every, checkpoint_every=args.eval_every,
                 eval_limit=args.eval_limit, eval_episode=args.eval_episode, target_accuracy=args.target, progress=False,
-                env_kwargs=env_kwargs, grpo={"lr": args.lr, "inner_epochs": args.inner_epochs}, **VARIANTS[name][1],
+                env_kwargs=env_kwargs, policy_kwargs=policy_kwargs, grpo={"lr": args.lr, "inner_epochs": args.inner_epochs}, **VARIANTS[name][1],
             )
             run_dir = Path(args.out) / VARIANTS[name][0] / f"seed{seed}"
             # Wall time is measured when a run actually trains and kept next to it, so re-running

@@ -187,6 +187,57 @@ def test_folded_first_layer_equals_explicit_features():
         torch.testing.assert_close(net._score(mlp, x, c1, c2, role, match), ref, atol=1e-5, rtol=1e-5)
 
 
+def test_folded_first_layer_equals_explicit_features_with_positions():
+    policy = SelectionPolicy(dim=D, hidden=16, seed=5, position_features=True)
+    net = policy.net(RETRIEVER)
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.3 * torch.randn(p.shape, generator=g))
+    x, c1, c2 = torch.randn(3, K, D, generator=g), torch.randn(3, D, generator=g), torch.randn(3, D, generator=g)
+    role = net.role_emb(torch.tensor([0, 1, 2]))
+    match, pos = torch.randn(3, K, generator=g), torch.rand(3, K, generator=g)
+    for mlp in (net.keep, net.option):
+        ref = mlp(net._features(x, c1, c2, role, match, pos)).squeeze(-1)
+        torch.testing.assert_close(net._score(mlp, x, c1, c2, role, match, pos), ref, atol=1e-5, rtol=1e-5)
+        # the position column is used: moving every row's position moves the scores
+        assert not torch.allclose(net._score(mlp, x, c1, c2, role, match, pos),
+                                  net._score(mlp, x, c1, c2, role, match, 1.0 - pos))
+
+
+def test_positions_are_relative_ranks_among_valid_rows():
+    mask = torch.tensor([[True, False, True, True, False], [True, False, False, False, False]])
+    torch.testing.assert_close(SelectionPolicy(dim=2).net(0)._positions(mask),
+                               torch.tensor([[0.0, 0.0, 0.5, 1.0, 0.0], [0.0, 0.0, 0.0, 0.0, 0.0]]))
+
+
+def test_position_features_make_the_option_depend_on_which_evidence_is_later():
+    """Two kept candidates, each backing one option. Without position features the policy is
+    permutation invariant (swapping the candidates' order changes nothing); with them it is not."""
+    d = 4
+    cand = torch.tensor([[[1.0, 0, 0, 0], [0, 1.0, 0, 0]]])
+    swapped = cand[:, [1, 0]]
+    options = torch.tensor([[[1.0, 0, 0, 0], [0, 1.0, 0, 0], [0, 0, 1.0, 0], [0, 0, 0, 1.0]]])
+    query, kept, role = torch.zeros(1, d), torch.ones(1, 2, dtype=torch.bool), torch.tensor([RETRIEVER])
+    for position, should_differ in ((False, False), (True, True)):
+        net = SelectionPolicy(dim=d, hidden=8, seed=3, position_features=position).net(RETRIEVER)
+        with torch.no_grad():
+            for p in net.parameters():
+                p.add_(0.5 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+            a = net.option_logits(options, query, cand, kept, role, kept)
+            b = net.option_logits(options, query, swapped, kept, role, kept)
+        assert (not torch.allclose(a, b)) == should_differ
+
+
+def test_position_features_survive_save_and_load(tmp_path):
+    policy = SelectionPolicy(dim=D, hidden=8, seed=2, position_features=True)
+    policy.save(tmp_path / "p")
+    again = SelectionPolicy.load(tmp_path / "p")
+    assert again.config.position_features is True
+    for a, b in zip(policy.trainable_parameters(), again.trainable_parameters()):
+        assert torch.equal(a, b)
+
+
 def test_best_match_feature():
     x = torch.tensor([[[1.0, 0.0], [0.0, 1.0]]])
     others = torch.tensor([[[0.5, 0.5], [2.0, 0.0], [9.0, 9.0]]])
