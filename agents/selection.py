@@ -23,6 +23,12 @@ last entry is the option's best match with a kept candidate (0 if none), so the 
 is chosen conditionally on the retrieved memory; the option is a categorical over the
 options whose embedding is non-zero (all 4 for MCQ data).
 
+With ``position_features=True`` (off by default) both feature vectors get one more entry:
+the candidate's relative position among the valid rows (0 = first, 1 = last; the view keeps
+candidates in chronological order), and for an option the position of its best-matching
+kept candidate (0 if nothing is kept). Measured without gain at the CPU budget of
+docs/credit_ablation_minilm.md.
+
 Decisions and log-probs. A sample's decisions are its valid candidates' keep bits plus,
 for the retriever, the option: ``logprobs_of`` returns ``(B, K + 1)`` per-decision
 log-probs with a mask (candidate slots masked by the observation mask; the last slot is
