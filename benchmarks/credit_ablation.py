@@ -70,6 +70,8 @@ def main(argv=None) -> int:
     p.add_argument("--group-size", type=int, default=8)
     p.add_argument("--eval-every", type=int, default=5)
     p.add_argument("--eval-limit", type=int, default=None)
+    p.add_argument("--train-episode", choices=("evidence-session", "full-history"), default="evidence-session",
+                   help="training episodes (the paper trains on evidence sessions)")
     p.add_argument("--eval-episode", choices=("evidence-session", "full-history"), default="evidence-session",
                    help="episodes of the periodic validation (the curves, the headline column and steps to target); "
                         "the final policy is also evaluated once on the other kind (see docs/credit_ablation.md)")
@@ -111,7 +113,7 @@ def main(argv=None) -> int:
             cfg = TrainConfig(
                 env=args.env, seed=seed, iterations=args.iterations, batch_queries=args.batch_queries,
                 group_size=args.group_size, eval_every=args.eval_every, checkpoint_every=args.eval_every,
-                eval_limit=args.eval_limit, eval_episode=args.eval_episode, target_accuracy=args.target, progress=False,
+                eval_limit=args.eval_limit, train_episode=args.train_episode, eval_episode=args.eval_episode, target_accuracy=args.target, progress=False,
                 env_kwargs=env_kwargs, policy_kwargs=policy_kwargs, grpo={"lr": args.lr, "inner_epochs": args.inner_epochs}, **VARIANTS[name][1],
             )
             run_dir = Path(args.out) / VARIANTS[name][0] / f"seed{seed}"
