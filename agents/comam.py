@@ -42,13 +42,11 @@ import numpy as np
 import torch
 
 from .base import ROLE_NAMES, Policy, load_policy, make_policy
-from .credit import CREDIT_STRATEGIES, assign_credit_batch
+from .credit import CREDIT_OPTIONS, CREDIT_STRATEGIES, assign_credit_batch
 from .grpo import GRPOConfig, PerAgentGRPO, RoleBatch, group_advantages
 from .rollout import RolloutBatch, collect_rollouts, evaluate
 
 MODES = ("joint", "independent", "none")
-#: Keyword options the credit strategies understand (agents.credit.assign_credit).
-CREDIT_OPTIONS = {"temperature", "degenerate", "eps"}
 #: GRPO learning rate per policy kind when ``TrainConfig.grpo`` gives none.
 DEFAULT_LR = {"selection": 1e-2, "llm": 1e-5}
 
@@ -149,6 +147,11 @@ def _make_envs(cfg: TrainConfig, n: int, split: str, episode: str):
 
     kwargs = dict(split=split, episode=episode, alpha=cfg.alpha, beta=cfg.beta, view=cfg.view, **cfg.env_kwargs)
     return [comam_env.make(cfg.env, **kwargs) for _ in range(n)]
+
+
+def _make_eval_envs(cfg: TrainConfig, split: str, episode: str):
+    # Evaluation is one greedy episode per question: a smaller pool than training suffices.
+    return _make_envs(cfg, min(cfg.env_pool, 32), split, episode)
 
 
 def _split_ids(env) -> list[str]:
@@ -305,7 +308,7 @@ class Trainer:
         self.gen = torch.Generator().manual_seed(config.seed)
         n_train = min(config.env_pool, config.batch_queries * config.group_size)
         self.train_envs = _make_envs(config, n_train, "train", config.train_episode)
-        self.eval_envs = _make_envs(config, min(config.env_pool, 32), config.eval_split, config.eval_episode)
+        self.eval_envs = _make_eval_envs(config, config.eval_split, config.eval_episode)
         self.train_ids = _split_ids(self.train_envs[0])
         eval_ids = _split_ids(self.eval_envs[0])
         self.eval_ids = eval_ids[: config.eval_limit] if config.eval_limit else eval_ids
@@ -534,7 +537,7 @@ def evaluate_policy(config: TrainConfig, policy: Policy | None = None, *, episod
     episode = episode or config.eval_episode
     split = split or config.eval_split
     limit = limit if limit is not None else config.eval_limit
-    envs = _make_envs(config, min(config.env_pool, 32), split, episode)
+    envs = _make_eval_envs(config, split, episode)
     if policy is None:
         policy = _build_policy(config, envs[0])
     ids = _split_ids(envs[0])

@@ -72,6 +72,7 @@ from typing import Callable, Mapping
 import numpy as np
 
 __all__ = [
+    "CREDIT_OPTIONS",
     "CREDIT_STRATEGIES",
     "DEGENERATE_CONSISTENCY",
     "BatchCredit",
@@ -382,6 +383,11 @@ def credit_leave_one_out(local, global_, *, counterfactual_global: Mapping[str, 
 CreditFn = Callable[..., CreditResult]
 
 #: Strategy name → function ``(local, global_, **extra) -> CreditResult``.
+#: Keyword options of the strategies that a configuration may set (``assign_credit``'s ``**extra``
+#: minus the per-batch ``counterfactual_global``): adaptive family ``temperature``/``degenerate``,
+#: adaptive-decoupled ``eps``.
+CREDIT_OPTIONS = frozenset({"temperature", "degenerate", "eps"})
+
 CREDIT_STRATEGIES: dict[str, CreditFn] = {
     "local": credit_local,
     "global": credit_global,

@@ -220,3 +220,17 @@ def test_matches_sklearn_ndcg(pair):
     ref = ndcg_score(g[None, :], loc[None, :], ignore_ties=False)
     assert ours == pytest.approx(ref, abs=1e-12)
     assert 0.0 <= ours <= 1.0 + 1e-12
+
+
+def test_credit_options_are_exactly_the_strategies_keyword_options():
+    """TrainConfig validates credit_kwargs against CREDIT_OPTIONS: it must not drift from the code."""
+    import inspect
+
+    from agents.credit import CREDIT_OPTIONS
+
+    found = set()
+    for fn in CREDIT_STRATEGIES.values():
+        for name, param in inspect.signature(fn).parameters.items():
+            if param.kind is inspect.Parameter.KEYWORD_ONLY:
+                found.add(name)
+    assert found - {"counterfactual_global"} == CREDIT_OPTIONS
