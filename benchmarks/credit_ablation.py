@@ -113,8 +113,9 @@ def main(argv=None) -> int:
             cfg = TrainConfig(
                 env=args.env, seed=seed, iterations=args.iterations, batch_queries=args.batch_queries,
                 group_size=args.group_size, eval_every=args.eval_every, checkpoint_every=args.eval_every,
-                eval_limit=args.eval_limit, train_episode=args.train_episode, eval_episode=args.eval_episode, target_accuracy=args.target, progress=False,
-                env_kwargs=env_kwargs, policy_kwargs=policy_kwargs, grpo={"lr": args.lr, "inner_epochs": args.inner_epochs}, **VARIANTS[name][1],
+                eval_limit=args.eval_limit, train_episode=args.train_episode, eval_episode=args.eval_episode,
+                target_accuracy=args.target, progress=False, env_kwargs=env_kwargs, policy_kwargs=policy_kwargs,
+                grpo={"lr": args.lr, "inner_epochs": args.inner_epochs}, **VARIANTS[name][1],
             )
             run_dir = Path(args.out) / VARIANTS[name][0] / f"seed{seed}"
             # Wall time is measured when a run actually trains and kept next to it, so re-running
@@ -125,32 +126,23 @@ def main(argv=None) -> int:
                     args.missing.append(f"{name} seed {seed}")
                     continue
                 summary = json.loads((run_dir / "summary.json").read_text())
-                records = read_metrics(run_dir)
-                curves.setdefault(name, []).append(
-                    [(r["iteration"], r["val_accuracy"]) for r in records if r.get("val_accuracy") is not None])
-                train_curves.setdefault(name, []).append(
-                    [(r["iteration"], r["train_accuracy"]) for r in records if r.get("train_accuracy") is not None])
-                per_seed.append({**summary, "wall_seconds": json.loads(wall_file.read_text())["wall_seconds"],
-                                 "seed": seed, "train_last5": _train_last(records),
-                                 "other": _other_episode_eval(cfg, run_dir, summary["iteration"])})
-                continue
-            t0 = time.perf_counter()
-            summary = train(cfg, run_dir)
-            wall = time.perf_counter() - t0
-            if wall_file.exists():
-                wall = json.loads(wall_file.read_text())["wall_seconds"]
             else:
-                wall_file.write_text(json.dumps({"wall_seconds": wall}))
+                t0 = time.perf_counter()
+                summary = train(cfg, run_dir)
+                if not wall_file.exists():
+                    wall_file.write_text(json.dumps({"wall_seconds": time.perf_counter() - t0}))
+            wall = json.loads(wall_file.read_text())["wall_seconds"]
             records = read_metrics(run_dir)
-            curve = [(r["iteration"], r["val_accuracy"]) for r in records if r.get("val_accuracy") is not None]
-            curves.setdefault(name, []).append(curve)
+            curves.setdefault(name, []).append(
+                [(r["iteration"], r["val_accuracy"]) for r in records if r.get("val_accuracy") is not None])
             train_curves.setdefault(name, []).append(
                 [(r["iteration"], r["train_accuracy"]) for r in records if r.get("train_accuracy") is not None])
             other = _other_episode_eval(cfg, run_dir, summary["iteration"])
             per_seed.append({**summary, "wall_seconds": wall, "seed": seed, "train_last5": _train_last(records),
                              "other": other})
-            print(f"{name:28s} seed {seed}: val acc {summary['val_accuracy']:.3f} ({args.eval_episode}), "
-                  f"{other['accuracy']:.3f} ({other['episode']})  ({wall:.0f} s)", flush=True)
+            if not args.report_only:
+                print(f"{name:28s} seed {seed}: val acc {summary['val_accuracy']:.3f} ({args.eval_episode}), "
+                      f"{other['accuracy']:.3f} ({other['episode']})  ({wall:.0f} s)", flush=True)
         if not per_seed:
             continue
         acc = t_interval([s["val_accuracy"] for s in per_seed])
