@@ -693,19 +693,31 @@ def _entry_name(src: Path) -> str:
     return name
 
 
+#: what :func:`_read_json` returns when the file is missing, unreadable or not JSON (the issue is
+#: already recorded); distinct from a file that holds JSON ``null``.
+_UNREADABLE = object()
+
+
+def _read_json(folder: Path, name: str, issues: _Issues) -> Any:
+    """The parsed JSON document ``folder/name``, or :data:`_UNREADABLE` after recording why not."""
+    text = _read_text(folder, name, issues)
+    if text is None:
+        return _UNREADABLE
+    try:
+        return loads_strict(text)
+    except _JSONError as exc:
+        issues.add(name, str(exc))
+        return _UNREADABLE
+
+
 def _validate_folder(folder: Path, src: Path, issues: _Issues, warnings: list[str], dataset: Any,
                      check_ids: bool) -> Submission | None:
     files = _list_folder(folder, issues)
     if "metadata.json" not in files:
         issues.add("metadata.json", "missing (every submission needs metadata.json)")
         return None
-    text = _read_text(folder, "metadata.json", issues)
-    if text is None:
-        return None
-    try:
-        meta = loads_strict(text)
-    except _JSONError as exc:
-        issues.add("metadata.json", str(exc))
+    meta = _read_json(folder, "metadata.json", issues)
+    if meta is _UNREADABLE:
         return None
     for fld, msg in check_schema(meta, load_schema("metadata")):
         issues.add("metadata.json", msg, field=fld or None)
@@ -748,13 +760,8 @@ def _validate_folder(folder: Path, src: Path, issues: _Issues, warnings: list[st
 
 
 def _read_score(folder: Path, issues: _Issues) -> dict | None:
-    text = _read_text(folder, "score.json", issues)
-    if text is None:
-        return None
-    try:
-        score = loads_strict(text)
-    except _JSONError as exc:
-        issues.add("score.json", str(exc))
+    score = _read_json(folder, "score.json", issues)
+    if score is _UNREADABLE:
         return None
     if not isinstance(score, dict):
         issues.add("score.json", "must be a JSON object")
