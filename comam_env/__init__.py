@@ -24,3 +24,15 @@ def single_agent(env_id, role="retriever", others=None, **kwargs):
 
 
 __all__.append("single_agent")
+
+
+def score_answer(question, response):
+    """The answer score of ``response`` to ``question`` (eq. 12; lazy re-export of
+    :func:`comam_env.scoring.score_answer`): the one rule of the env, the harness and the
+    leaderboard."""
+    from comam_env.scoring import score_answer as _score_answer
+
+    return _score_answer(question, response)
+
+
+__all__.append("score_answer")

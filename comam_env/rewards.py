@@ -43,40 +43,35 @@ and never invent 0 or 1. An empty memory scores 0.
 
 Answer reward (eq. 12)
 ----------------------
-Multiple choice follows PersonaMem's published rule (see :func:`option_sets`):
-the text after the last ``<final_answer>`` is searched for ``(a)``…``(d)``
-letters, falling back to *bare* letters when there are none; the answer is
-correct when exactly one distinct letter is found and it is the gold one;
-otherwise the same rule is applied to the whole response.
-A **bare letter** is one of the option letters (any case) standing alone as a
-word: not preceded or followed by a letter, digit, underscore or apostrophe
-(so ``"b"``, ``"b."``, ``"B)"`` and ``"is c,"`` count; the ``d`` of ``"I'd"``
-and letters inside words do not). Note that the English article "a" is a bare
-letter too — that is PersonaMem's rule, kept on purpose so results compare.
-Compared with PersonaMem's ``\\b([a-d])\\b`` the only difference is the apostrophe.
-
-Open questions (LoCoMo) score token F1 (SQuAD normalisation: lower case,
-punctuation and the articles a/an/the removed, white space collapsed) of the
-answer text — the content of the last ``<final_answer>`` tag when there is one,
-else the whole response — against ``question.answer``. LoCoMo category 5
-(adversarial, ``question.meta["category"] == 5``) scores 1.0 when the answer says
-the information is not available (any phrase of :data:`ABSTENTION_PHRASES`,
-matched case-insensitively on the normalised answer text) and 0.0 otherwise.
+:mod:`comam_env.scoring` (:func:`comam_env.score_answer`): the one answer rule of the
+environment, the evaluation harness and the leaderboard; re-exported here.
 """
 
 from __future__ import annotations
 
 import re
-import string
 import threading
-from collections import Counter, OrderedDict
+from collections import OrderedDict
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from typing import Any, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
-from comam_env.data.schema import OPTION_LETTERS, Question
+from comam_env.scoring import (  # noqa: F401  (re-exported: eq. 12 lives in comam_env.scoring)
+    ABSTENTION_PHRASES,
+    AnswerParts,
+    answer_reward,
+    answer_text,
+    extract_tag,
+    is_abstention,
+    is_option_correct,
+    normalize_answer,
+    option_sets,
+    parse_option,
+    score_answer,
+    token_f1,
+)
 from comam_env.text import MAX_UNIT_WORDS, STOP_WORDS, split_units
 
 __all__ = [
@@ -108,6 +103,7 @@ __all__ = [
     "answer_text",
     "AnswerParts",
     "answer_reward",
+    "score_answer",
 ]
 
 #: Extractor weight on recall (eq. 9).
@@ -119,39 +115,6 @@ TOKEN_RECALL_TAU = 0.5
 #: Default threshold of the embedding matcher: MiniLM cosines of a paraphrase of the
 #: same fact sit around 0.65–0.85, of unrelated chat lines below 0.4.
 EMBEDDING_TAU = 0.6
-
-#: Phrases that count as "the information is not available" for LoCoMo category 5.
-ABSTENTION_PHRASES: tuple[str, ...] = (
-    "not mentioned",
-    "never mentioned",
-    "no mention",
-    "not mention",
-    "no information",
-    "not enough information",
-    "insufficient information",
-    "not available",
-    "unavailable",
-    "unknown",
-    "not known",
-    "cannot be determined",
-    "can't be determined",
-    "cannot determine",
-    "can't determine",
-    "cannot be answered",
-    "can't be answered",
-    "unanswerable",
-    "not answerable",
-    "not specified",
-    "not stated",
-    "not provided",
-    "not discussed",
-    "no record",
-    "does not say",
-    "doesn't say",
-    "do not know",
-    "don't know",
-)
-
 
 # --------------------------------------------------------------------------- units
 
@@ -707,193 +670,3 @@ def retriever_reward(
 ) -> CoverageParts | None:
     """Retriever reward (eq. 11): coverage with recall weight ``beta`` (0.2)."""
     return coverage_reward(retrieved, evidence, beta, matcher=matcher, tau=tau)
-
-
-# ------------------------------------------------------------------ answer parsing
-
-
-def extract_tag(text: str, tag: str) -> str | None:
-    """Content of the last ``<tag>…</tag>`` in ``text`` (stripped), or ``None``.
-
-    The tag name is matched case-insensitively. When the last opening tag has no
-    closing tag after it, the content runs to the end of the text (models often
-    stop before closing). A closing tag without an opening tag gives ``None``.
-    """
-    if not text:
-        return None
-    low = text.lower()
-    open_tag = f"<{tag.lower()}>"
-    start = low.rfind(open_tag)
-    if start < 0:
-        return None
-    start += len(open_tag)
-    end = low.find(f"</{tag.lower()}>", start)
-    return (text[start:] if end < 0 else text[start:end]).strip()
-
-
-@lru_cache(maxsize=16)
-def _option_patterns(n_options: int) -> tuple[re.Pattern[str], re.Pattern[str]]:
-    if not 1 <= n_options <= len(OPTION_LETTERS):
-        raise ValueError(f"n_options must be in 1..{len(OPTION_LETTERS)}, got {n_options}")
-    cls = "".join(OPTION_LETTERS[:n_options])
-    paren = re.compile(rf"\(([{cls}])\)")
-    bare = re.compile(rf"(?<![\w'’])([{cls}])(?![\w'’])")
-    return paren, bare
-
-
-def _letters(text: str, n_options: int) -> frozenset[str]:
-    paren, bare = _option_patterns(n_options)
-    low = text.lower()
-    found = paren.findall(low)
-    if not found:
-        found = bare.findall(low)
-    return frozenset(found)
-
-
-def _final_answer_tail(response: str) -> str:
-    """PersonaMem's "after the last <final_answer>" text (one trailing close tag removed)."""
-    tail = response.strip()
-    low = tail.lower()
-    k = low.rfind("<final_answer>")
-    if k >= 0:
-        tail = tail[k + len("<final_answer>"):].strip()
-    if tail.lower().endswith("</final_answer>"):
-        tail = tail[: -len("</final_answer>")].strip()
-    return tail
-
-
-def option_sets(response: str, n_options: int = 4) -> tuple[frozenset[str], frozenset[str]]:
-    """The two letter sets PersonaMem's rule looks at.
-
-    Returns ``(tail, whole)``: the distinct option letters in the text after the
-    last ``<final_answer>`` (the whole response when there is no tag) and in the
-    whole response. In each text, parenthesised letters ``(x)`` are collected;
-    bare letters only when there are no parenthesised ones.
-    """
-    return _letters(_final_answer_tail(response), n_options), _letters(response, n_options)
-
-
-def parse_option(response: str, n_options: int = 4) -> str | None:
-    """The option letter a response chooses (PersonaMem's rule), or ``None``.
-
-    The tail (text after the last ``<final_answer>``) decides when it holds
-    exactly one distinct letter; otherwise the whole response decides when it
-    holds exactly one; otherwise the response is ambiguous or empty → ``None``.
-    """
-    for letters in option_sets(response or "", n_options):
-        if len(letters) == 1:
-            return next(iter(letters))
-    return None
-
-
-def is_option_correct(response: str, gold: str, n_options: int = 4) -> bool:
-    """PersonaMem's correctness test exactly: tail letters == {gold} or whole-response
-    letters == {gold}.
-
-    This differs from ``parse_option(response) == gold`` in one corner: a tail
-    with one *bare* letter and a body with one different *parenthesised* letter
-    is correct for either letter, as in PersonaMem's code.
-    """
-    g = gold.strip().strip("()").strip().lower()
-    tail, whole = option_sets(response or "", n_options)
-    return tail == {g} or whole == {g}
-
-
-# ---------------------------------------------------------------- open questions
-
-_ARTICLES_RE = re.compile(r"\b(a|an|the)\b")
-_PUNCT_TABLE = str.maketrans("", "", string.punctuation)
-
-
-def normalize_answer(text: str) -> str:
-    """SQuAD normalisation: lower case, drop punctuation and articles, collapse spaces."""
-    text = str(text).lower().translate(_PUNCT_TABLE)
-    text = _ARTICLES_RE.sub(" ", text)
-    return " ".join(text.split())
-
-
-def token_f1(prediction: str, gold: str) -> float:
-    """SQuAD-style token F1 of two answers. When either side normalises to no
-    tokens, F1 is 1.0 if both are empty and 0.0 otherwise."""
-    p = normalize_answer(prediction).split()
-    g = normalize_answer(gold).split()
-    if not p or not g:
-        return float(p == g)
-    common = sum((Counter(p) & Counter(g)).values())
-    if common == 0:
-        return 0.0
-    precision = common / len(p)
-    recall = common / len(g)
-    return 2 * precision * recall / (precision + recall)
-
-
-def _norm_phrase_text(text: str) -> str:
-    text = text.replace("’", "'").replace("‘", "'").lower()
-    return " ".join(re.sub(r"[^\w\s']", " ", text).split())
-
-
-_ABSTENTION_RE = re.compile(
-    r"(?<![\w'])(?:" + "|".join(re.escape(_norm_phrase_text(p)) for p in ABSTENTION_PHRASES) + r")(?![\w'])"
-)
-
-
-def is_abstention(text: str) -> bool:
-    """Whether ``text`` says the information is not available (:data:`ABSTENTION_PHRASES`,
-    matched as whole words after lower-casing and folding punctuation to spaces)."""
-    return bool(_ABSTENTION_RE.search(_norm_phrase_text(text or "")))
-
-
-@dataclass(frozen=True)
-class AnswerParts:
-    """The global (answer) reward and how it was obtained.
-
-    Attributes:
-        reward: 1.0/0.0 for multiple choice and adversarial questions, token F1 in
-            [0, 1] for open questions.
-        parsed: the parsed option letter (multiple choice; ``None`` when no single
-            letter was found) or the answer text that was scored (open questions).
-        kind: ``"mcq"``, ``"open"`` or ``"adversarial"``.
-    """
-
-    reward: float
-    parsed: str | None
-    kind: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def _category(question: Question) -> int | None:
-    cat = question.meta.get("category")
-    try:
-        return int(cat) if cat is not None else None
-    except (TypeError, ValueError):
-        return None
-
-
-def answer_text(response: str) -> str:
-    """The answer part of a response: the last ``<final_answer>`` content, else all of it."""
-    tagged = extract_tag(response, "final_answer")
-    return (tagged if tagged is not None else response).strip()
-
-
-def answer_reward(response: str | bytes | None, question: Question) -> AnswerParts:
-    """Global reward of a response to ``question`` (eq. 12, see module docstring)."""
-    if response is None:
-        response = ""
-    elif isinstance(response, (bytes, bytearray)):
-        response = bytes(response).decode("utf-8", errors="replace")
-    elif not isinstance(response, str):
-        raise TypeError(f"response must be str, got {type(response).__name__}")
-    if question.is_multiple_choice:
-        n = len(question.options)
-        # is_option_correct and parse_option on one scan of the response.
-        tail, whole = option_sets(response, n)
-        g = question.answer.strip().strip("()").strip().lower()
-        correct = tail == {g} or whole == {g}
-        parsed = next((next(iter(s)) for s in (tail, whole) if len(s) == 1), None)
-        return AnswerParts(1.0 if correct else 0.0, parsed, "mcq")
-    text = answer_text(response)
-    if _category(question) == 5:
-        return AnswerParts(1.0 if is_abstention(text) else 0.0, text, "adversarial")
-    return AnswerParts(token_f1(text, question.answer), text, "open")

@@ -557,3 +557,17 @@ def test_property_answer_reward_equals_parse_and_correctness_rules(response, gol
     got = answer_reward(response, q)
     assert got.parsed == parse_option(response, n)
     assert got.reward == (1.0 if is_option_correct(response, gold, n) else 0.0)
+
+
+def test_score_answer_is_the_answer_reward():
+    """comam_env.score_answer is the one answer rule: the env's eq. 12 reward, as a float."""
+    import comam_env
+    from comam_env.data.schema import Question
+    from comam_env.rewards import answer_reward
+
+    q = Question(question_id="q", history_id="h", qtype="x", raw_type="x", query="Which?",
+                 options=("red", "blue", "green", "gold"), answer="b", evidence=None, end_index=0)
+    assert comam_env.score_answer(q, "<final_answer>(b)</final_answer>") == 1.0
+    assert comam_env.score_answer(q, "(a) or (b)") == 0.0
+    for r in ("(b)", "b", "(c)", "", None):
+        assert comam_env.score_answer(q, r) == answer_reward(r, q).reward
