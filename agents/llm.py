@@ -138,6 +138,85 @@ def _obs_prompt(obs: Any, index: int) -> str:
                     f"got {type(obs).__name__}")
 
 
+def render_prompt(tokenizer, prompt: str, *, system_prompt: str | None = None,
+                  use_chat_template: bool = True) -> str:
+    """The text a model reads for one observation prompt: the tokenizer's chat template (an
+    optional system message, the prompt as the user message, the generation prompt), or the raw
+    prompt when there is no template."""
+    if use_chat_template and getattr(tokenizer, "chat_template", None):
+        msgs = []
+        if system_prompt:
+            msgs.append({"role": "system", "content": system_prompt})
+        msgs.append({"role": "user", "content": prompt})
+        return tokenizer.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
+    head = (system_prompt + "\n\n") if system_prompt else ""
+    return head + prompt + "\n"
+
+
+def truncate_prompt(tokenizer, text: str, obs: Any, budget: int, *, context: int | None = None,
+                    max_new_tokens: int | None = None) -> tuple[list[int], dict]:
+    """Token ids of the rendered prompt ``text`` cut to at most ``budget`` tokens by the module's
+    context-window rule (middle of the longest body field of ``obs`` first, then the other one,
+    then the middle of the whole prompt), and the info dict ``act`` reports.
+
+    ``text`` is the full rendered prompt (chat template applied); ``obs`` the observation it was
+    rendered from (its ``chunk`` / ``memory`` fields are located in ``text``). ``context`` and
+    ``max_new_tokens`` only name the window in the error raised when ``budget`` is too small.
+    Used by :class:`LLMPolicy` and by adapters that hand prompts to other trainers
+    (:mod:`comam_env.integrations.trl`), so every path truncates the same way.
+    """
+    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    ids = list(enc["input_ids"])
+    marker = tokenizer(TRUNCATION_MARKER, add_special_tokens=False)["input_ids"]
+    if budget < 2 * len(marker) + 8:
+        raise ValueError(f"context window {context if context is not None else budget} leaves no room for a "
+                         f"prompt with max_new_tokens={max_new_tokens}; lower max_new_tokens")
+    info = {"prompt_tokens": len(ids), "truncated": False}
+    if len(ids) <= budget:
+        return ids, info
+    offsets = list(enc["offset_mapping"])
+    n0 = len(ids)
+    # token spans of the body fields inside the rendered text, longest first
+    spans = []
+    if isinstance(obs, dict):
+        for f in BODY_FIELDS:
+            val = obs.get(f)
+            val = val.strip() if isinstance(val, str) else ""  # prompts strip their fields
+            if val:
+                cs = text.find(val)
+                if cs >= 0:
+                    ce = cs + len(val)
+                    toks = [i for i, (a, b) in enumerate(offsets) if a >= cs and b <= ce and b > a]
+                    if toks:
+                        spans.append((len(toks), f, toks[0], toks[-1] + 1))
+    spans.sort(key=lambda s: (-s[0], s[1]))
+    fields_cut = []
+    # cut spans from the back of the sequence first so earlier token indices stay valid
+    plan = []
+    excess = len(ids) - budget
+    for n, f, a, b in spans:
+        if excess <= 0:
+            break
+        excess += len(marker)
+        r = min(excess, b - a)
+        start = a + (b - a - r) // 2
+        plan.append((start, start + r))
+        fields_cut.append(f)
+        excess -= r
+    for start, end in sorted(plan, reverse=True):
+        ids = ids[:start] + list(marker) + ids[end:]
+    if len(ids) > budget:
+        keep = budget - len(marker)
+        head = keep // 2
+        tail = keep - head
+        ids = ids[:head] + list(marker) + ids[len(ids) - tail:]
+        fields_cut.append("prompt")
+    assert len(ids) <= budget
+    info.update(truncated=True, truncated_tokens=n0 - len(ids),
+                truncated_fields=fields_cut, prompt_tokens=len(ids))
+    return ids, info
+
+
 class _Unit:
     """One loaded base model (possibly wrapped by peft) with its tokenizer and backend."""
 
@@ -323,15 +402,8 @@ class LLMPolicy(Policy):
         return self._render(unit, _obs_prompt(obs, 0))
 
     def _render(self, unit: _Unit, prompt: str) -> str:
-        tok = unit.tokenizer
-        if self.config.use_chat_template and getattr(tok, "chat_template", None):
-            msgs = []
-            if self.config.system_prompt:
-                msgs.append({"role": "system", "content": self.config.system_prompt})
-            msgs.append({"role": "user", "content": prompt})
-            return tok.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
-        head = (self.config.system_prompt + "\n\n") if self.config.system_prompt else ""
-        return head + prompt + "\n"
+        return render_prompt(unit.tokenizer, prompt, system_prompt=self.config.system_prompt,
+                             use_chat_template=self.config.use_chat_template)
 
     def encode_prompt(self, role: int, obs: Any, max_new_tokens: int | None = None) -> tuple[list[int], dict]:
         """Token ids of the rendered prompt, truncated by the documented rule, and an info dict."""
@@ -341,59 +413,9 @@ class LLMPolicy(Policy):
         return self._encode(unit, obs, 0, mnt)
 
     def _encode(self, unit: _Unit, obs: Any, index: int, max_new_tokens: int) -> tuple[list[int], dict]:
-        tok = unit.tokenizer
         text = self._render(unit, _obs_prompt(obs, index))
-        enc = tok(text, add_special_tokens=False, return_offsets_mapping=True)
-        ids = list(enc["input_ids"])
-        budget = unit.context - max_new_tokens
-        marker = tok(TRUNCATION_MARKER, add_special_tokens=False)["input_ids"]
-        if budget < 2 * len(marker) + 8:
-            raise ValueError(f"context window {unit.context} leaves no room for a prompt with "
-                             f"max_new_tokens={max_new_tokens}; lower max_new_tokens")
-        info = {"prompt_tokens": len(ids), "truncated": False}
-        if len(ids) <= budget:
-            return ids, info
-        offsets = list(enc["offset_mapping"])
-        n0 = len(ids)
-        # token spans of the body fields inside the rendered text, longest first
-        spans = []
-        if isinstance(obs, dict):
-            for f in BODY_FIELDS:
-                val = obs.get(f)
-                val = val.strip() if isinstance(val, str) else ""  # prompts strip their fields
-                if val:
-                    cs = text.find(val)
-                    if cs >= 0:
-                        ce = cs + len(val)
-                        toks = [i for i, (a, b) in enumerate(offsets) if a >= cs and b <= ce and b > a]
-                        if toks:
-                            spans.append((len(toks), f, toks[0], toks[-1] + 1))
-        spans.sort(key=lambda s: (-s[0], s[1]))
-        fields_cut = []
-        # cut spans from the back of the sequence first so earlier token indices stay valid
-        plan = []
-        excess = len(ids) - budget
-        for n, f, a, b in spans:
-            if excess <= 0:
-                break
-            excess += len(marker)
-            r = min(excess, b - a)
-            start = a + (b - a - r) // 2
-            plan.append((start, start + r))
-            fields_cut.append(f)
-            excess -= r
-        for start, end in sorted(plan, reverse=True):
-            ids = ids[:start] + list(marker) + ids[end:]
-        if len(ids) > budget:
-            keep = budget - len(marker)
-            head = keep // 2
-            tail = keep - head
-            ids = ids[:head] + list(marker) + ids[len(ids) - tail:]
-            fields_cut.append("prompt")
-        assert len(ids) <= budget
-        info.update(truncated=True, truncated_tokens=n0 - len(ids),
-                    truncated_fields=fields_cut, prompt_tokens=len(ids))
-        return ids, info
+        return truncate_prompt(unit.tokenizer, text, obs, unit.context - max_new_tokens,
+                               context=unit.context, max_new_tokens=max_new_tokens)
 
     # ------------------------------------------------------------------ acting
     def act(self, role, observations, *, temperature=1.0, top_p=1.0, greedy=False, generator=None,
