@@ -24,7 +24,7 @@ NESTED = {"env_kwargs": "--env-kw", "policy_kwargs": "--policy-kw", "credit_kwar
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    from .comam import TrainConfig  # light: dataclass only, torch import is deferred below
+    from .config import TrainConfig  # torch-free: `train --help` does not import torch
 
     parser.add_argument("--out", required=True, help="run directory (created; an existing checkpoint is resumed)")
     parser.add_argument("--config", help="JSON file with TrainConfig fields (flags given explicitly override it)")

@@ -25,13 +25,14 @@ ratio of whole-action probabilities). Advantages are ``(B,)`` and broadcast over
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
 
 from agents.base import ROLE_NAMES, Policy, role_id
+from agents.config import AGGREGATIONS, GRPOConfig  # GRPOConfig lives in the torch-free agents.config
 
 __all__ = [
     "GRPOConfig",
@@ -43,7 +44,6 @@ __all__ = [
 ]
 
 NORMALIZE_MODES = ("group", "batch", "none")
-AGGREGATIONS = ("sequence", "token")
 
 
 # ---------------------------------------------------------------------- advantages
@@ -214,40 +214,6 @@ def grpo_loss(
 
 
 # -------------------------------------------------------------------------- config
-
-
-@dataclass
-class GRPOConfig:
-    """Hyper-parameters of :class:`PerAgentGRPO` (the paper does not report lr, ε, KL)."""
-
-    clip_eps: float = field(default=0.2, metadata={"help": "trust-region ε of the clipped ratio min(ρA, clip(ρ,1±ε)A)"})
-    kl_coef: float = field(default=0.0, metadata={"help": "weight of the k3 KL to a frozen reference policy (0 = off, DESIGN §4)"})
-    inner_epochs: int = field(default=2, metadata={"help": "passes over each role's batch per update (PPO-style reuse of one rollout batch)"})
-    minibatch_size: int | None = field(default=None, metadata={"help": "samples per role per optimisation step; None = the whole role batch (one step per epoch)"})
-    lr: float = field(default=3e-4, metadata={"help": "AdamW learning rate (selection policies: ~1e-2, measured faster than 1e-3 on synthetic-32k; LoRA on LLMs: ~1e-5..5e-5)"})
-    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
-    max_grad_norm: float | None = field(default=1.0, metadata={"help": "clip each optimizer's gradient norm to this (None = no clipping)"})
-    aggregation: str = field(default="sequence", metadata={"help": "'sequence': mean over each sample's decisions then samples (GRPO eq.); 'token': mean over all decisions"})
-    level: str = field(default="token", metadata={"help": "'token': one ratio per decision (generated token / candidate choice); 'sample': one ratio per whole action"})
-
-    def __post_init__(self) -> None:
-        if self.clip_eps <= 0:
-            raise ValueError(f"GRPOConfig.clip_eps must be > 0, got {self.clip_eps}")
-        if self.kl_coef < 0:
-            raise ValueError(f"GRPOConfig.kl_coef must be >= 0, got {self.kl_coef}")
-        if self.inner_epochs < 1:
-            raise ValueError(f"GRPOConfig.inner_epochs must be >= 1, got {self.inner_epochs}")
-        if self.minibatch_size is not None and self.minibatch_size < 1:
-            raise ValueError(f"GRPOConfig.minibatch_size must be >= 1 or None, got {self.minibatch_size}")
-        if self.lr <= 0:
-            raise ValueError(f"GRPOConfig.lr must be > 0, got {self.lr}")
-        if self.aggregation not in AGGREGATIONS:
-            raise ValueError(f"GRPOConfig.aggregation must be one of {AGGREGATIONS}, got {self.aggregation!r}")
-        if self.level not in ("token", "sample"):
-            raise ValueError(f"GRPOConfig.level must be 'token' or 'sample', got {self.level!r}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 # --------------------------------------------------------------------------- batch
