@@ -23,9 +23,10 @@ undefined are left out and counted), memory size (units, tokens), tokens in/out
 and latency per query, and the answer-only probes' accuracy on the same questions
 (DESIGN §5: the longest-option probe alone scores 0.516 on real PersonaMem 32k).
 
-Multiple-choice answers are correct when the letter equals the gold letter
-(``"(c)"`` and ``"C"`` are accepted as ``"c"``); open-ended answers score token F1
-(``comam_env.rewards.token_f1``).
+Answers are scored by :func:`comam_env.score_answer`, the one rule the env's global
+reward and the leaderboard use too: eq. 12 for multiple choice (``"(c)"`` and ``"C"``
+count as ``"c"``), token F1 for open questions, and the abstention rule for LoCoMo
+category 5 (see :mod:`comam_env.scoring`).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from typing import Any, Iterable, Sequence
 
 
 from comam_env.data.schema import Dataset, Question
+from comam_env.scoring import score_answer
 from comam_env.stats import DEFAULT_RESAMPLES, bootstrap_ci
 
 from .base import PROBES, Prediction, System, get_system
@@ -60,15 +62,6 @@ class PredictionFileError(ValueError):
 def normalise_letter(answer: str) -> str:
     """``"(C)"`` / ``" c "`` → ``"c"``; other text is returned lower-cased and stripped."""
     return str(answer).strip().strip("()").strip().lower()
-
-
-def score_answer(answer: str, question: Question) -> float:
-    """1/0 for multiple choice (letter equality), token F1 for open questions."""
-    if question.options:
-        return 1.0 if normalise_letter(answer) == question.answer else 0.0
-    from comam_env.rewards import token_f1
-
-    return float(token_f1(answer, question.answer))
 
 
 # --------------------------------------------------------------------------- files
@@ -270,7 +263,7 @@ def _mean(values: Sequence[float]) -> float | None:
 def summarise(dataset: Dataset, predictions: Sequence[dict], details: Sequence[dict], seed: int = 0,
               n_resamples: int = DEFAULT_RESAMPLES) -> dict:
     """Accuracy (+CIs, per type), local rewards, memory size and cost from predictions."""
-    scores = [score_answer(p["answer"], dataset.question(p["question_id"])) for p in predictions]
+    scores = [score_answer(dataset.question(p["question_id"]), p["answer"]) for p in predictions]
     ci = bootstrap_ci(scores, seed=seed, n_resamples=n_resamples)
     per_type: dict[str, dict] = {}
     by_type: dict[str, list[float]] = {}
@@ -323,7 +316,7 @@ def probe_accuracies(dataset: Dataset, question_ids: Sequence[str], seed: int = 
         scores = []
         for qid in mcq:
             q = dataset.question(qid)
-            scores.append(score_answer(probe.answer(q, dataset.history_for(q)).answer, q))
+            scores.append(score_answer(q, probe.answer(q, dataset.history_for(q)).answer))
         ci = bootstrap_ci(scores, seed=seed, n_resamples=n_resamples)
         out[name] = {"n": len(scores), "accuracy": _mean(scores), "ci95": list(ci) if ci else None}
     return out

@@ -8,8 +8,9 @@ examples, benchmarks and baselines:
   the gold evidence messages of the chunk it is shown (rendered exactly as in the
   chunk, ``Role: text``), the profiler writes the gold profile (or, when the data
   has none, copies M_f), the retriever copies the evidence lines of the query it
-  answers and gives the gold option (or the gold text for open questions). Its
-  rewards are the upper reference the benchmark's reward design should reach.
+  answers and gives the gold option (or the gold text for open questions; on an
+  unanswerable LoCoMo category-5 question, whose ``answer`` is the trap, it abstains
+  with :data:`ABSTAIN_ANSWER`). Its rewards are the upper reference the benchmark's reward design should reach.
 * :class:`CopyAllPolicy` copies its whole input: the extractor the chunk, the
   profiler M_f, the retriever all of M inside ``<information>`` — and answers a
   fixed option (``(a)``). Perfect recall, poor precision: the Jaccard terms of the
@@ -26,7 +27,10 @@ from typing import Any
 from comam_env.charset import normalize_text
 from comam_env.text import split_units
 
-__all__ = ["OraclePolicy", "CopyAllPolicy", "run_episode"]
+__all__ = ["OraclePolicy", "CopyAllPolicy", "run_episode", "ABSTAIN_ANSWER", "gold_answer_text"]
+
+#: What the oracle answers to a question the conversation cannot answer (LoCoMo category 5).
+ABSTAIN_ANSWER = "Not mentioned in the conversation."
 
 _HEADINGS = ("## Fine-grained memory", "## User profile", "(empty)")
 
@@ -41,6 +45,16 @@ def _render(history: Any, indices: Any) -> str:
 
 def _memory_lines(memory: str) -> list[str]:
     return [u for u in split_units(memory) if u not in _HEADINGS]
+
+
+def gold_answer_text(question: Any) -> str:
+    """The best answer text to ``question``: ``(x)`` for multiple choice, :data:`ABSTAIN_ANSWER`
+    for an unanswerable question (LoCoMo category 5, ``answer`` is the trap), else the gold text."""
+    if question.is_multiple_choice:
+        return f"({question.answer})"
+    if str(question.meta.get("category")) == "5":
+        return ABSTAIN_ANSWER
+    return question.answer
 
 
 class OraclePolicy:
@@ -73,8 +87,7 @@ class OraclePolicy:
         q = env.current_question
         ev = [i for i in (q.evidence or ()) if i < len(env.current_history)]
         info = _render(env.current_history, ev)
-        answer = f"({q.answer})" if q.is_multiple_choice else q.answer
-        return f"<information>\n{info}\n</information>\n<final_answer>{answer}</final_answer>"
+        return f"<information>\n{info}\n</information>\n<final_answer>{gold_answer_text(q)}</final_answer>"
 
 
 class CopyAllPolicy:

@@ -15,13 +15,38 @@ and letters inside words do not). Note that the English article "a" is a bare
 letter too — that is PersonaMem's rule, kept on purpose so results compare.
 Compared with PersonaMem's ``\\b([a-d])\\b`` the only difference is the apostrophe.
 
-Open questions (LoCoMo) score token F1 (SQuAD normalisation: lower case,
-punctuation and the articles a/an/the removed, white space collapsed) of the
-answer text — the content of the last ``<final_answer>`` tag when there is one,
-else the whole response — against ``question.answer``. LoCoMo category 5
-(adversarial, ``question.meta["category"] == 5``) scores 1.0 when the answer says
-the information is not available (any phrase of :data:`ABSTENTION_PHRASES`,
-matched case-insensitively on the normalised answer text) and 0.0 otherwise.
+Open questions (LoCoMo)
+-----------------------
+The *answer text* is the content of the last ``<final_answer>`` tag when there is
+one, else the whole response.
+
+* Categories 1–4 (and open questions without a category) score token F1 (SQuAD
+  normalisation: lower case, punctuation and the articles a/an/the removed, white
+  space collapsed) of the answer text against ``question.answer``. An abstention
+  phrase is scored like any other words: it can only lower precision, so adding
+  "(unknown)" to a content answer never raises its score.
+* Category 5 (adversarial, ``question.meta["category"] == 5``: the question asks
+  about something the conversation never says; ``question.answer`` holds the trap
+  answer) scores 1.0 only when the answer text **abstains and asserts nothing
+  else** (:func:`abstains_only`): it contains an abstention phrase
+  (:data:`ABSTENTION_PHRASES`, whole words, case-insensitive) and, once those
+  phrases are removed, every remaining word is a stop word, a word about the
+  missing information (:data:`ABSTENTION_WORDS`: "conversation", "information",
+  "available", …) or a word of the question restated — never a word of the trap
+  answer. Otherwise 0.0.
+
+Examples (question "What did Melanie realize after the charity race?", trap
+answer "self-care is important", category 5):
+
+* ``Not mentioned in the conversation.`` → 1.0
+* ``The conversation does not say what Melanie realized`` → 1.0
+* ``unknown`` → 1.0
+* ``self-care is important`` → 0.0 (the trap answer)
+* ``Self-care is important (unknown)`` → 0.0 (the trap answer plus an abstention)
+* ``I don't know, maybe that running helps`` → 0.0 (asserts "running helps")
+
+and for a category 1–4 question with gold answer "7 May 2023": ``7 May 2023`` →
+1.0, ``7 May 2023 (unknown)`` → 0.857 (F1, one extra token), ``unknown`` → 0.0.
 """
 
 from __future__ import annotations
@@ -34,6 +59,7 @@ from functools import lru_cache
 from typing import Any
 
 from comam_env.data.schema import OPTION_LETTERS, Question
+from comam_env.text import STOP_WORDS
 
 __all__ = [
     "ABSTENTION_PHRASES",
@@ -44,6 +70,8 @@ __all__ = [
     "normalize_answer",
     "token_f1",
     "is_abstention",
+    "ABSTENTION_WORDS",
+    "abstains_only",
     "answer_text",
     "AnswerParts",
     "answer_reward",
@@ -214,8 +242,59 @@ _ABSTENTION_RE = re.compile(
 
 def is_abstention(text: str) -> bool:
     """Whether ``text`` says the information is not available (:data:`ABSTENTION_PHRASES`,
-    matched as whole words after lower-casing and folding punctuation to spaces)."""
+    matched as whole words after lower-casing and folding punctuation to spaces).
+
+    This only detects the phrase; whether an answer *only* abstains is
+    :func:`abstains_only` (the category-5 rule)."""
     return bool(_ABSTENTION_RE.search(_norm_phrase_text(text or "")))
+
+
+#: Words an abstention may use besides its phrase without asserting anything: they
+#: talk about the missing information, not about the question's subject.
+ABSTENTION_WORDS: frozenset[str] = frozenset(
+    """
+    information info conversation conversations chat chats dialogue dialog history memory memories record records
+    context text transcript data detail details evidence answer answers question questions topic
+    available mentioned mention mentions stated state specified provided given said say says told tell shared
+    discussed discuss talked talk known know knows clear unclear sure unsure certain determine determined
+    found find anywhere nothing anything none neither nor not no never nobody cannot can't don't doesn't didn't
+    isn't aren't wasn't weren't won't there's unfortunately sorry afraid unable able enough insufficient seem seems
+    appear appears exist exists based far whether either one any called named name exactly specific specifically
+    really actually happened
+    """.split()
+)
+
+
+def _stem(word: str) -> str:
+    """A light stem so that a restated question word still matches ("realized"/"realize")."""
+    word = word.removesuffix("'s").removesuffix("'")
+    for suffix in ("ing", "ed", "es", "s", "e"):
+        if len(word) > len(suffix) + 2 and word.endswith(suffix):
+            return word[: -len(suffix)]
+    return word
+
+
+def _stems(text: str) -> set[str]:
+    return {_stem(w) for w in _norm_phrase_text(text).split() if w not in STOP_WORDS}
+
+
+def abstains_only(text: str, question: Question | None = None) -> bool:
+    """Whether ``text`` abstains *and asserts nothing else* (the category-5 rule).
+
+    True when ``text`` contains an abstention phrase (:func:`is_abstention`) and,
+    after removing every such phrase, each remaining non-stop word is in
+    :data:`ABSTENTION_WORDS` or (when ``question`` is given) restates a word of
+    ``question.query`` that is not a word of the trap answer ``question.answer``.
+    Words are compared after lower-casing, punctuation folding and a light
+    suffix stem (``-ing``, ``-ed``, ``-es``, ``-s``, ``-e``, ``'s``).
+    """
+    norm = _norm_phrase_text(text or "")
+    if not _ABSTENTION_RE.search(norm):
+        return False
+    allowed = {_stem(w) for w in ABSTENTION_WORDS}
+    if question is not None:
+        allowed |= _stems(question.query) - _stems(question.answer)
+    return _stems(_ABSTENTION_RE.sub(" ", norm)) <= allowed
 
 
 @dataclass(frozen=True)
@@ -270,7 +349,7 @@ def answer_reward(response: str | bytes | None, question: Question) -> AnswerPar
         return AnswerParts(1.0 if correct else 0.0, parsed, "mcq")
     text = answer_text(response)
     if _category(question) == 5:
-        return AnswerParts(1.0 if is_abstention(text) else 0.0, text, "adversarial")
+        return AnswerParts(1.0 if abstains_only(text, question) else 0.0, text, "adversarial")
     return AnswerParts(token_f1(text, question.answer), text, "open")
 
 
