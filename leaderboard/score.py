@@ -3,10 +3,11 @@
 For an entry with predictions (kind ``predictions``) on the questions of its
 declared split:
 
-* **accuracy** — multiple-choice tracks: the answer letter equals the gold
-  letter (``""`` = no answer, wrong); open tracks (LoCoMo): the mean of
-  :func:`comam_env.rewards.answer_reward` (token F1; category-5 questions are
-  correct when the answer abstains), reported under ``metric: "token_f1"``;
+* **accuracy** — the mean of :func:`comam_env.score_answer` (the env's and the
+  harness's rule): multiple-choice tracks, the answer letter is the gold letter
+  (``""`` = no answer, wrong); open tracks (LoCoMo), token F1, and category-5
+  questions are correct when the answer only abstains; reported under
+  ``metric: "token_f1"``;
 * **95% confidence interval** — percentile bootstrap of the mean over
   questions, ``n_resamples`` resamples drawn by ``numpy.random.default_rng(seed)``
   (same algorithm and seeds as the evaluation harness's report, so the numbers
@@ -65,12 +66,11 @@ def bootstrap_ci(values: Sequence[float], seed: int = 0, n_resamples: int = DEFA
 
 
 def question_score(answer: str, question) -> float:
-    """1/0 for multiple choice (exact lower-case letter), answer reward (token F1) for open questions."""
-    if question.options:
-        return 1.0 if answer == question.answer else 0.0
-    from comam_env.rewards import answer_reward
+    """:func:`comam_env.score_answer`: the env's and the harness's answer rule (eq. 12 for
+    multiple choice, token F1 / abstention for open questions)."""
+    from comam_env.scoring import score_answer
 
-    return float(answer_reward(answer, question).reward)
+    return score_answer(question, answer)
 
 
 def _mean(xs: Sequence[float]) -> float | None:
