@@ -105,10 +105,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     _add_knob_flags(g)
     g.add_argument("--json", action="store_true", help="print the result as JSON")
 
-    s = sub.add_parser("stats", help="summarise a dataset folder or dataset id",
+    s = sub.add_parser("stats", help="summarise a dataset folder, file or dataset id",
                        description="Histories, questions per type, token lengths, evidence coverage and "
                                    "the longest-option probe accuracy.")
-    s.add_argument("target", help="a folder (PersonaMem files, questions-only, or locomo10.json) or a "
+    s.add_argument("target", help="a folder (PersonaMem files, questions-only, or locomo10.json), a file "
+                                  "(a LoCoMo .json or a PersonaMem questions_<size>.csv) or a "
                                   "dataset id such as personamem-32k or synthetic-128k")
     s.add_argument("--size", type=_size, default=None,
                    help="which PersonaMem split to read when a folder holds several")
@@ -206,6 +207,21 @@ def _folder_stats(folder: Path, size: str | None) -> list[dict]:
     return out
 
 
+def _file_stats(path: Path, size: str | None) -> list[dict]:
+    """Stats of one data file: a LoCoMo ``.json`` file (any name) or a PersonaMem ``questions_<size>.csv``."""
+    from comam_env.cli import CommandError
+    from .stats import dataset_stats
+
+    if path.suffix.lower() == ".json":
+        from .locomo import read_locomo
+
+        return [dataset_stats(read_locomo(path))]
+    m = re.fullmatch(r"questions_(32k|128k|1m)\.csv", path.name, re.IGNORECASE)
+    if m:
+        return _folder_stats(path.parent, size or m.group(1))
+    raise CommandError(f"{path}: not a LoCoMo .json file or a PersonaMem questions_<size>.csv")
+
+
 def _folder_name(folder: Path, size: str) -> str:
     """``synthetic-<size>`` for a folder the generator wrote (its meta.json has a config), else personamem."""
     try:
@@ -243,6 +259,8 @@ def _stats(args: argparse.Namespace) -> int:
     try:
         if target.is_dir():
             results = _folder_stats(target, args.size)
+        elif target.is_file():
+            results = _file_stats(target, args.size)
         else:
             name = _dataset_name(args.target)
             if name is None:

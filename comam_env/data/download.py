@@ -11,7 +11,8 @@
   ``https://huggingface.co`` — a mirror or a local test server can stand in.
 * **LoCoMo** — ``data/locomo10.json`` of the GitHub repository
   ``snap-research/locomo`` (CC BY-NC 4.0), fetched from ``LOCOMO_URL`` (or
-  ``url=`` / ``$COMAM_LOCOMO_URL``) and checked to be a JSON list.
+  ``url=`` / ``$COMAM_LOCOMO_URL``), checked to be a JSON list and to have the
+  released file's sha256 (``79fa87e9…98ff4``).
 
 Every file is downloaded into a temporary folder inside the destination,
 hashed, checked against :data:`KNOWN_SHA256` when a value is known (a mismatch
@@ -34,7 +35,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping
 
 from .errors import ChecksumError, DownloadError
 from .paths import atomic_write_text, cache_dir
@@ -49,7 +50,10 @@ LOCOMO_FILE = "locomo10.json"
 KNOWN_SHA256: Mapping[str, str] = {
     "questions_32k.csv": "cccd34cf53e0bc4d9536c04cff5ca045156d9a4e227e83327112482840bbc93c",
     "shared_contexts_32k.jsonl": "217247ebfec9e8442fc53570c795ab69f21aad08745f7de78d9beab51b122d4a",
+    # snap-research/locomo data/locomo10.json (10 samples, 1,986 questions), issue 15
+    "locomo10.json": "79fa87e90f04081343b8c8debecb80a9a6842b76a7aa537dc9fdf651ea698ff4",
 }
+_KNOWN = object()  # default of download_locomo(sha256=...): the value in KNOWN_SHA256
 
 _CHUNK = 1 << 20
 
@@ -195,17 +199,20 @@ def download_personamem(split: str = "32k", dest: str | os.PathLike | None = Non
 
 
 def download_locomo(dest: str | os.PathLike | None = None, *, url: str | None = None, force: bool = False,
-                    progress: bool = True, timeout: float = 60.0) -> Path:
+                    progress: bool = True, timeout: float = 60.0, sha256: Any = _KNOWN) -> Path:
     """Download ``locomo10.json`` into ``dest`` (default ``<cache>/locomo``); returns its path.
 
-    No official checksum exists: the file must parse as a JSON list, and its
-    sha256 is recorded in ``locomo10.json.sha256`` so later runs can detect a
-    changed or damaged copy.
+    The file must parse as a JSON list and match ``sha256`` — by default the known
+    digest of the released file (``KNOWN_SHA256["locomo10.json"]``), also for a
+    mirror given by ``url``; pass another digest for a different revision, or
+    ``None`` to accept any JSON list. The sha256 is recorded in
+    ``locomo10.json.sha256`` so later runs can detect a changed or damaged copy.
     """
     dest = Path(dest) if dest is not None else cache_dir() / "locomo"
     url = url or os.environ.get("COMAM_LOCOMO_URL") or LOCOMO_URL
+    expected = KNOWN_SHA256.get(LOCOMO_FILE) if sha256 is _KNOWN else sha256
     target = dest / LOCOMO_FILE
-    if not force and _is_current(target, None):
+    if not force and _is_current(target, expected):
         return target
     dest.mkdir(parents=True, exist_ok=True)
     tmpdir = Path(tempfile.mkdtemp(prefix=".download-", dir=dest))
@@ -220,6 +227,6 @@ def download_locomo(dest: str | os.PathLike | None = None, *, url: str | None = 
         if not isinstance(data, list):
             raise DownloadError(f"{url}: expected a JSON list of LoCoMo samples, got {type(data).__name__}; "
                                 "nothing was written")
-        return _install(part, target, None, url)
+        return _install(part, target, expected, url)
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)

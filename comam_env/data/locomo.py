@@ -35,8 +35,8 @@ Questions
 
 Evidence
   Each evidence entry is scanned for ``D<session>:<turn>`` ids (the real file
-  has entries such as ``"D8:6; D9:17"`` and zero-padded ``"D30:05"``, so ids are
-  compared as numbers). Ids that name no turn are dropped, counted in
+  has entries such as ``"D8:6; D9:17"``, zero-padded ``"D30:05"`` and ``"D:11:26"``
+  for ``D11:26``, so ids are compared as numbers). Ids that name no turn are dropped, counted in
   ``Dataset.skipped["unknown_evidence_id"]`` and listed in
   ``Dataset.meta["unknown_evidence"]`` (question id + raw entry). A question
   whose evidence list is empty, or whose ids are all unknown, gets
@@ -45,7 +45,8 @@ Evidence
 
 Gold profiles
   ``Dataset.profiles[sample_id]`` holds every ``observation`` fact of both
-  speakers (facts already name the speaker), in session order.
+  speakers (facts already name the speaker) in conversation order: by session,
+  then by the turn of the fact's ``dia_id`` — not grouped by speaker.
 
 Malformed structure (not a list, missing ``conversation``/``speaker_a``/turn
 fields, a speaker that is neither speaker, a bad category, …) raises
@@ -79,7 +80,8 @@ CATEGORY_NAMES: dict[int, str] = {
 }
 
 _SESSION_RE = re.compile(r"^session_(\d+)$")
-_DIA_RE = re.compile(r"D\s*(\d+)\s*:\s*(\d+)", re.IGNORECASE)
+#: ``D<session>:<turn>``; the real file also spells one id ``D:11:26`` (a stray colon).
+_DIA_RE = re.compile(r"D\s*:?\s*(\d+)\s*:\s*(\d+)", re.IGNORECASE)
 
 
 def download_command() -> str:
@@ -198,10 +200,15 @@ def _build_history(ctx: _Ctx, sample_id: str, conv: Any, where: str,
     return history, canon_index
 
 
-def _observations(ctx: _Ctx, sample: dict, where: str) -> dict[str, list[str]]:
+def _observations(ctx: _Ctx, sample: dict, where: str) -> tuple[dict[str, list[str]], list[str]]:
+    """(facts per speaker, every fact in conversation order).
+
+    Conversation order: by session number, then by the turn of the fact's
+    ``dia_id`` (facts without one keep their place after the session's dated ones).
+    """
     obs = sample.get("observation")
     if obs is None:
-        return {}
+        return {}, []
     if not isinstance(obs, dict):
         raise ctx.error(f"{where}.observation", f"expected an object, got {type(obs).__name__}")
 
@@ -210,6 +217,7 @@ def _observations(ctx: _Ctx, sample: dict, where: str) -> dict[str, list[str]]:
         return int(m.group(1)) if m else 0
 
     facts: dict[str, list[str]] = {}
+    ordered: list[tuple[int, float, int, str]] = []  # (session, turn, position in file, fact)
     for key in sorted(obs, key=lambda k: (session_no(k), k)):
         per_speaker = obs[key]
         ow = f"{where}.observation.{key}"
@@ -225,7 +233,11 @@ def _observations(ctx: _Ctx, sample: dict, where: str) -> dict[str, list[str]]:
                     raise ctx.error(f"{ow}.{speaker}[{n}]", "expected [fact text, dia_id] or a string")
                 if text.strip():
                     facts.setdefault(speaker, []).append(text.strip())
-    return facts
+                    dia = item[1] if isinstance(item, (list, tuple)) and len(item) > 1 else None
+                    m = _DIA_RE.search(dia) if isinstance(dia, str) else None
+                    turn = float(m.group(2)) if m else float("inf")
+                    ordered.append((session_no(key), turn, len(ordered), text.strip()))
+    return facts, [f for *_, f in sorted(ordered)]
 
 
 def _questions(ctx: _Ctx, sample: dict, sample_id: str, history: History, canon_index: dict[str, int],
@@ -332,12 +344,12 @@ def read_locomo(path: str | os.PathLike) -> Dataset:
         if "conversation" not in sample:
             raise ctx.error(f"{where}.conversation", "missing")
         history, canon_index = _build_history(ctx, sample_id, sample["conversation"], where, skipped)
-        facts = _observations(ctx, sample, where)
+        facts, in_order = _observations(ctx, sample, where)
         if facts:
             history = History(history.history_id, history.roles, history.contents, history.session_starts,
                               history.persona,
                               {**history.meta, "observations": {k: tuple(v) for k, v in facts.items()}})
-            profiles[sample_id] = tuple(f for v in facts.values() for f in v)
+            profiles[sample_id] = tuple(in_order)
         histories[sample_id] = history
         questions += _questions(ctx, sample, sample_id, history, canon_index, where, skipped, unknown)
 

@@ -196,3 +196,17 @@ def test_generate_and_stats_with_the_real_generator(capsys, tmp_path):
     with pytest.raises(SystemExit) as exc:
         main(["data", "generate", "--size", "32k", "--out", str(out_dir), "--updates-per-topic", "two"])
     assert exc.value.code == 2
+
+
+def test_stats_takes_a_file_as_well_as_a_folder(capsys, tmp_path, personamem_dir):
+    from comam_env.data.locomo_fixture import write_locomo_fixture
+
+    path = write_locomo_fixture(tmp_path / "lc", n_samples=2)
+    renamed = path.rename(tmp_path / "lc" / "my_locomo.json")  # any file name
+    rc, out, _ = run(capsys, "data", "stats", str(renamed), "--json")
+    assert rc == 0 and json.loads(out)["questions"] == 28 and json.loads(out)["histories"] == 2
+    rc, out, _ = run(capsys, "data", "stats", str(personamem_dir / "questions_32k.csv"), "--json")
+    assert rc == 0 and json.loads(out)["questions"] == 5
+    (tmp_path / "notes.txt").write_text("hello")
+    rc, _, err = run(capsys, "data", "stats", str(tmp_path / "notes.txt"))
+    assert rc == 1 and "not a LoCoMo .json file" in err

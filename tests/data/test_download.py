@@ -169,13 +169,21 @@ def test_locomo_download(hub, tmp_path):
     payload = json.dumps([{"sample_id": "conv-1", "conversation": {}, "qa": []}]).encode()
     hub.files["/locomo10.json"] = payload
     dest = tmp_path / "locomo"
-    path = download_locomo(dest, url=hub.url + "/locomo10.json", progress=False)
+    # the released file's digest is known: a different file is rejected, nothing written
+    assert KNOWN_SHA256["locomo10.json"] == "79fa87e90f04081343b8c8debecb80a9a6842b76a7aa537dc9fdf651ea698ff4"
+    with pytest.raises(ChecksumError) as exc:
+        download_locomo(dest, url=hub.url + "/locomo10.json", progress=False)
+    assert exc.value.expected == KNOWN_SHA256["locomo10.json"]
+    assert exc.value.actual == hashlib.sha256(payload).hexdigest()
+    assert not (dest / "locomo10.json").exists()
+    path = download_locomo(dest, url=hub.url + "/locomo10.json", progress=False,
+                           sha256=hashlib.sha256(payload).hexdigest())
     assert path.read_bytes() == payload
     assert (dest / "locomo10.json.sha256").read_text().split()[0] == hashlib.sha256(payload).hexdigest()
     assert _leftovers(dest) == []
 
     hub.files["/bad.json"] = b"<html>rate limited</html>"
     with pytest.raises(DownloadError, match="not a JSON file"):
-        download_locomo(dest, url=hub.url + "/bad.json", force=True, progress=False)
+        download_locomo(dest, url=hub.url + "/bad.json", force=True, progress=False, sha256=None)
     assert path.read_bytes() == payload  # the good copy is untouched
     assert sorted(p.name for p in dest.iterdir()) == ["locomo10.json", "locomo10.json.sha256"]

@@ -19,7 +19,7 @@ SAMPLES = [
             {"question": "When did Melanie paint a sunrise?", "answer": 2022,
              "evidence": ["D1:4; D10:1"], "category": 4},
             {"question": "What did Caroline research?", "answer": "Adoption agencies",
-             "evidence": ["D2:01", "D7:7", "D"], "category": 1},
+             "evidence": ["D2:01", "D7:7", "D", "D:10:2"], "category": 1},
             {"question": "Would Melanie be considered a member of the LGBTQ community?",
              "answer": "Likely no", "evidence": [], "category": 3},
             {"question": "What did Melanie realize after the charity race?",
@@ -135,8 +135,9 @@ def test_questions_answers_categories_and_evidence(locomo_file):
     assert ds.evidence_texts(q0) == ("Caroline: I went to a LGBTQ support group yesterday and it was so powerful.",)
     # numeric answer becomes text; one entry holding two ids maps to two messages
     assert q1.answer == "2022" and q1.evidence == (3, 6) and q1.qtype == "locomo_single_hop"
-    # zero-padded id resolves; unknown "D7:7" and unparsable "D" are dropped and reported
-    assert q2.evidence == (4,) and q2.qtype == "locomo_multi_hop"
+    # zero-padded id and the stray-colon "D:10:2" resolve; unknown "D7:7" and unparsable "D"
+    # are dropped and reported
+    assert q2.evidence == (4, 7) and q2.qtype == "locomo_multi_hop"
     assert ds.skipped["unknown_evidence_id"] == 2
     assert {"question_id": "conv-26:2", "dia_id": "D7:7"} in ds.meta["unknown_evidence"]
     assert {"question_id": "conv-26:2", "dia_id": "D"} in ds.meta["unknown_evidence"]
@@ -155,12 +156,13 @@ def test_questions_answers_categories_and_evidence(locomo_file):
 
 def test_observations_are_gold_profiles(locomo_file):
     ds = load_locomo(path=locomo_file)
-    # session order (1 before 2) even though the file lists session 2 first
+    # conversation order: session 1 before 2 (the file lists session 2 first), and within a
+    # session by the turn of the dia_id (D2:1 Melanie before D2:2 Caroline), not grouped by speaker
     assert ds.profiles["conv-26"] == (
         "Caroline attended an LGBTQ support group.",
-        "Caroline is researching adoption agencies.",
         "Melanie painted a lake sunrise.",
         "Melanie ran a charity race for mental health.",
+        "Caroline is researching adoption agencies.",
     )
     assert ds.histories["conv-26"].meta["observations"]["Melanie"] == (
         "Melanie painted a lake sunrise.", "Melanie ran a charity race for mental health.")
