@@ -31,7 +31,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import signal
 import time
 from dataclasses import asdict
@@ -41,27 +40,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from .base import ROLE_NAMES, Policy, load_policy, make_policy
+from .base import ROLE_NAMES, Policy, make_policy
+from .checkpoint import (atomic_json, has_checkpoint, jsonable, keep_metrics_upto, load_checkpoint, restore_rng,
+                         rng_state, save_checkpoint)
 from .config import TrainConfig  # defined torch-free in agents.config; agents.comam.TrainConfig still works
 from .credit import assign_credit_batch
 from .grpo import PerAgentGRPO, RoleBatch, group_advantages
 from .rollout import RolloutBatch, collect_rollouts, evaluate
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def _atomic_json(path: Path, payload: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=_jsonable))
-    os.replace(tmp, path)
-
-
-def _jsonable(x):
-    if isinstance(x, (np.floating, np.integer)):
-        return x.item()
-    if isinstance(x, np.ndarray):
-        return x.tolist()
-    raise TypeError(f"not JSON serialisable: {type(x)}")
 
 
 def _make_envs(cfg: TrainConfig, n: int, split: str, episode: str):
@@ -128,76 +115,6 @@ class _Replay:
         return ActOutput(actions=acts, logprobs=torch.zeros(len(acts)), samples=[None] * len(acts))
 
 
-# ---------------------------------------------------------------------- checkpoints
-
-
-def save_checkpoint(run_dir: Path, policy: Policy, updater: PerAgentGRPO | None, state: dict) -> None:
-    """Write ``run_dir/checkpoint`` atomically (a temp folder renamed into place)."""
-    from safetensors.torch import save_file
-
-    tmp = run_dir / "checkpoint.tmp"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    policy.save(tmp / "policy")
-    if updater is not None:
-        opt = updater.state_dict()
-        tensors, meta = _flatten_optimizer(opt)
-        save_file(tensors, str(tmp / "optimizer.safetensors"))
-        state = dict(state, optimizer_meta=meta)
-    _atomic_json(tmp / "state.json", state)
-    final = run_dir / "checkpoint"
-    old = run_dir / "checkpoint.old"
-    if final.exists():
-        if old.exists():
-            shutil.rmtree(old)
-        os.replace(final, old)
-    os.replace(tmp, final)
-    if old.exists():
-        shutil.rmtree(old)
-
-
-def _flatten_optimizer(state: dict) -> tuple[dict[str, torch.Tensor], Any]:
-    """Split a (nested) optimizer state into safetensors tensors + JSON metadata."""
-    tensors: dict[str, torch.Tensor] = {}
-
-    def walk(x, path):
-        if isinstance(x, torch.Tensor):
-            key = "/".join(path)
-            tensors[key] = x.detach().cpu().contiguous()
-            return {"__tensor__": key}
-        if isinstance(x, dict):
-            return {"__dict__": [[_key(k), walk(v, path + [str(k)])] for k, v in x.items()]}
-        if isinstance(x, (list, tuple)):
-            return {"__list__": [walk(v, path + [str(i)]) for i, v in enumerate(x)]}
-        return x
-
-    return tensors, walk(state, [])
-
-
-def _key(k):
-    return {"__int__": k} if isinstance(k, int) else k
-
-
-def _unflatten_optimizer(meta: Any, tensors: dict[str, torch.Tensor]):
-    if isinstance(meta, dict) and "__tensor__" in meta:
-        return tensors[meta["__tensor__"]]
-    if isinstance(meta, dict) and "__dict__" in meta:
-        return {(k["__int__"] if isinstance(k, dict) else k): _unflatten_optimizer(v, tensors) for k, v in meta["__dict__"]}
-    if isinstance(meta, dict) and "__list__" in meta:
-        return [_unflatten_optimizer(v, tensors) for v in meta["__list__"]]
-    return meta
-
-
-def _rng_state(rng: np.random.Generator, gen: torch.Generator) -> dict:
-    return {"numpy": rng.bit_generator.state, "torch": gen.get_state().tolist()}
-
-
-def _restore_rng(state: dict, rng: np.random.Generator, gen: torch.Generator) -> None:
-    rng.bit_generator.state = state["numpy"]
-    gen.set_state(torch.tensor(state["torch"], dtype=torch.uint8))
-
-
 # ------------------------------------------------------------------------ the loop
 
 
@@ -209,13 +126,13 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         cfg_path = self.run_dir / "config.json"
-        if cfg_path.exists() and (self.run_dir / "checkpoint").exists():
+        if cfg_path.exists() and has_checkpoint(self.run_dir):
             # A checkpointed run resumes only under its own configuration (--iterations may grow);
             # a run that never checkpointed may be restarted with a new one.
             saved = json.loads(cfg_path.read_text())
-            current = json.loads(json.dumps(asdict(config), default=_jsonable))
+            current = json.loads(json.dumps(asdict(config), default=jsonable))
             # Fields added to TrainConfig after the run was made count as their defaults.
-            defaults = json.loads(json.dumps(asdict(TrainConfig()), default=_jsonable))
+            defaults = json.loads(json.dumps(asdict(TrainConfig()), default=jsonable))
             saved = {**{k: defaults[k] for k in current if k not in saved}, **saved}
             differ = sorted(k for k in set(saved) | set(current) if k != "iterations" and saved.get(k) != current.get(k))
             if differ:
@@ -223,7 +140,7 @@ class Trainer:
                     f"{cfg_path}: the run directory holds a checkpoint of a different configuration "
                     f"(fields {differ} differ); use a new --out directory (only --iterations may change on resume)"
                 )
-        _atomic_json(cfg_path, asdict(config))
+        atomic_json(cfg_path, asdict(config))
 
         torch.manual_seed(config.seed)
         self.rng = np.random.default_rng(config.seed)
@@ -254,38 +171,29 @@ class Trainer:
     # ------------------------------------------------------------------ resume
 
     def _maybe_resume(self) -> None:
-        ckpt = self.run_dir / "checkpoint"
-        if not (ckpt / "state.json").exists():
+        ckpt = load_checkpoint(self.run_dir, with_optimizer=self.updater is not None)
+        if ckpt is None:
             if self.metrics_path.exists():
                 self.metrics_path.unlink()  # metrics of a run that never checkpointed
             return
-        from safetensors.torch import load_file
-
-        state = json.loads((ckpt / "state.json").read_text())
-        self.policy = load_policy(ckpt / "policy")
+        self.policy = ckpt.policy
         if self.updater is not None:
             self.updater = PerAgentGRPO(self.policy, self.cfg.grpo_config(),
                                         generator=torch.Generator().manual_seed(self.cfg.seed + 1))
-            tensors = load_file(str(ckpt / "optimizer.safetensors"))
-            self.updater.load_state_dict(_unflatten_optimizer(state["optimizer_meta"], tensors))
-        _restore_rng(state["rng"], self.rng, self.gen)
-        self.iteration = int(state["iteration"])
-        self.best = state.get("best", {})
+            self.updater.load_state_dict(ckpt.optimizer)
+        restore_rng(ckpt.state["rng"], self.rng, self.gen)
+        self.iteration = ckpt.iteration
+        self.best = ckpt.state.get("best", {})
         # Keep exactly the metrics the checkpoint had seen, so the curve continues seamlessly.
-        if self.metrics_path.exists():
-            lines = [l for l in self.metrics_path.read_text().splitlines() if l.strip()]
-            kept = [l for l in lines if json.loads(l).get("iteration", 0) <= self.iteration]
-            tmp = self.metrics_path.with_suffix(".tmp")
-            tmp.write_text("".join(l + "\n" for l in kept))
-            os.replace(tmp, self.metrics_path)
+        keep_metrics_upto(self.metrics_path, self.iteration)
 
     def _checkpoint(self) -> None:
-        state = {"iteration": self.iteration, "rng": _rng_state(self.rng, self.gen), "best": self.best}
+        state = {"iteration": self.iteration, "rng": rng_state(self.rng, self.gen), "best": self.best}
         save_checkpoint(self.run_dir, self.policy, self.updater, state)
 
     def _log(self, record: dict) -> None:
         with open(self.metrics_path, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(record, sort_keys=True, default=_jsonable) + "\n")
+            fh.write(json.dumps(record, sort_keys=True, default=jsonable) + "\n")
 
     # -------------------------------------------------------------- one iteration
 
@@ -425,7 +333,7 @@ class Trainer:
         except Exception as exc:  # a plot must never lose a finished run
             print(f"note: could not plot {self.run_dir}: {exc}")
         summary = {"iteration": self.iteration, **{f"val_{k}": v for k, v in last_eval.items()}, **self.best}
-        _atomic_json(self.run_dir / "summary.json", summary)
+        atomic_json(self.run_dir / "summary.json", summary)
         return summary
 
     def _track_target(self, record: dict) -> None:
