@@ -138,6 +138,20 @@ def _obs_prompt(obs: Any, index: int) -> str:
                     f"got {type(obs).__name__}")
 
 
+def context_window(model_config, tokenizer, override: int | None = None) -> int:
+    """The context window the truncation rule budgets against: ``override`` if given, else the
+    model's ``max_position_embeddings`` capped by a sane ``tokenizer.model_max_length``."""
+    if override is not None:
+        return int(override)
+    ctx = getattr(model_config, "max_position_embeddings", None) or _HUGE
+    tml = getattr(tokenizer, "model_max_length", None)
+    if tml and tml < _HUGE:
+        ctx = min(ctx, int(tml))
+    if ctx >= _HUGE:
+        raise ValueError("cannot infer the context window; set LLMPolicyConfig.max_context_tokens")
+    return int(ctx)
+
+
 def render_prompt(tokenizer, prompt: str, *, system_prompt: str | None = None,
                   use_chat_template: bool = True) -> str:
     """The text a model reads for one observation prompt: the tokenizer's chat template (an
@@ -335,15 +349,7 @@ class LLMPolicy(Policy):
                          "use 'transformers' or 'vllm'")
 
     def _context_window(self, model, tok) -> int:
-        if self.config.max_context_tokens is not None:
-            return int(self.config.max_context_tokens)
-        ctx = getattr(model.config, "max_position_embeddings", None) or _HUGE
-        tml = getattr(tok, "model_max_length", None)
-        if tml and tml < _HUGE:
-            ctx = min(ctx, int(tml))
-        if ctx >= _HUGE:
-            raise ValueError("cannot infer the context window; set LLMPolicyConfig.max_context_tokens")
-        return int(ctx)
+        return context_window(model.config, tok, self.config.max_context_tokens)
 
     @staticmethod
     def _unfreeze_lora(model) -> None:

@@ -27,6 +27,8 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import torch
 
+from comam_env.integrations.episodes import local_rewards as episode_local_rewards
+
 from .base import ROLE_NAMES, Policy, role_id
 
 
@@ -93,18 +95,9 @@ def role_of_agent(agent: str) -> str:
 
 
 def _local_rewards(record: Mapping[str, Any]) -> dict[str, float]:
-    """Each role's local reward from ``env.trajectory()``: the last defined value it received.
-
-    The extractor acts once per chunk; its coverage reward is computed on the whole
-    fine-grained memory and reported at its last step, so "last defined" is the
-    episode-level value for every role.
-    """
-    local = {r: np.nan for r in ROLE_NAMES}
-    for step in record.get("steps", []):
-        value = step.get("local_reward")
-        if value is not None:
-            local[role_of_agent(step["agent"])] = float(value)
-    return local
+    """Each role's local reward from ``env.trajectory()`` (the last defined value it received,
+    :func:`comam_env.integrations.episodes.local_rewards`), ``NaN`` when undefined."""
+    return {r: (np.nan if v is None else v) for r, v in episode_local_rewards(record).items()}
 
 
 def _unwrapped(env):
