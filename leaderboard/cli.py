@@ -12,7 +12,7 @@ Usage::
 Exit codes: 0 success; 1 the command ran but the input is invalid or the run
 failed (every validation error is printed, naming file, line and field); 2 usage
 errors. ``validate``, ``score`` and ``render`` never execute submission content;
-``run-agent`` imports and runs the agent's code (see :mod:`leaderboard.hidden`).
+``run-agent`` imports and runs the agent's code (see :mod:`leaderboard.run_agent`).
 """
 
 from __future__ import annotations
@@ -127,7 +127,8 @@ def _run_agent(args) -> int:
     from comam_env.cli import CommandError
 
     from . import SUBMISSIONS_DIR
-    from .hidden import HiddenTrackError, run_agent
+    from .hidden import HiddenTrackError
+    from .run_agent import run_agent
 
     if args.limit is not None and args.limit < 1:
         raise CommandError(f"--limit must be >= 1, got {args.limit}")

@@ -1,64 +1,51 @@
-"""Hidden tracks: agents evaluated on synthetic questions nobody has seen.
+"""Hidden tracks: secret-seeded synthetic question sets, and signatures that make their scores checkable.
 
-``comam-env leaderboard run-agent ENTRY --track synthetic-32k-hidden`` generates a
-synthetic PersonaMem-style dataset from a **secret** taken from the environment
-variable ``COMAM_HIDDEN_SEED`` (it refuses to run without one, or with one
-shorter than :data:`MIN_SECRET_CHARS` characters), evaluates the agent through the
-evaluation harness (:func:`baselines.harness.run_predictions`) and writes a
-scored entry (``metadata.json`` of kind ``hidden-run``, ``predictions.jsonl``,
-``score.json``).
+A hidden track (:data:`HIDDEN_TRACKS`) is a synthetic PersonaMem-style question
+set generated from a **secret** held in the environment variable
+``COMAM_HIDDEN_SEED`` (:func:`read_secret` refuses a missing one, or one shorter
+than :data:`MIN_SECRET_CHARS` characters). This module holds everything that
+needs the secret but no agent code: generating the split
+(:func:`hidden_split`), the redacted copy agents see, and the signature that
+``run-agent`` puts in an entry's ``score.json`` (:func:`sign_entry`,
+:func:`check_signature`). Running an agent is :mod:`leaderboard.run_agent`'s
+job — the only leaderboard module that imports policies.
 
 Derivation (HMAC-SHA256 keyed by the secret, so nothing about the secret can
 be recovered from the outputs without brute-forcing it — hence the minimum
-length): the generator seed (63 bits), the validation split seed and a key
-that turns every question id into an opaque ``h-<16 hex>`` id. Generated ids
-(``syn<seed>-…``), the dataset's generator metadata and its temporary folder
-would reveal the seed, so they never leave this module: the agent receives a
-*redacted* copy of the dataset (opaque ids, gold answers replaced by the
-placeholder ``"a"``, no gold evidence, no gold profiles, empty metadata) and the
-written files are checked not to contain the secret or the derived seed.
+length): the generator seed (63 bits), the validation split seed, a key that
+turns every question id into an opaque ``h-<16 hex>`` id, and the signing key.
+Generated ids (``syn<seed>-…``), the dataset's generator metadata and its
+temporary folder would reveal the seed, so they never leave this module: agents
+receive a *redacted* copy of the dataset (opaque ids, gold answers replaced by
+the placeholder ``"a"``, no gold evidence, no gold profiles, empty metadata).
 
-ENTRY is either ``module:callable`` or a submission folder/archive of kind
-``agent`` whose ``metadata.json`` names ``entry_point``. The callable is
-called with no arguments and must return one of:
-
-* a ``baselines`` System (``prepare(dataset)`` and ``answer(question, history)``),
-* a policy implementing ``agents.base.Policy`` (one object acting for all three
-  roles; ``kind == "selection"`` runs on the selection view, others on the text
-  view) — evaluated greedily through full-history env episodes by
-  :class:`baselines.policy_system.PolicySystem`,
-* a mapping ``{"extractor": policy, "profiler": policy, "retriever": policy}``.
-
-Trust model: ``run-agent`` **imports and runs the agent's code** with the
-operator's privileges. Run it only for submissions the operator has chosen to
-run (after reading the code, ideally inside a container or VM without
-credentials or network). ``validate``, ``score`` and ``render`` never execute
-submission content; ``run-agent`` is the single exception and must be invoked
-explicitly. Mitigations, not a sandbox: the secret is removed from
-``os.environ`` while the agent is imported and runs (and restored after), the
-agent sees only the redacted dataset, and outputs are scanned for the secret.
-In-process code could still inspect the interpreter's memory; for untrusted
-code use an isolated machine and rotate the secret afterwards.
+Why a signature: a ``hidden-run`` entry's questions are secret, so without the
+secret nobody can recompute its score; ``score.json`` would be the entrant's
+word. ``run-agent`` therefore signs ``HMAC(key(secret), canonical JSON of
+metadata + sha256(predictions.jsonl) + score)``. With the secret set,
+``validate`` checks the signature, regenerates the split (with the generator
+knobs and question limit the entry records) and checks every question id, and
+``score`` recomputes the score from the predictions; without it the stored
+score is shown as *unverified* and never ranked (``leaderboard/README.md``,
+*Hidden tracks and the trust model*).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import datetime as _dt
 import hashlib
 import hmac
-import importlib
 import json
 import os
-import re
-from contextlib import contextmanager
-from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Mapping
 
 #: Environment variable holding the secret.
 SECRET_ENV = "COMAM_HIDDEN_SEED"
 #: Shortest secret accepted (short secrets can be brute-forced from the opaque ids).
 MIN_SECRET_CHARS = 16
+#: ``score.json`` field holding the signature, and its algorithm name.
+SIGNATURE_FIELD = "signature"
+SIGNATURE_ALGORITHM = "HMAC-SHA256"
 
 #: hidden track id -> generator size, public env id the policies run on, evaluated split.
 HIDDEN_TRACKS: dict[str, dict[str, str]] = {
@@ -66,7 +53,14 @@ HIDDEN_TRACKS: dict[str, dict[str, str]] = {
     "synthetic-128k-hidden": {"size": "128k", "env": "synthetic-128k", "split": "validation"},
 }
 
-ENTRY_POINT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+#: generator knobs an entry may record (they only change the mix of the questions, never their
+#: number beyond the track's default); ``size`` and ``seed`` come from the track and the secret.
+KNOB_BOUNDS: dict[str, tuple[float, float]] = {
+    "n_personas": (1, 0),  # upper bound: the track's default persona count (filled in by check_knobs)
+    "topics_per_persona": (1, 8), "updates_per_topic": (0, 3), "decoys_per_fact": (0, 5),
+    "paraphrase": (0, 1), "distractor_closeness": (0, 1), "assistant_mentions": (0, 1),
+    "mid_history_questions": (0, 1),
+}
 
 
 class HiddenTrackError(ValueError):
@@ -103,28 +97,63 @@ def read_secret(env_var: str = SECRET_ENV, secret: str | None = None) -> str:
     return value
 
 
-def _track(track: str) -> dict[str, str]:
+def secret_from_env(env_var: str = SECRET_ENV) -> str | None:
+    """The secret when ``env_var`` is set (refusing a short one), else ``None``."""
+    return read_secret(env_var) if os.environ.get(env_var) else None
+
+
+def track_spec(track: str) -> dict[str, str]:
+    """The generator size, public env id and evaluated split of a hidden track."""
     try:
         return HIDDEN_TRACKS[track]
     except KeyError:
         raise HiddenTrackError(f"unknown hidden track {track!r}; known: {', '.join(HIDDEN_TRACKS)}") from None
 
 
+def check_knobs(track: str, knobs: Any) -> list[str]:
+    """Problems with generator knobs recorded in (or passed for) a hidden-track entry; ``[]`` if fine.
+
+    Only :data:`KNOB_BOUNDS` are allowed, as plain numbers within bounds, so that checking a
+    submitted entry can never be made to generate a bigger dataset than the track's own.
+    """
+    from comam_env.data.synthetic import DEFAULT_PERSONAS
+
+    if not isinstance(knobs, Mapping):
+        return [f"must be an object of generator knobs, got {type(knobs).__name__}"]
+    problems = []
+    for key, value in knobs.items():
+        if key not in KNOB_BOUNDS:
+            problems.append(f"unknown generator knob {key!r} (allowed: {', '.join(KNOB_BOUNDS)})")
+            continue
+        lo, hi = KNOB_BOUNDS[key]
+        if key == "n_personas":
+            hi = DEFAULT_PERSONAS[track_spec(track)["size"]]
+        integral = isinstance(lo, int) and isinstance(hi, int)
+        ok_type = isinstance(value, int) if integral else isinstance(value, (int, float))
+        if isinstance(value, bool) or not ok_type or not lo <= value <= hi:
+            problems.append(f"generator knob {key!r} must be {'an integer' if integral else 'a number'} in "
+                            f"[{lo}, {hi}], got {value!r}")
+    return problems
+
+
 def hidden_split(track: str, secret: str, **knobs: Any) -> HiddenSplit:
     """Generate the hidden dataset of ``track`` from ``secret`` (deterministic for a secret).
 
-    ``knobs`` are :class:`comam_env.data.synthetic.SyntheticConfig` fields (tests use
-    ``n_personas=2`` to stay small). Nothing is cached on disk (the cache folder name
-    would hold the seed).
+    ``knobs`` are :data:`KNOB_BOUNDS` fields of :class:`comam_env.data.synthetic.SyntheticConfig`
+    (tests use ``n_personas=2`` to stay small). Nothing is cached on disk (the cache folder
+    name would hold the seed).
     """
     from comam_env.data.schema import Dataset
     from comam_env.data.splits import split_question_ids
     from comam_env.data.synthetic import load_synthetic
 
-    spec = _track(track)
+    spec = track_spec(track)
+    problems = check_knobs(track, knobs)
+    if problems:
+        raise HiddenTrackError("; ".join(problems))
     gen_seed = _derive(secret, f"generator:{track}", 63)
     split_seed = _derive(secret, f"split:{track}", 32)
-    id_key = hmac.new(secret.encode("utf-8"), f"ids:{track}".encode("utf-8"), hashlib.sha256).digest()
+    id_key = hmac.new(secret.encode("utf-8"), f"ids:{track}".encode(), hashlib.sha256).digest()
     raw = load_synthetic(spec["size"], seed=gen_seed, cache=False, **knobs)
 
     def opaque(qid: str) -> str:
@@ -140,139 +169,63 @@ def hidden_split(track: str, secret: str, **knobs: Any) -> HiddenSplit:
     return HiddenSplit(track=track, gold=gold, redacted=redacted, question_ids=ids, generator_seed=gen_seed)
 
 
-def hidden_dataset_from_env(track: str, env_var: str = SECRET_ENV):
-    """The gold dataset of a hidden track when the secret is set, else ``None`` (used by validate)."""
-    if not os.environ.get(env_var):
-        return None
-    return hidden_split(track, read_secret(env_var)).gold
+def entry_question_ids(split: HiddenSplit, limit: int | None) -> list[str]:
+    """The questions a run covers: the split's, or its first ``limit`` (``--limit`` smoke runs)."""
+    return list(split.question_ids[:limit] if limit else split.question_ids)
 
 
-@contextmanager
-def _without_env(name: str) -> Iterator[None]:
-    """Remove ``name`` from ``os.environ`` for the duration (the agent must not read the secret)."""
-    saved = os.environ.pop(name, None)
-    try:
-        yield
-    finally:
-        if saved is not None:
-            os.environ[name] = saved
+_SPLITS: dict[tuple, HiddenSplit] = {}
 
 
-def load_entry_point(spec: str) -> Any:
-    """Import ``module:callable`` and call it (this runs the submission's code)."""
-    if not ENTRY_POINT_RE.match(spec):
-        raise HiddenTrackError(f"entry point {spec!r} must look like 'package.module:callable'")
-    module_name, attr = spec.split(":")
-    try:
-        obj: Any = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise HiddenTrackError(f"cannot import {module_name!r} for entry point {spec!r}: {exc}") from None
-    for part in attr.split("."):
-        if not hasattr(obj, part):
-            raise HiddenTrackError(f"entry point {spec!r}: {module_name} has no attribute {attr!r}")
-        obj = getattr(obj, part)
-    if not callable(obj):
-        raise HiddenTrackError(f"entry point {spec!r} is not callable")
-    return obj()
+def split_for_entry(metadata: Mapping[str, Any], secret: str) -> HiddenSplit:
+    """The hidden split an entry was run on (its track and recorded generator knobs); memoised.
 
-
-def as_system(obj: Any, env_id: str) -> Any:
-    """Adapt what an entry point returned to the harness's System protocol."""
-    if hasattr(obj, "answer") and hasattr(obj, "prepare"):
-        return obj
-    from agents.base import ROLE_NAMES, Policy
-    from baselines.policy_system import PolicySystem
-
-    if isinstance(obj, Policy):
-        policies = {r: obj for r in ROLE_NAMES}
-    elif isinstance(obj, Mapping) and set(obj) == set(ROLE_NAMES) and all(isinstance(p, Policy) for p in obj.values()):
-        policies = dict(obj)
-    else:
-        raise HiddenTrackError(
-            f"the entry point returned {type(obj).__name__}: expected a System (prepare/answer), an "
-            f"agents.base.Policy or a mapping {{{', '.join(ROLE_NAMES)}}} -> Policy")
-    kinds = {getattr(p, "kind", "llm") for p in policies.values()}
-    view = "selection" if kinds == {"selection"} else "text"
-    system = PolicySystem(policies, env_id=env_id, view=view, greedy=True)
-    system.name = "policy:" + "+".join(sorted(kinds))
-    return system
-
-
-def _resolve_entry(entry: str) -> tuple[str, dict]:
-    """(entry point, metadata of the agent submission or {}) for ENTRY."""
-    path = Path(entry)
-    from .validate import is_archive, validate_submission
-
-    if path.is_dir() or is_archive(path):
-        report = validate_submission(path, check_ids=False)
-        if not report.ok or report.submission is None:
-            raise HiddenTrackError("the agent submission is invalid:\n" + report.format())
-        meta = report.submission.metadata
-        if meta.get("kind") != "agent":
-            raise HiddenTrackError(f"{entry}: metadata.json kind is {meta.get('kind', 'predictions')!r}, not 'agent'")
-        return meta["entry_point"], meta
-    if ENTRY_POINT_RE.match(entry):
-        return entry, {}
-    raise HiddenTrackError(f"ENTRY {entry!r} is neither a submission folder/archive nor 'module:callable'")
-
-
-def run_agent(entry: str, track: str, out_dir: str | os.PathLike, *, secret: str | None = None,
-              env_var: str = SECRET_ENV, limit: int | None = None, knobs: Mapping[str, Any] | None = None,
-              progress: bool = True, seed: int = 0, n_resamples: int = 2000, name: str | None = None) -> dict:
-    """Evaluate an agent on a hidden track and write a scored ``hidden-run`` entry to ``out_dir``.
-
-    Returns the score dict (also written as ``out_dir/score.json``). ``seed`` seeds the
-    bootstrap only; ``limit`` evaluates the first N hidden questions (smoke runs).
+    The cache key holds a digest of the secret, never the secret itself.
     """
-    from comam_env.data.paths import atomic_write_text
+    track = metadata["track"]
+    knobs = dict(metadata.get("generator_knobs") or {})
+    key = (hashlib.sha256(secret.encode("utf-8")).hexdigest(), track, json.dumps(knobs, sort_keys=True))
+    if key not in _SPLITS:
+        _SPLITS[key] = hidden_split(track, secret, **knobs)
+    return _SPLITS[key]
 
-    from .score import score_predictions
 
-    spec = _track(track)
-    value = read_secret(env_var, secret)  # refuse before doing anything else
-    entry_point, agent_meta = _resolve_entry(entry)
-    if agent_meta and agent_meta.get("track") != track:
-        raise HiddenTrackError(f"the submission is for track {agent_meta.get('track')!r}, not {track!r}")
-    split = hidden_split(track, value, **dict(knobs or {}))
-    ids = list(split.question_ids[:limit] if limit else split.question_ids)
-    from baselines.harness import run_predictions
+# --------------------------------------------------------------------------- signatures
 
-    with _without_env(env_var):
-        system = as_system(load_entry_point(entry_point), spec["env"])
-        predictions, _, _ = run_predictions(system, split.redacted, ids, out=None, progress=progress)
-    today = _dt.datetime.now(_dt.timezone.utc).date().isoformat()
-    meta = {
-        "kind": "hidden-run",
-        "name": name or agent_meta.get("name") or entry_point,
-        "authors": agent_meta.get("authors") or ["unknown"],
-        "url": agent_meta.get("url"),
-        "description": agent_meta.get("description") or f"agent {entry_point} run on a hidden track",
-        "models": agent_meta.get("models") or [],
-        "training_method": agent_meta.get("training_method") or "unknown",
-        "track": track,
-        "split": spec["split"],
-        "date": today,
-        "seeds": agent_meta.get("seeds") or [0],
-        "open_source": bool(agent_meta.get("open_source", False)),
-        "entry_point": entry_point,
-        "command": f"comam-env leaderboard run-agent {entry} --track {track}" + (f" --limit {limit}" if limit else ""),
-        "notes": f"evaluated by `comam-env leaderboard run-agent` on {len(ids)} hidden questions"
-                 + (f" (first {limit} only)" if limit else "")
-                 + (f"; generator knobs {json.dumps(dict(knobs), sort_keys=True)}" if knobs else ""),
-    }
-    out = Path(out_dir)
-    score = score_predictions(meta, predictions, split.gold, question_ids=ids, seed=seed, n_resamples=n_resamples,
-                              entry=out.name)
-    files = {
-        "metadata.json": json.dumps(meta, indent=2, sort_keys=True, ensure_ascii=False) + "\n",
-        "predictions.jsonl": "".join(json.dumps(p, ensure_ascii=False, sort_keys=True) + "\n" for p in predictions),
-        "score.json": json.dumps(score, indent=2, sort_keys=True) + "\n",
-    }
-    secrets_ = (value, str(split.generator_seed), f"syn{split.generator_seed}")
-    for fname, text in files.items():
-        if any(s in text for s in secrets_):
-            raise HiddenTrackError(f"refusing to write {fname}: it would contain the hidden-track secret")
-    out.mkdir(parents=True, exist_ok=True)
-    for fname in ("predictions.jsonl", "score.json", "metadata.json"):  # metadata last marks completion
-        atomic_write_text(out / fname, files[fname])
-    return score
+
+def _signing_key(secret: str, track: str) -> bytes:
+    return hmac.new(secret.encode("utf-8"), f"sign:{track}".encode(), hashlib.sha256).digest()
+
+
+def _canonical(metadata: Mapping[str, Any], predictions_sha256: str, score: Mapping[str, Any]) -> bytes:
+    # the folder name ("entry") may change when an entry is moved; everything else is signed
+    body = {k: v for k, v in score.items() if k not in ("entry", SIGNATURE_FIELD)}
+    doc = {"metadata": metadata, "predictions_sha256": predictions_sha256, "score": body}
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode("ascii")
+
+
+def sign_entry(secret: str, metadata: Mapping[str, Any], predictions_bytes: bytes, score: Mapping[str, Any]) -> dict:
+    """The ``signature`` object ``run-agent`` stores in ``score.json``."""
+    digest = hashlib.sha256(predictions_bytes).hexdigest()
+    mac = hmac.new(_signing_key(secret, metadata["track"]), _canonical(metadata, digest, score), hashlib.sha256)
+    return {"algorithm": SIGNATURE_ALGORITHM, "predictions_sha256": digest, "mac": mac.hexdigest()}
+
+
+def check_signature(secret: str, metadata: Mapping[str, Any], predictions_bytes: bytes,
+                    score: Mapping[str, Any]) -> str | None:
+    """Why the entry's signature does not verify with ``secret``, or ``None`` when it does."""
+    sig = score.get(SIGNATURE_FIELD)
+    if not isinstance(sig, Mapping):
+        return ("no signature: this score was not written by `comam-env leaderboard run-agent` with the "
+                "current secret")
+    if sig.get("algorithm") != SIGNATURE_ALGORITHM:
+        return f"unknown signature algorithm {sig.get('algorithm')!r} (expected {SIGNATURE_ALGORITHM!r})"
+    digest = hashlib.sha256(predictions_bytes).hexdigest()
+    if sig.get("predictions_sha256") != digest:
+        return "predictions.jsonl is not the file that was signed (sha256 differs)"
+    want = hmac.new(_signing_key(secret, metadata["track"]), _canonical(metadata, digest, score),
+                    hashlib.sha256).hexdigest()
+    if not isinstance(sig.get("mac"), str) or not hmac.compare_digest(sig["mac"], want):
+        return ("signature does not match: metadata.json or score.json changed after signing, or the entry "
+                "was signed with another secret")
+    return None

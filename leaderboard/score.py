@@ -25,9 +25,13 @@ declared split:
 
 Kind ``reported`` (published numbers nobody re-ran here) keeps its
 ``reported_accuracy`` with ``accuracy_ci95: null``, ``verified: false`` and no
-per-type or probe figures — nothing is invented. Kind ``hidden-run`` returns the
-``score.json`` that ``run-agent`` wrote (the questions are secret). Kind
-``agent`` has nothing to score until an operator runs it.
+per-type or probe figures — nothing is invented. Kind ``hidden-run``: with
+``COMAM_HIDDEN_SEED`` set (and the entry's signature verified by validation) the
+score is recomputed from the predictions on the regenerated hidden split
+(``verified: true``); without it the stored ``score.json`` is returned with
+``verified: false`` and a ``verification`` note — the page lists it as
+unverified and does not rank it. Kind ``agent`` has nothing to score until an
+operator runs it.
 
 Output is a plain dict; :func:`dumps` renders it as deterministic JSON (sorted
 keys, fixed indentation), so the same input scores byte-identically twice.
@@ -46,7 +50,13 @@ import numpy as np
 from comam_env.stats import DEFAULT_RESAMPLES
 from comam_env.stats import bootstrap_ci as _bootstrap_ci
 
-from .validate import SubmissionError, load_valid, split_ids, track_dataset
+from .hidden import (
+    SIGNATURE_FIELD,
+    entry_question_ids,
+    secret_from_env,
+    split_for_entry,
+)
+from .validate import VERIFIED, SubmissionError, load_valid, split_ids, track_dataset
 
 CONFIDENCE = 0.95
 #: metadata fields copied into the score (for the rendered table).
@@ -207,14 +217,27 @@ def score_entry(path: str | os.PathLike, *, seed: int = 0, n_resamples: int = DE
         raise ScoreError(f"{path}: an 'agent' entry has no predictions; an operator runs it with "
                          f"`comam-env leaderboard run-agent {path} --track {meta.get('track')}`")
     if kind == "hidden-run":
-        score = dict(sub.score or {})
-        score.update({"entry": sub.name, "kind": "hidden-run", "name": meta.get("name"),
-                      "track": meta.get("track"), "info": _info(meta)})
-        return score
+        return _score_hidden_run(sub, seed=seed, n_resamples=n_resamples)
     ds = dataset if dataset is not None else track_dataset(meta["track"])
     ids = split_ids(ds, meta["split"], meta.get("split_seed", 0))
     return score_predictions(meta, sub.predictions or [], ds, ids, seed=seed, n_resamples=n_resamples,
                              entry=sub.name)
+
+
+def _score_hidden_run(sub, *, seed: int, n_resamples: int) -> dict:
+    """Recomputed from the predictions when validation verified the signature, else the stored score."""
+    meta = sub.metadata
+    if sub.verification == VERIFIED:
+        split = split_for_entry(meta, secret_from_env())
+        ids = entry_question_ids(split, meta.get("question_limit"))
+        score = score_predictions(meta, sub.predictions or [], split.gold, ids, seed=seed, n_resamples=n_resamples,
+                                  entry=sub.name)
+    else:
+        score = {k: v for k, v in (sub.score or {}).items() if k != SIGNATURE_FIELD}
+        score.update({"entry": sub.name, "kind": "hidden-run", "name": meta.get("name"), "track": meta.get("track"),
+                      "split": meta.get("split"), "verified": False, "info": _info(meta)})
+    score["verification"] = sub.verification
+    return score
 
 
 def dumps(score: Any) -> str:

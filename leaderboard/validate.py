@@ -30,15 +30,21 @@ as bytes and parsed with :mod:`json`. (Agent submissions name a Python entry
 point; validation only checks its syntax. Running it is ``run-agent``'s job,
 on the operator's explicit request.)
 
-The JSON Schema files are interpreted by the small strict evaluator here
-(:func:`check_schema`: the keywords the two schemas use), so the files are the
-single source of truth without a ``jsonschema`` dependency.
+The JSON Schema files are the single source of truth for the fields; they are
+checked with ``jsonschema`` (:mod:`leaderboard.schemas`, which also words the
+messages).
+
+Hidden tracks (``*-hidden``): without ``COMAM_HIDDEN_SEED`` only the format of a
+``hidden-run`` entry can be checked (a warning says so, and its score is shown
+as unverified). With the secret set, the signature in ``score.json`` must
+verify (:func:`leaderboard.hidden.check_signature`) and the question ids must be
+those of the hidden split regenerated from the secret with the generator knobs
+and question limit the entry records.
 """
 
 from __future__ import annotations
 
 import contextlib
-import datetime as _dt
 import json
 import math
 import os
@@ -48,12 +54,23 @@ import stat
 import tarfile
 import tempfile
 import zipfile
+import zlib
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Iterator
+from urllib.parse import urlsplit
 
-SCHEMA_DIR = Path(__file__).resolve().parent / "schema"
+from .hidden import (
+    HIDDEN_TRACKS,
+    HiddenTrackError,
+    check_knobs,
+    check_signature,
+    entry_question_ids,
+    secret_from_env,
+    split_for_entry,
+)
+from .schemas import SCHEMA_DIR, _jtype, check_schema, load_schema  # noqa: F401  (re-exported)
+from .schemas import short as _short
 
 #: Files a submission folder may contain.
 ALLOWED_FILES = ("metadata.json", "predictions.jsonl", "trajectories.jsonl", "score.json", "COMMAND", "README.md")
@@ -126,6 +143,8 @@ class Submission:
     predictions: list[dict] | None = None
     score: dict | None = None
     n_trajectories: int = 0
+    #: hidden runs: :data:`VERIFIED` or :data:`UNVERIFIED` (``None`` for other kinds).
+    verification: str | None = None
     files: tuple[str, ...] = ()
 
     @property
@@ -215,145 +234,48 @@ def _finite_float(text: str) -> float:
     return v
 
 
-def loads_strict(text: str) -> Any:
-    """``json.loads`` that rejects NaN/Infinity, overflowing numbers and duplicate keys."""
+#: Largest integer accepted anywhere in a submission (``2**53``, the largest a JSON reader in any
+#: language represents exactly); bigger ones (``tokens_in: 10**400``) would overflow the scorer.
+MAX_INT = 2 ** 53
+
+
+def _bounded_int(text: str) -> int:
+    digits = text.lstrip("-")
+    if len(digits) > 16 or int(text) > MAX_INT or int(text) < -MAX_INT:
+        shown = text if len(text) <= 24 else f"{text[:12]}...({len(digits)} digits)"
+        raise _JSONError(f"integer {shown} is too large (limit {MAX_INT})")
+    return int(text)
+
+
+def _encodable(obj: Any) -> None:
+    """Reject strings that cannot be written as UTF-8 (a lone surrogate escape such as ``"\\ud800"``)."""
     try:
-        return json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_no_duplicates,
-                          parse_float=_finite_float)
+        json.dumps(obj, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        bad = exc.object[exc.start:exc.end]
+        raise _JSONError(f"string holds a lone surrogate {bad.encode('unicode_escape').decode()} "
+                         "(not a character; cannot be written as UTF-8)") from None
+
+
+def loads_strict(text: str) -> Any:
+    """``json.loads`` that rejects NaN/Infinity, overflowing numbers, huge integers, duplicate keys and
+    lone surrogates."""
+    try:
+        obj = json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_no_duplicates,
+                         parse_float=_finite_float, parse_int=_bounded_int)
     except json.JSONDecodeError as exc:
         raise _JSONError(f"invalid JSON ({exc.msg} at column {exc.colno})") from None
     except RecursionError:
         raise _JSONError("invalid JSON (nested too deeply)") from None
-
-
-# --------------------------------------------------------------------------- schema subset
-
-
-@lru_cache(maxsize=None)
-def load_schema(name: str) -> dict:
-    """``"metadata"`` or ``"predictions"``: the JSON Schema shipped in ``leaderboard/schema/``."""
-    return json.loads((SCHEMA_DIR / f"{name}.schema.json").read_text(encoding="utf-8"))
-
-
-_TYPES: dict[str, Callable[[Any], bool]] = {
-    "object": lambda v: isinstance(v, dict),
-    "array": lambda v: isinstance(v, list),
-    "string": lambda v: isinstance(v, str),
-    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
-    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
-    "boolean": lambda v: isinstance(v, bool),
-    "null": lambda v: v is None,
-}
-
-
-def _jtype(v: Any) -> str:
-    for name in ("null", "boolean", "integer", "number", "string", "array", "object"):
-        if _TYPES[name](v):
-            return name
-    return type(v).__name__
-
-
-def _short(v: Any, n: int = 60) -> str:
-    text = json.dumps(v, ensure_ascii=False) if not isinstance(v, float) or math.isfinite(v) else repr(v)
-    return text if len(text) <= n else text[: n - 3] + "..."
-
-
-def check_schema(value: Any, schema: Any, path: str = "") -> list[tuple[str, str]]:
-    """Check ``value`` against ``schema``; returns ``[(field path, message), ...]``.
-
-    Supports the keywords the shipped schemas use: boolean schemas, ``type``,
-    ``enum``, ``const``, ``required``, ``properties``, ``additionalProperties``,
-    ``items``, ``minItems``, ``maxItems``, ``uniqueItems``, ``minLength``,
-    ``maxLength``, ``pattern``, ``minimum``, ``maximum``, ``format: date``,
-    ``allOf`` and ``if``/``then``/``else``. An unknown keyword is a bug in the
-    schema file and raises ``ValueError`` (never silently ignored).
-    """
-    if schema is True:
-        return []
-    if schema is False:
-        return [(path, "is not allowed here")]
-    known = {"$schema", "$id", "title", "description", "default", "type", "enum", "const", "required",
-             "properties", "additionalProperties", "items", "minItems", "maxItems", "uniqueItems", "minLength",
-             "maxLength", "pattern", "minimum", "maximum", "format", "allOf", "if", "then", "else"}
-    unknown = set(schema) - known
-    if unknown:
-        raise ValueError(f"schema keyword(s) not supported by the validator: {sorted(unknown)}")
-    errs: list[tuple[str, str]] = []
-    if "type" in schema:
-        types = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
-        if not any(_TYPES[t](value) for t in types):
-            if isinstance(value, float) and not math.isfinite(value):
-                return [(path, f"must be a finite number, got {value!r}")]
-            return [(path, f"must be of type {' or '.join(types)}, got {_jtype(value)} {_short(value)}")]
-    if "const" in schema and value != schema["const"]:
-        errs.append((path, f"must be {_short(schema['const'])}, got {_short(value)}"))
-    if "enum" in schema and value not in schema["enum"]:
-        errs.append((path, f"must be one of {', '.join(_short(e) for e in schema['enum'])}; got {_short(value)}"))
-    if isinstance(value, str):
-        if "minLength" in schema and len(value) < schema["minLength"]:
-            errs.append((path, "must not be empty" if schema["minLength"] == 1
-                         else f"must have at least {schema['minLength']} characters"))
-        if "maxLength" in schema and len(value) > schema["maxLength"]:
-            errs.append((path, f"is too long ({len(value)} characters; limit {schema['maxLength']})"))
-        if "pattern" in schema and not re.search(schema["pattern"], value):
-            errs.append((path, f"has an invalid format: {_short(value)} does not match {schema['pattern']}"))
-        if schema.get("format") == "date" and re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):
-            try:
-                _dt.date.fromisoformat(value)
-            except ValueError:
-                errs.append((path, f"{value!r} is not a real calendar date"))
-    if _TYPES["number"](value):
-        if not math.isfinite(value):
-            errs.append((path, f"must be a finite number, got {value!r}"))
-        else:
-            if "minimum" in schema and value < schema["minimum"]:
-                errs.append((path, f"must be >= {schema['minimum']}, got {_short(value)}"))
-            if "maximum" in schema and value > schema["maximum"]:
-                errs.append((path, f"must be <= {schema['maximum']}, got {_short(value)}"))
-    if isinstance(value, list):
-        if "minItems" in schema and len(value) < schema["minItems"]:
-            errs.append((path, f"must have at least {schema['minItems']} item(s)"))
-        if "maxItems" in schema and len(value) > schema["maxItems"]:
-            errs.append((path, f"must have at most {schema['maxItems']} items, got {len(value)}"))
-        if schema.get("uniqueItems"):
-            seen: list = []
-            for i, v in enumerate(value):
-                if v in seen:
-                    errs.append((f"{path}[{i}]", f"duplicates an earlier item {_short(v)}"))
-                seen.append(v)
-        if "items" in schema:
-            for i, v in enumerate(value):
-                errs += check_schema(v, schema["items"], f"{path}[{i}]")
-    if isinstance(value, dict):
-        for key in schema.get("required", []):
-            if key not in value:
-                errs.append((_join(path, key), "is required but missing"))
-        props = schema.get("properties", {})
-        for key, v in value.items():
-            if key in props:
-                errs += check_schema(v, props[key], _join(path, key))
-            elif schema.get("additionalProperties", True) is False:
-                errs.append((_join(path, key), f"unknown field (allowed: {', '.join(sorted(props))})"))
-    for sub in schema.get("allOf", []):
-        errs += check_schema(value, sub, path)
-    if "if" in schema:
-        branch = "then" if not check_schema(value, schema["if"], path) else "else"
-        if branch in schema:
-            errs += check_schema(value, schema[branch], path)
-    # one message per field and text (an if/then may repeat a properties error)
-    return list(dict.fromkeys(errs))
-
-
-def _join(path: str, key: str) -> str:
-    return f"{path}.{key}" if path else key
+    if "\\u" in text:  # a surrogate can only come from an escape: the text itself is valid UTF-8
+        _encodable(obj)
+    return obj
 
 
 # --------------------------------------------------------------------------- tracks
 
 
 def hidden_tracks() -> dict:
-    from .hidden import HIDDEN_TRACKS
-
     return HIDDEN_TRACKS
 
 
@@ -542,6 +464,12 @@ def open_submission(path: str | os.PathLike, issues: _Issues | None = None) -> I
             _OPEN.pop().close()
 
 
+#: what reading a damaged member raises (zipfile: BadZipFile for a bad CRC or a size header that
+#: lies, zlib.error for a corrupt deflate stream, EOFError when the data ends early; tarfile and
+#: gzip: ReadError, BadGzipFile (an OSError) or EOFError; NotImplementedError: an unknown compression method).
+_CORRUPT_MEMBER = (zipfile.BadZipFile, zlib.error, EOFError, OSError, tarfile.TarError, NotImplementedError)
+
+
 @contextlib.contextmanager
 def _extracted(members: list, issues: _Issues, label: str) -> Iterator[Path | None]:
     """Check the member list, then stream the allowed regular files into a temp folder."""
@@ -581,15 +509,20 @@ def _extracted(members: list, issues: _Issues, label: str) -> Iterator[Path | No
         for m, rel in plan:
             cap = LIMITS[rel]
             written = 0
-            with m.read() as fin, open(tmp / rel, "xb") as fout:
-                while True:
-                    chunk = fin.read(1 << 20)
-                    if not chunk:
-                        break
-                    written += len(chunk)
-                    if written > cap:  # the header lied about the size (zip bomb): stop
-                        break
-                    fout.write(chunk)
+            try:
+                with m.read() as fin, open(tmp / rel, "xb") as fout:
+                    while True:
+                        chunk = fin.read(1 << 20)
+                        if not chunk:
+                            break
+                        written += len(chunk)
+                        if written > cap:  # the header lied about the size (zip bomb): stop
+                            break
+                        fout.write(chunk)
+            except _CORRUPT_MEMBER as exc:  # lying size header, bad CRC, corrupt deflate/gzip stream
+                (tmp / rel).unlink(missing_ok=True)
+                issues.add(label, f"member {m.name!r}: corrupt archive data ({type(exc).__name__}: {exc})")
+                continue
             if written > cap:
                 (tmp / rel).unlink()
                 issues.add(label, f"member {m.name!r}: expands beyond the {cap}-byte limit for {rel}")
@@ -719,10 +652,15 @@ def _validate_folder(folder: Path, src: Path, issues: _Issues, warnings: list[st
     meta = _read_json(folder, "metadata.json", issues)
     if meta is _UNREADABLE:
         return None
-    for fld, msg in check_schema(meta, load_schema("metadata")):
+    schema_errors = check_schema(meta, "metadata")
+    for fld, msg in schema_errors:
         issues.add("metadata.json", msg, field=fld or None)
     if not isinstance(meta, dict):
         return None
+    url_ok = not any(fld == "url" for fld, _ in schema_errors)
+    if url_ok and isinstance(meta.get("url"), str) and safe_url(meta["url"]) is None:
+        issues.add("metadata.json", f"must be a plain http:// or https:// address, got {_short(meta['url'])}",
+                   field="url")
     sub = Submission(name=_entry_name(src), metadata=meta, files=tuple(files))
     kind = meta.get("kind", "predictions")
     track = meta.get("track")
@@ -750,41 +688,100 @@ def _validate_folder(folder: Path, src: Path, issues: _Issues, warnings: list[st
     for name in ("COMMAND", "README.md"):
         if name in files:
             _read_text(folder, name, issues)
-    if "score.json" in files and kind == "hidden-run":
+    hidden_ids = None
+    if kind == "hidden-run" and hidden:
+        hidden_ids, check_ids = _check_hidden_run(folder, meta, files, issues, warnings, sub, check_ids)
+    elif "score.json" in files and kind == "hidden-run":
         sub.score = _read_score(folder, issues)
     if "predictions.jsonl" in files and kind in ("predictions", "hidden-run"):
-        sub.predictions = _validate_predictions(folder, meta, track, issues, warnings, dataset, check_ids)
+        sub.predictions = _validate_predictions(folder, meta, track, issues, warnings, dataset, check_ids,
+                                                hidden_ids)
     if "trajectories.jsonl" in files and sub.predictions is not None:
         sub.n_trajectories = _validate_trajectories(folder, {p["question_id"] for p in sub.predictions}, issues)
     return sub
 
 
+def safe_url(url: Any) -> str | None:
+    """``url`` when it is a plain ``http(s)://host/...`` address (no whitespace or control
+    characters, a host), else ``None`` — so no ``javascript:`` or ``data:`` link is ever rendered."""
+    if not isinstance(url, str) or any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in url):
+        return None
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https") or not parts.hostname or "@" in parts.netloc:
+        return None
+    return url
+
+
 def _read_score(folder: Path, issues: _Issues) -> dict | None:
+    """``score.json`` of a hidden run, checked against ``schema/score.schema.json`` (``None`` if invalid)."""
     score = _read_json(folder, "score.json", issues)
     if score is _UNREADABLE:
         return None
-    if not isinstance(score, dict):
-        issues.add("score.json", "must be a JSON object")
-        return None
-    acc = score.get("accuracy")
-    if not isinstance(acc, (int, float)) or isinstance(acc, bool) or not 0 <= acc <= 1:
-        issues.add("score.json", f"must be a number in [0, 1], got {_short(acc)}", field="accuracy")
-    n = score.get("n_questions")
-    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-        issues.add("score.json", f"must be an integer >= 1, got {_short(n)}", field="n_questions")
-    return score
+    errs = check_schema(score, "score")
+    for fld, msg in errs:
+        issues.add("score.json", msg, field=fld or None)
+    return score if not errs else None
+
+
+#: :attr:`Submission.verification` of a hidden run whose signature verified with the secret.
+VERIFIED = "verified: signature checked and score recomputable with the hidden-track secret"
+#: ... and of one checked without the secret.
+UNVERIFIED = "unverified: COMAM_HIDDEN_SEED is not set, so the signature and the questions cannot be checked"
+
+
+def _check_hidden_run(folder: Path, meta: dict, files: list[str], issues: _Issues, warnings: list[str],
+                      sub: Submission, check_ids: bool) -> tuple[list[str] | None, bool]:
+    """Knobs, ``score.json`` and — with the secret — the signature of a ``hidden-run`` entry.
+
+    Returns (the question ids the run must cover, whether to check ids): ids only when the
+    secret is set and the signature verified (a forged or re-signed entry gets one clear
+    error instead of one per question).
+    """
+    track = meta["track"]
+    knobs = meta.get("generator_knobs", {})
+    knob_problems = check_knobs(track, knobs)
+    for problem in knob_problems:
+        issues.add("metadata.json", problem, field="generator_knobs")
+    if "score.json" in files:
+        sub.score = _read_score(folder, issues)
+    try:
+        secret = secret_from_env()
+    except HiddenTrackError as exc:
+        issues.add("metadata.json", f"cannot check this hidden run: {exc}", field="track")
+        return None, False
+    if secret is None:
+        sub.verification = UNVERIFIED
+        warnings.append("hidden run not verified: its signature and question ids are checked only when "
+                        "COMAM_HIDDEN_SEED is set; until then its score is shown as unverified and not ranked")
+        return None, False
+    if sub.score is None or knob_problems or "predictions.jsonl" not in files:
+        return None, False
+    path = folder / "predictions.jsonl"
+    if path.stat().st_size > LIMITS["predictions.jsonl"]:
+        return None, check_ids  # reported by the predictions check
+    problem = check_signature(secret, meta, path.read_bytes(), sub.score)
+    if problem:
+        issues.add("score.json", problem, field="signature")
+        return None, False
+    sub.verification = VERIFIED
+    if not check_ids:
+        return None, False
+    split = split_for_entry(meta, secret)
+    return entry_question_ids(split, meta.get("question_limit")), True
 
 
 def _validate_predictions(folder: Path, meta: dict, track: str | None, issues: _Issues, warnings: list[str],
-                          dataset: Any, check_ids: bool) -> list[dict] | None:
+                          dataset: Any, check_ids: bool, hidden_ids: list[str] | None = None) -> list[dict] | None:
     name = "predictions.jsonl"
     text = _read_text(folder, name, issues)
     if text is None:
         return None
-    schema = load_schema("predictions")
     rows: list[tuple[int, dict]] = []
     for n, obj in _jsonl(text, name, issues):
-        errs = check_schema(obj, schema)
+        errs = check_schema(obj, "predictions")
         for fld, msg in errs:
             issues.add(name, msg, line=n, field=fld or None)
         if not errs:
@@ -797,34 +794,30 @@ def _validate_predictions(folder: Path, meta: dict, track: str | None, issues: _
             issues.add(name, f"duplicate question id {qid!r} (first on line {first[qid]})", line=n, field="question_id")
         else:
             first[qid] = n
-    if check_ids and track is not None:
+    if hidden_ids is not None:  # a hidden run whose signature verified: the regenerated split
+        _check_ids(split_for_entry(meta, secret_from_env()).gold, meta, rows, first, name, issues, hidden_ids)
+    elif check_ids and track is not None and track not in hidden_tracks():
         ds = dataset
         if ds is None:
             try:
-                if track in hidden_tracks():
-                    from .hidden import hidden_dataset_from_env
-
-                    ds = hidden_dataset_from_env(track)
-                else:
-                    ds = track_dataset(track)
+                ds = track_dataset(track)
             except Exception as exc:  # noqa: BLE001 - any loader failure becomes a located error
                 issues.add("metadata.json", f"cannot load the track's questions to check ids: {exc}", field="track")
                 ds = None
-        if ds is None and track in hidden_tracks():
-            warnings.append("question ids of a hidden track are checked only when COMAM_HIDDEN_SEED is set")
         if ds is not None:
             _check_ids(ds, meta, rows, first, name, issues)
     return [obj for _, obj in rows]
 
 
 def _check_ids(ds, meta: dict, rows: list[tuple[int, dict]], first: dict[str, int], name: str,
-               issues: _Issues) -> None:
+               issues: _Issues, hidden_ids: list[str] | None = None) -> None:
+    """Ids against the declared split of ``ds`` (or, for a hidden run, against ``hidden_ids``)."""
     split = meta.get("split")
     seed = meta.get("split_seed", 0)
     if split not in ("train", "validation", "all") or not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         return  # already reported by the schema
     try:
-        wanted = split_ids(ds, split, seed)
+        wanted = hidden_ids if hidden_ids is not None else split_ids(ds, split, seed)
     except ValueError as exc:
         issues.add("metadata.json", f"cannot draw the {split!r} split of this track: {exc}", field="split")
         return
@@ -838,7 +831,7 @@ def _check_ids(ds, meta: dict, rows: list[tuple[int, dict]], first: dict[str, in
                        f"{actual}, recorded {expected}", field="questions_sha256")
     all_ids = {q.question_id for q in ds.questions}
     other = {}
-    if split != "all":
+    if split != "all" and hidden_ids is None:
         for s in ("train", "validation"):
             if s != split:
                 other.update({q: s for q in split_ids(ds, s, seed)})
@@ -852,8 +845,9 @@ def _check_ids(ds, meta: dict, rows: list[tuple[int, dict]], first: dict[str, in
             continue
         if qid not in wanted_set:
             where = f"the {other[qid]!r} split" if qid in other else "no split"
+            seed_text = "the secret's split seed" if hidden_ids is not None else f"split_seed {seed}"
             issues.add(name, f"question id {qid!r} belongs to {where}, not the declared split {split!r} "
-                       f"(split_seed {seed})", line=n, field="question_id")
+                       f"({seed_text})", line=n, field="question_id")
             continue
         q = ds.question(qid)
         if q.options:

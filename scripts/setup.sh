@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Create .venv and install comam-env with exact CPU pins (constraints-cpu.txt).
 # Idempotent: a stamp keyed by the pins and pyproject.toml skips pip when nothing changed.
-#   bash scripts/setup.sh          # runtime + llm + rl + hub + integrations extras (demo, adapters)
+#   bash scripts/setup.sh          # runtime + llm + rl + hub + integrations + leaderboard extras (demo, adapters, leaderboard)
 #   bash scripts/setup.sh --dev    # plus test dependencies
 set -euo pipefail
 cd "$(dirname "$0")/.."
-extras="llm,rl,hub,integrations"
+extras="llm,rl,hub,integrations,leaderboard"
 [ "${1:-}" = "--dev" ] && extras="$extras,dev"
 py="${PYTHON:-python3}"
 [ -x .venv/bin/python ] || "$py" -m venv .venv

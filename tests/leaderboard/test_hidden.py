@@ -9,6 +9,7 @@ import pytest
 
 from comam_env.cli import main
 from leaderboard import hidden as H
+from leaderboard import run_agent as R
 from leaderboard.validate import validate_submission
 from tests.leaderboard.conftest import base_meta, write_entry
 
@@ -76,19 +77,19 @@ def test_two_secrets_give_two_question_sets_and_one_secret_is_reproducible():
 
 def test_refuses_without_or_with_a_short_secret(tmp_path, monkeypatch):
     with pytest.raises(H.HiddenTrackError, match="set the environment variable COMAM_HIDDEN_SEED"):
-        H.run_agent(f"{__name__}:make_longest_agent", "synthetic-32k-hidden", tmp_path / "o")
+        R.run_agent(f"{__name__}:make_longest_agent", "synthetic-32k-hidden", tmp_path / "o")
     monkeypatch.setenv(H.SECRET_ENV, "1234")
     with pytest.raises(H.HiddenTrackError, match="too short"):
-        H.run_agent(f"{__name__}:make_longest_agent", "synthetic-32k-hidden", tmp_path / "o")
+        R.run_agent(f"{__name__}:make_longest_agent", "synthetic-32k-hidden", tmp_path / "o")
     assert not (tmp_path / "o").exists()
     with pytest.raises(H.HiddenTrackError, match="unknown hidden track"):
-        H.run_agent(f"{__name__}:make_longest_agent", "synthetic-9k-hidden", tmp_path / "o", secret=SECRET_A)
+        R.run_agent(f"{__name__}:make_longest_agent", "synthetic-9k-hidden", tmp_path / "o", secret=SECRET_A)
 
 
 def test_run_agent_writes_a_scored_entry_without_the_secret(tmp_path, monkeypatch):
     monkeypatch.setenv(H.SECRET_ENV, SECRET_A)
     out = tmp_path / "entry"
-    score = H.run_agent(f"{__name__}:make_longest_agent", "synthetic-32k-hidden", out, knobs=KNOBS, progress=False)
+    score = R.run_agent(f"{__name__}:make_longest_agent", "synthetic-32k-hidden", out, knobs=KNOBS, progress=False)
     split = H.hidden_split("synthetic-32k-hidden", SECRET_A, **KNOBS)
     qs = [split.gold.question(q) for q in split.question_ids]
     from comam_env.probes import longest_option
@@ -114,7 +115,7 @@ def test_run_agent_writes_a_scored_entry_without_the_secret(tmp_path, monkeypatc
 
 
 def test_redaction_defeats_reading_the_gold_field(tmp_path):
-    score = H.run_agent(f"{__name__}:make_cheater", "synthetic-32k-hidden", tmp_path / "c", secret=SECRET_B,
+    score = R.run_agent(f"{__name__}:make_cheater", "synthetic-32k-hidden", tmp_path / "c", secret=SECRET_B,
                         knobs=KNOBS, progress=False)
     split = H.hidden_split("synthetic-32k-hidden", SECRET_B, **KNOBS)
     share_a = sum(split.gold.question(q).answer == "a" for q in split.question_ids) / len(split.question_ids)
@@ -126,16 +127,16 @@ def test_agent_submission_folder_and_bad_entry_points(tmp_path, capsys):
                      name="folder agent")
     folder = write_entry(tmp_path / "agent", meta, None)
     assert validate_submission(folder).ok
-    score = H.run_agent(str(folder), "synthetic-32k-hidden", tmp_path / "out", secret=SECRET_A, knobs=KNOBS,
+    score = R.run_agent(str(folder), "synthetic-32k-hidden", tmp_path / "out", secret=SECRET_A, knobs=KNOBS,
                         progress=False, limit=3)
     assert score["n_questions"] == 3 and score["name"] == "folder agent"
     with pytest.raises(H.HiddenTrackError, match="returned int: expected a System"):
-        H.run_agent(f"{__name__}:make_nothing", "synthetic-32k-hidden", tmp_path / "x", secret=SECRET_A,
+        R.run_agent(f"{__name__}:make_nothing", "synthetic-32k-hidden", tmp_path / "x", secret=SECRET_A,
                     knobs=KNOBS, progress=False)
     with pytest.raises(H.HiddenTrackError, match="cannot import"):
-        H.run_agent("no_such_module_xyz:make", "synthetic-32k-hidden", tmp_path / "x", secret=SECRET_A, knobs=KNOBS)
+        R.run_agent("no_such_module_xyz:make", "synthetic-32k-hidden", tmp_path / "x", secret=SECRET_A, knobs=KNOBS)
     with pytest.raises(H.HiddenTrackError, match="neither a submission"):
-        H.run_agent("not an entry", "synthetic-32k-hidden", tmp_path / "x", secret=SECRET_A)
+        R.run_agent("not an entry", "synthetic-32k-hidden", tmp_path / "x", secret=SECRET_A)
     # CLI: refuses without the secret (exit 1), runs with it
     assert main(["leaderboard", "run-agent", f"{__name__}:make_longest_agent", "--track", "synthetic-32k-hidden",
                  "--out", str(tmp_path / "cli")]) == 1
@@ -148,3 +149,113 @@ def test_agent_submission_folder_and_bad_entry_points(tmp_path, capsys):
     finally:
         del os.environ[H.SECRET_ENV]
     assert json.loads(capsys.readouterr().out)["n_questions"] == 4
+
+
+# --------------------------------------------------------------------------- verification (issue 16, item 2)
+
+
+def _copy(src, dst):
+    import shutil
+
+    shutil.copytree(src, dst)
+    return dst
+
+
+def _edit_json(path, **changes):
+    doc = json.loads(path.read_text())
+    doc.update(changes)
+    path.write_text(json.dumps(doc))
+
+
+def test_a_genuine_run_validates_with_the_secret_and_its_score_is_recomputed(tmp_path, monkeypatch):
+    from leaderboard.score import score_entry
+    from leaderboard.validate import VERIFIED
+
+    full = R.run_agent(f"{__name__}:make_longest_agent", "synthetic-32k-hidden", tmp_path / "full", secret=SECRET_A,
+                       knobs=KNOBS, progress=False, seed=3)
+    R.run_agent(f"{__name__}:make_longest_agent", "synthetic-32k-hidden", tmp_path / "five", secret=SECRET_A,
+                knobs=KNOBS, progress=False, limit=5)
+    meta = json.loads((tmp_path / "full" / "metadata.json").read_text())
+    assert meta["generator_knobs"] == KNOBS and "split_seed" not in meta  # the split seed is the secret's
+    assert json.loads((tmp_path / "five" / "metadata.json").read_text())["question_limit"] == 5
+    monkeypatch.setenv(H.SECRET_ENV, SECRET_A)
+    for name in ("full", "five"):
+        rep = validate_submission(tmp_path / name)
+        assert rep.ok, rep.format()  # before: 95 errors (split redrawn with seed 0 and default knobs)
+        assert rep.submission.verification == VERIFIED and not rep.warnings
+    again = score_entry(tmp_path / "full", seed=3)
+    assert again["verified"] is True and again["verification"] == VERIFIED
+    for key in ("accuracy", "accuracy_ci95", "n_correct", "per_type", "probes"):
+        assert again[key] == full[key], key
+    assert score_entry(tmp_path / "five")["n_questions"] == 5
+
+
+def test_forged_or_altered_hidden_runs_fail_with_the_secret_and_are_unverified_without(tmp_path, monkeypatch):
+    from leaderboard.score import score_entry
+
+    R.run_agent(f"{__name__}:make_longest_agent", "synthetic-32k-hidden", tmp_path / "real", secret=SECRET_A,
+                knobs=KNOBS, progress=False)
+    claimed = _copy(tmp_path / "real", tmp_path / "claimed")
+    _edit_json(claimed / "score.json", accuracy=0.99)
+    unsigned = _copy(claimed, tmp_path / "unsigned")
+    doc = json.loads((unsigned / "score.json").read_text())
+    del doc["signature"]
+    (unsigned / "score.json").write_text(json.dumps(doc))
+    renamed = _copy(tmp_path / "real", tmp_path / "renamed")
+    _edit_json(renamed / "metadata.json", name="someone else's system")
+    answers = _copy(tmp_path / "real", tmp_path / "answers")
+    lines = (answers / "predictions.jsonl").read_text().splitlines()
+    first = json.loads(lines[0])
+    first["answer"] = "b" if first["answer"] != "b" else "c"
+    (answers / "predictions.jsonl").write_text("\n".join([json.dumps(first)] + lines[1:]) + "\n")
+    # without the secret nothing can be checked: valid format, but unverified (and unranked on the page)
+    rep = validate_submission(claimed)
+    assert rep.ok and any("not verified" in w for w in rep.warnings)
+    forged = score_entry(claimed)
+    assert forged["accuracy"] == 0.99 and forged["verified"] is False and forged["verification"].startswith("unverified")
+    # with the secret: one clear error each, not one per question
+    monkeypatch.setenv(H.SECRET_ENV, SECRET_A)
+    expected = {"claimed": "signature does not match", "unsigned": "no signature",
+                "renamed": "signature does not match", "answers": "predictions.jsonl is not the file that was signed"}
+    for name, message in expected.items():
+        rep = validate_submission(tmp_path / name)
+        assert [(i.file, i.field) for i in rep.issues] == [("score.json", "signature")], rep.format()
+        assert message in rep.issues[0].message
+    monkeypatch.setenv(H.SECRET_ENV, SECRET_B)  # another operator's secret cannot vouch for it
+    rep = validate_submission(tmp_path / "real")
+    assert rep.n_errors == 1 and "another secret" in rep.issues[0].message
+
+
+def test_recorded_knobs_are_bounded(tmp_path, monkeypatch):
+    R.run_agent(f"{__name__}:make_longest_agent", "synthetic-32k-hidden", tmp_path / "r", secret=SECRET_A,
+                knobs=KNOBS, progress=False, limit=2)
+    _edit_json(tmp_path / "r" / "metadata.json", generator_knobs={"n_personas": 10 ** 6, "size": "1m"})
+    monkeypatch.setenv(H.SECRET_ENV, SECRET_A)
+    msgs = [i.message for i in validate_submission(tmp_path / "r").issues if i.field == "generator_knobs"]
+    assert any("'n_personas' must be an integer in [1, 20]" in m for m in msgs)
+    assert any("unknown generator knob 'size'" in m for m in msgs)
+    with pytest.raises(H.HiddenTrackError, match="unknown generator knob 'seed'"):
+        R.run_agent(f"{__name__}:make_longest_agent", "synthetic-32k-hidden", tmp_path / "x", secret=SECRET_A,
+                    knobs={"seed": 1})
+
+
+def test_unverified_hidden_runs_are_listed_but_never_ranked(tmp_path, monkeypatch):
+    from leaderboard.render import END_MARK, START_MARK, render
+
+    subs = tmp_path / "subs"
+    R.run_agent(f"{__name__}:make_longest_agent", "synthetic-32k-hidden", subs / "real", secret=SECRET_A,
+                knobs=KNOBS, progress=False, name="Genuine")
+    forged = _copy(subs / "real", subs / "forged")
+    _edit_json(forged / "metadata.json", name="Forged")
+    _edit_json(forged / "score.json", accuracy=0.99)
+    readme, page = tmp_path / "README.md", tmp_path / "index.html"
+    readme.write_text(f"{START_MARK}\n{END_MARK}\n")
+    render(subs, readme, page)
+    rows = [line for line in readme.read_text().splitlines() if "| Forged |" in line or "| Genuine |" in line]
+    assert [r.split(" | ")[:3] for r in rows] == [["| –", "Forged", "hidden run, unverified"],
+                                                  ["| –", "Genuine", "hidden run, unverified"]]
+    monkeypatch.setenv(H.SECRET_ENV, SECRET_A)
+    result = render(subs, readme, page, skip_invalid=True)
+    assert result["entries"] == ["real"] and result["skipped"][0].startswith("forged: invalid")
+    rows = [line for line in readme.read_text().splitlines() if "| Genuine |" in line]
+    assert rows and rows[0].startswith("| 1 | Genuine | hidden run |")

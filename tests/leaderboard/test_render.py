@@ -79,8 +79,8 @@ def test_render_refuses_readme_without_markers_and_invalid_entries(tmp_path, sma
     assert result["n_entries"] == 4 and result["skipped"][0].startswith("broken: invalid")
 
 
-def test_hidden_run_entries_render_and_clear_pending_agents(tmp_path, small_ds):
-    from leaderboard.hidden import run_agent
+def test_hidden_run_entries_render_and_clear_pending_agents(tmp_path, small_ds, monkeypatch):
+    from leaderboard.run_agent import run_agent
 
     subs = _submissions(tmp_path, small_ds)
     meta = base_meta(kind="agent", track="synthetic-32k-hidden", name="Hidden longest",
@@ -93,7 +93,12 @@ def test_hidden_run_entries_render_and_clear_pending_agents(tmp_path, small_ds):
     result = render(subs, readme, page)
     assert result["pending"] == 1 and "hidden-longest" in result["entries"]
     text = readme.read_text()
-    assert "### `synthetic-32k-hidden`" in text and "| hidden run |" in text
+    # without the secret the run cannot be verified: listed, but not ranked
+    assert "### `synthetic-32k-hidden`" in text and "| – | [Hidden longest](https://example.org/sys) | hidden run, unverified |" in text
+    monkeypatch.setenv("COMAM_HIDDEN_SEED", "s" * 20)
+    render(subs, readme, page)
+    text = readme.read_text()
+    assert "### `synthetic-32k-hidden`" in text and "| 1 | [Hidden longest](https://example.org/sys) | hidden run |" in text
 
 
 # --------------------------------------------------------------------------- Chromium

@@ -1,0 +1,184 @@
+"""Hostile submissions: every malformed entry becomes a located validation error, never a traceback,
+and one bad entry never blocks the rest of the leaderboard (issue 16, item 3)."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import struct
+import tarfile
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from leaderboard import validate as V
+from leaderboard.render import END_MARK, START_MARK, RenderError, render
+from tests.leaderboard.conftest import base_meta, gold_lines, write_entry
+
+
+def _messages(report) -> str:
+    return "\n".join(str(i) for i in report.issues)
+
+
+def _zip_of(folder: Path, out: Path, method=zipfile.ZIP_DEFLATED) -> Path:
+    with zipfile.ZipFile(out, "w", compression=method) as zf:
+        for f in sorted(folder.iterdir()):
+            zf.write(f, f.name)
+    return out
+
+
+def test_lone_surrogate_in_metadata_or_predictions_is_an_error(tmp_path, small_ds):
+    entry = write_entry(tmp_path / "s", None, gold_lines(small_ds))
+    (entry / "metadata.json").write_text(json.dumps(base_meta(name="bad \ud800 name")), encoding="utf-8")
+    report = V.validate_submission(entry)
+    assert not report.ok and "lone surrogate \\ud800" in _messages(report)
+    # a proper pair (an emoji written as an escape) is fine
+    (entry / "metadata.json").write_text(json.dumps(base_meta(name="ok \U0001F600")), encoding="utf-8")
+    assert V.validate_submission(entry).ok
+    lines = [json.dumps(line) for line in gold_lines(small_ds)]
+    lines[1] = lines[1].replace('"retrieved_memory": "m"', '"retrieved_memory": "m\\udfff"')
+    (entry / "predictions.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    issue = next(i for i in V.validate_submission(entry).issues if "lone surrogate" in i.message)
+    assert issue.file == "predictions.jsonl" and issue.line == 2
+
+
+def test_huge_integers_are_errors_not_overflows(tmp_path, small_ds):
+    lines = [json.dumps(line) for line in gold_lines(small_ds)]
+    lines[0] = lines[0].replace('"tokens_in": 10', '"tokens_in": 1' + "0" * 400)
+    lines[1] = lines[1].replace('"tokens_in": 11', '"tokens_in": 9007199254740993')  # 2**53 + 1
+    entry = write_entry(tmp_path / "big", base_meta(), None, "\n".join(lines) + "\n")
+    report = V.validate_submission(entry)
+    first = next(i for i in report.issues if i.line == 1)
+    assert "too large" in first.message and "401 digits" in first.message
+    assert any(i.line == 2 and "too large" in i.message for i in report.issues)
+    meta = base_meta(seeds=[10 ** 400])
+    report = V.validate_submission(write_entry(tmp_path / "bigmeta", meta, gold_lines(small_ds)))
+    assert any(i.file == "metadata.json" and "too large" in i.message for i in report.issues)
+
+
+def test_zip_whose_size_header_lies_is_an_error(tmp_path, small_ds):
+    entry = write_entry(tmp_path / "e", base_meta(), gold_lines(small_ds))
+    data = bytearray(_zip_of(entry, tmp_path / "lie.zip", zipfile.ZIP_STORED).read_bytes())
+    # shrink the declared size of metadata.json in its local header and the central directory
+    size = (entry / "metadata.json").stat().st_size
+    for sig, off in ((b"PK\x03\x04", 22), (b"PK\x01\x02", 24)):
+        pos = data.find(sig)
+        while pos >= 0:
+            name_off = 30 if sig == b"PK\x03\x04" else 46
+            name_len = struct.unpack_from("<H", data, pos + (26 if sig == b"PK\x03\x04" else 28))[0]
+            if bytes(data[pos + name_off:pos + name_off + name_len]) == b"metadata.json":
+                struct.pack_into("<I", data, pos + off, size // 2)
+            pos = data.find(sig, pos + 4)
+    (tmp_path / "lie.zip").write_bytes(bytes(data))
+    report = V.validate_submission(tmp_path / "lie.zip")
+    assert not report.ok and "corrupt archive data" in _messages(report), _messages(report)
+
+
+def test_corrupt_deflate_stream_and_truncated_gzip_are_errors(tmp_path, small_ds):
+    entry = write_entry(tmp_path / "e", base_meta(), gold_lines(small_ds))
+    data = bytearray(_zip_of(entry, tmp_path / "bad.zip").read_bytes())
+    pos = data.find(b"PK\x03\x04")
+    name_len, extra_len = struct.unpack_from("<HH", data, pos + 26)
+    start = pos + 30 + name_len + extra_len
+    for k in range(start, start + 40):
+        data[k] ^= 0xFF  # garble the compressed bytes of the first member
+    (tmp_path / "bad.zip").write_bytes(bytes(data))
+    report = V.validate_submission(tmp_path / "bad.zip")
+    assert not report.ok and "corrupt archive data" in _messages(report), _messages(report)
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tf:
+        for f in sorted(entry.iterdir()):
+            tf.add(f, f.name)
+    (tmp_path / "cut.tar.gz").write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+    report = V.validate_submission(tmp_path / "cut.tar.gz")
+    assert not report.ok and ("corrupt archive data" in _messages(report) or "not a readable tar" in _messages(report))
+
+
+@pytest.mark.parametrize("url", ["javascript:alert(1)", "https://x.org)[y](javascript:alert(1)",
+                                 "https://x.org/\nevil", "data:text/html,<script>", "https://user@x.org/"])
+def test_only_plain_http_urls_are_accepted(tmp_path, small_ds, url):
+    report = V.validate_submission(write_entry(tmp_path / "u", base_meta(url=url), gold_lines(small_ds)))
+    assert any(i.field == "url" for i in report.issues), _messages(report)
+
+
+def test_safe_url():
+    assert V.safe_url("https://arxiv.org/abs/2603.12631") == "https://arxiv.org/abs/2603.12631"
+    for bad in ("javascript:alert(1)", "JaVaScRiPt:x", "//x.org", "https://", "http://a b", None, 5):
+        assert V.safe_url(bad) is None, bad
+
+
+def _hidden_run(folder: Path, score: dict) -> Path:
+    meta = base_meta(kind="hidden-run", track="synthetic-32k-hidden", name="forged")
+    write_entry(folder, meta, [{"question_id": "h-0000000000000000", "answer": "a"}])
+    (folder / "score.json").write_text(json.dumps(score), encoding="utf-8")
+    return folder
+
+
+GOOD_SCORE = {"kind": "hidden-run", "metric": "accuracy", "n_questions": 1, "accuracy": 0.5,
+              "accuracy_ci95": [0.1, 0.9], "per_type": {}, "probes": {}, "margin_over_best_probe": None,
+              "efficiency": {k: {"n": 0, "mean": None, "median": None} for k in ("tokens_in", "tokens_out", "latency_ms")}}
+
+
+@pytest.mark.parametrize("field,junk", [("accuracy_ci95", "oops"), ("accuracy_ci95", [0.1]),
+                                        ("per_type", {"t": {"n": 1, "accuracy": "high", "ci95": None}}),
+                                        ("efficiency", {"tokens_in": 5}), ("probes", {"p": 3}), ("accuracy", 1.5),
+                                        ("colour", "blue")])
+def test_junk_in_a_hidden_runs_score_json_is_a_validation_error(tmp_path, field, junk):
+    assert V.validate_submission(_hidden_run(tmp_path / "ok", GOOD_SCORE)).ok
+    report = V.validate_submission(_hidden_run(tmp_path / "junk", dict(GOOD_SCORE, **{field: junk})))
+    assert not report.ok and any(i.file == "score.json" and (i.field or "").startswith(field)
+                                 for i in report.issues), _messages(report)
+
+
+def _readme(tmp_path: Path) -> Path:
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# t\n{START_MARK}\n{END_MARK}\n", encoding="utf-8")
+    return readme
+
+
+def test_one_bad_entry_never_blocks_the_leaderboard(tmp_path, small_ds, monkeypatch):
+    subs = tmp_path / "subs"
+    write_entry(subs / "good", base_meta(name="Good system"), gold_lines(small_ds))
+    write_entry(subs / "surrogate", None, gold_lines(small_ds))
+    (subs / "surrogate" / "metadata.json").write_text(json.dumps(base_meta(name="x\udc00")), encoding="utf-8")
+    _hidden_run(subs / "junk-score", dict(GOOD_SCORE, accuracy_ci95="oops"))
+    write_entry(subs / "explodes", base_meta(name="Explodes"), gold_lines(small_ds))
+    import leaderboard.score as S
+
+    real = S.score_entry
+
+    def flaky(path, **kw):  # an unexpected scorer failure on one entry
+        if Path(path).name == "explodes":
+            raise ArithmeticError("boom")
+        return real(path, **kw)
+
+    monkeypatch.setattr(S, "score_entry", flaky)
+    readme, page = _readme(tmp_path), tmp_path / "index.html"
+    with pytest.raises(RenderError) as err:
+        render(subs, readme, page)
+    for name in ("surrogate", "junk-score", "explodes: cannot be scored (ArithmeticError: boom)"):
+        assert name in str(err.value)
+    result = render(subs, readme, page, skip_invalid=True)
+    assert result["entries"] == ["good"] and len(result["skipped"]) == 3
+    assert "Good system" in readme.read_text() and "Good system" in page.read_text()
+
+
+def test_markup_in_metadata_is_escaped_in_the_readme_and_the_page(tmp_path, small_ds):
+    subs = tmp_path / "subs"
+    meta = base_meta(name="<script>alert(1)</script> *bold* [x](javascript:y)",
+                     training_method="<img src=x onerror=alert(1)>", models=["m|pipe", "`tick`"],
+                     url="https://example.org/a_(b)")
+    write_entry(subs / "evil", meta, gold_lines(small_ds))
+    readme, page = _readme(tmp_path), tmp_path / "index.html"
+    render(subs, readme, page)
+    text = readme.read_text()
+    assert "<script>" not in text and "<img" not in text
+    assert not re.search(r"(?<!\\)\]\(javascript:", text)  # the only "](" left is escaped: "\](" is text
+    assert "&lt;script&gt;" in text and "&lt;img src=x onerror=alert(1)&gt;" in text
+    assert "\\*bold\\*" in text and "m\\|pipe" in text and "\\`tick\\`" in text
+    assert "(https://example.org/a_%28b%29)" in text  # parentheses cannot end the link early
+    html = page.read_text()
+    assert "<script>alert" not in html and "<img src=x" not in html and 'href="javascript:' not in html
+    assert 'href="https://example.org/a_(b)"' in html
