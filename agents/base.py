@@ -22,7 +22,7 @@ Contract details that both LLM and selection policies follow (the learner relies
   this is what makes importance ratios exactly 1 on the first GRPO epoch.
 * `LogProbs.token` / `LogProbs.mask` are (B, T): per-decision log-probs (generated tokens for LLMs,
   per-candidate choices for selection policies) and a 0/1 float mask of the valid decisions, so
-  losses can be averaged "over the agent's generated tokens" (DESIGN §4).
+  losses can be averaged "over the agent's generated tokens" (docs/design.md §4).
 * `ActOutput.info` is a list of B dicts with diagnostics (e.g. `truncated`, `prompt_tokens`,
   `completion_tokens`, `finished`).
 * Greedy acting (`greedy=True`) still returns log-probs, computed at temperature 1.
@@ -44,29 +44,19 @@ from typing import Any, Callable, NamedTuple, Sequence
 
 import torch
 
-EXTRACTOR, PROFILER, RETRIEVER = 0, 1, 2
-ROLE_NAMES = ("extractor", "profiler", "retriever")
+from comam_env.roles import ROLE_NAMES, Role
+
+EXTRACTOR, PROFILER, RETRIEVER = (int(r) for r in Role)
 ALL_ROLES = (EXTRACTOR, PROFILER, RETRIEVER)
 POLICY_FILE = "policy.json"
 
 
 def role_id(role: int | str) -> int:
     """Normalise a role given as an int (0..2), a name ("retriever") or an agent id
-    ("retriever_0") to its integer id."""
+    ("retriever_0") to its integer id (:meth:`comam_env.roles.Role.of`)."""
     if isinstance(role, bool):
         raise TypeError(f"role must be an int or a role name, got {role!r}")
-    if isinstance(role, int) or (hasattr(role, "__index__") and not isinstance(role, str)):
-        r = int(role)
-        if r not in ALL_ROLES:
-            raise ValueError(f"role id must be one of {ALL_ROLES}, got {r}")
-        return r
-    if isinstance(role, str):
-        if role.strip().isdigit():  # JSON turns int dict keys into strings
-            return role_id(int(role))
-        name = role.rsplit("_", 1)[0] if role.rsplit("_", 1)[-1].isdigit() else role
-        if name in ROLE_NAMES:
-            return ROLE_NAMES.index(name)
-    raise ValueError(f"unknown role {role!r}; expected 0..2 or one of {ROLE_NAMES}")
+    return int(Role.of(role))
 
 
 @dataclass

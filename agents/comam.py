@@ -1,4 +1,4 @@
-"""The reference CoMAM learner (DESIGN §4): group rollouts → credit → per-agent GRPO.
+"""The reference CoMAM learner (docs/design.md §4): group rollouts → credit → per-agent GRPO.
 
 One iteration reads top to bottom:
 

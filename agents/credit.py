@@ -1,4 +1,4 @@
-"""Credit assignment over one group of trajectories (DESIGN §4).
+"""Credit assignment over one group of trajectories (docs/design.md §4).
 
 For one query the learner samples a *group* of G full trajectories through the
 extractor → profiler → retriever pipeline. Each role n has local rewards

@@ -1,4 +1,4 @@
-"""Per-agent GRPO (DESIGN §4, CoMAM eq. 16).
+"""Per-agent GRPO (docs/design.md §4, CoMAM eq. 16).
 
 Three layers, each usable on its own:
 

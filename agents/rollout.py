@@ -1,7 +1,7 @@
 """Group rollouts through the memory-pipeline environment.
 
 For a batch of B queries the CoMAM learner samples G full trajectories per query
-(DESIGN §4). :func:`collect_rollouts` runs all B·G episodes *in lockstep* over a pool
+(docs/design.md §4). :func:`collect_rollouts` runs all B·G episodes *in lockstep* over a pool
 of environments: at every tick the environments waiting for the same role are
 batched into one ``policy.act`` call. That is what keeps LLM rollouts efficient
 (one batched ``generate`` per role and tick) and costs nothing for the small
@@ -27,7 +27,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import torch
 
-from comam_env.integrations.episodes import local_rewards as episode_local_rewards
+from comam_env.roles import role_of
 
 from .base import ROLE_NAMES, Policy, role_id
 
@@ -89,15 +89,9 @@ class RolloutBatch:
         return [a for a in self.actions if a.role == role]
 
 
-def role_of_agent(agent: str) -> str:
-    """``"extractor_0"`` → ``"extractor"``."""
-    return ROLE_NAMES[role_id(agent)]
-
-
 def _local_rewards(record: Mapping[str, Any]) -> dict[str, float]:
-    """Each role's local reward from ``env.trajectory()`` (the last defined value it received,
-    :func:`comam_env.integrations.episodes.local_rewards`), ``NaN`` when undefined."""
-    return {r: (np.nan if v is None else v) for r, v in episode_local_rewards(record).items()}
+    """Each role's episode-level local reward, ``env.trajectory()["local"]``, with ``NaN`` for undefined."""
+    return {r: (np.nan if v is None else float(v)) for r, v in record["local"].items()}
 
 
 def _unwrapped(env):
@@ -168,7 +162,7 @@ def collect_rollouts(
                 if env.terminations[agent] or env.truncations[agent]:
                     env.step(None)
                     continue
-                role = role_of_agent(agent)
+                role = role_of(agent)
                 policy = overrides.get(t, {}).get(role, policies[role])
                 waiting.setdefault((id(policy), role), []).append(t)
             for (_, role), ts in waiting.items():

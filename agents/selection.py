@@ -1,4 +1,4 @@
-"""Small torch policies over the selection view (DESIGN §7; docs/architecture.md `## Selection view`).
+"""Small torch policies over the selection view (docs/design.md §7; docs/architecture.md `## Selection view`).
 
 Observation (one per sample, a dict of numpy arrays): ``role`` (int 0..2),
 ``candidates`` ``(K, d)``, ``mask`` ``(K,)`` (1 = valid), ``query`` ``(d,)`` and
@@ -187,7 +187,7 @@ class _SelectionNet(nn.Module):
     @staticmethod
     def _positions(mask) -> torch.Tensor:
         """Relative position of each valid row among the valid rows (0 = first, 1 = last; 0 if masked).
-        Rows are in the view's candidate order, which is chronological (DESIGN §7)."""
+        Rows are in the view's candidate order, which is chronological (docs/design.md §7)."""
         m = mask.to(torch.float32)
         idx = torch.cumsum(m, dim=1) - 1.0
         return torch.where(mask, idx / (m.sum(1, keepdim=True) - 1.0).clamp(min=1.0), torch.zeros_like(m))

@@ -90,7 +90,7 @@ SYSTEMS: dict[str, tuple[str, str]] = {
     "comam": ("baselines.trained:TrainedSystem", "policies from a CoMAM training run (--run)"),
 }
 
-#: The answer-only probes reported next to every result (DESIGN §5).
+#: The answer-only probes reported next to every result (docs/design.md §5).
 PROBES: tuple[str, ...] = ("random", "longest-option", "question-only")
 
 

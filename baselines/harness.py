@@ -21,7 +21,7 @@ bootstrap intervals (numpy, ``n_resamples`` resamples from a generator seeded by
 ``seed``: deterministic), mean local reward per channel (questions where it is
 undefined are left out and counted), memory size (units, tokens), tokens in/out
 and latency per query, and the answer-only probes' accuracy on the same questions
-(DESIGN §5: the longest-option probe alone scores 0.516 on real PersonaMem 32k).
+(docs/design.md §5: the longest-option probe alone scores 0.516 on real PersonaMem 32k).
 
 Answers are scored by :func:`comam_env.score_answer`, the one rule the env's global
 reward and the leaderboard use too: eq. 12 for multiple choice (``"(c)"`` and ``"C"``

@@ -36,6 +36,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from comam_env.data.schema import Dataset, History, Question
+from comam_env.prompts import retriever_action
 from comam_env.text import content_tokens, estimate_tokens, split_units
 
 from .answerers import CachedEmbedder, SimilarityAnswerer
@@ -288,12 +289,6 @@ def _unit_text(unit: str) -> str:
     return unit.split(":", 1)[1] if unit.startswith("Current preference:") else unit
 
 
-def retriever_action(retrieved: Sequence[str], letter: str) -> str:
-    """The retriever's text action: ``<information>`` lines, then ``<final_answer>(x)``."""
-    body = "\n".join(retrieved)
-    return f"<information>\n{body}\n</information>\n<final_answer>({letter})</final_answer>"
-
-
 def parse_options(options: str) -> list[str]:
     """Option texts from ``(a) text`` lines (the env's ``options`` field)."""
     return [m.group(2) for m in (_OPTION_RE.match(line) for line in options.splitlines()) if m]
@@ -333,9 +328,9 @@ class HeuristicPipeline:
         options = parse_options(obs["options"])
         self._last_units = units
         if not options:
-            return retriever_action(retrieved, "")
+            return retriever_action(retrieved, "()")
         q = Question("_", "_", "_", "_", obs["query"], tuple(options), "a", None, 0)
-        return retriever_action(retrieved, self.retriever.choose(q, retrieved))
+        return retriever_action(retrieved, f"({self.retriever.choose(q, retrieved)})")
 
     def answer(self, question: Question, history: History) -> Prediction:
         if self._env is None or self._dataset is None:
@@ -351,7 +346,7 @@ def play_episode(env, question: Question, act, extractor_state, start: float) ->
     Collects each channel's local reward from the env's infos (the extractor's
     from its last chunk step), the retriever's output and the parsed answer.
     """
-    from comam_env.prompts import ROLES
+    from comam_env.roles import role_of
     from comam_env.rewards import extract_tag
 
     env.reset(options={"question_id": question.question_id})
@@ -365,7 +360,7 @@ def play_episode(env, question: Question, act, extractor_state, start: float) ->
         if term or trunc:
             env.step(None)
             continue
-        role = ROLES[int(obs["role"])]
+        role = role_of(int(obs["role"]))
         action = act(role, obs, extractor_state)
         tokens_in += estimate_tokens(obs["prompt"])
         tokens_out += estimate_tokens(action)

@@ -1,7 +1,7 @@
 """Answer-only bias probes as systems: ``random``, ``longest-option``, ``question-only``.
 
 They never read the history. On the real PersonaMem 32k question file always
-choosing the longest option scores 0.516 (DESIGN §5), as high as most published
+choosing the longest option scores 0.516 (docs/design.md §5), as high as most published
 memory systems, so every result table reports these probes next to the systems.
 On the synthetic data the generator balances option lengths, so all three should
 sit near chance (0.25 for four options).

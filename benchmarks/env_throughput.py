@@ -66,10 +66,11 @@ from pettingzoo.utils.wrappers import OrderEnforcingWrapper  # noqa: E402
 from comam_env import prompts, rewards  # noqa: E402
 from comam_env.charset import normalize_text  # noqa: E402
 from comam_env.data.synthetic import load_synthetic  # noqa: E402
-from comam_env.env import clear_caches  # noqa: E402
+from comam_env.chunks import clear_caches  # noqa: E402
 from comam_env.env import env as make_env  # noqa: E402
 from comam_env.judges import get_judge  # noqa: E402
 from comam_env.policies import CopyAllPolicy, OraclePolicy, run_episode  # noqa: E402
+from comam_env.prompts import retriever_action  # noqa: E402
 
 
 #: Every duration is CPU time of this (single-threaded) process: on a shared, loaded
@@ -260,7 +261,7 @@ def reward_micro(ds):
     oracle_mem = h.render(q.evidence)
     session = h.session_ranges(q.end_index)[h.session_of(q.evidence[-1])]
     copy_mem = h.render(session)
-    resp = f"<information>\n{oracle_mem}\n</information>\n<final_answer>({q.answer})</final_answer>"
+    resp = retriever_action(oracle_mem, f"({q.answer})")
     judge = get_judge("gold")
     gold = ds.profile_for(q)
     profile = "\n".join(gold)

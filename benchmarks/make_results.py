@@ -9,7 +9,7 @@ For each dataset size and system this runs the real command line::
 nothing), collects the JSON reports, measures cost with
 ``benchmarks/baselines_cost.py`` and writes ``docs/results.md`` (plus the raw
 reports in ``docs/results.json``, which the demo can print from). The paper's
-reference numbers (DESIGN §5, real PersonaMem, Qwen backbones) are printed
+reference numbers (docs/design.md §5, real PersonaMem, Qwen backbones) are printed
 beside ours and marked as reported, not reproduced.
 
 Before the runs, the dataset's MiniLM embeddings are computed once and cached
@@ -51,7 +51,7 @@ PAPER_ROW = {"full-context": "full-context", "rag": "rag", "independent": "indep
 
 
 def paper_table(submissions: Path = ROOT / "leaderboard" / "submissions") -> dict[str, dict]:
-    """The paper's PersonaMem accuracies (DESIGN §5), read from the leaderboard's ``reported``
+    """The paper's PersonaMem accuracies (docs/design.md §5), read from the leaderboard's ``reported``
     entries so the numbers live in one place: slug -> {"name": ..., "32k": ..., "128k": ..., "1m": ...}."""
     rows: dict[str, dict] = {}
     for size, track in PAPER_TRACKS.items():
@@ -112,7 +112,7 @@ def render(results: dict, cost_rows: list[dict], args, cmds: dict, started: str,
              "2,000 resamples, seeded. Answering for classic systems: the similarity answerer "
              f"(`--answerer similarity`, embedder `{args.embedder}`); windows and chunking as documented in "
              "`baselines/answerers.py` and `baselines/classic.py`.")
-    L.append("* Local rewards are the env's definitions (DESIGN §3): extractor eq. 9 (α = 0.8), profiler eq. 10 "
+    L.append("* Local rewards are the env's definitions (docs/design.md §3): extractor eq. 9 (α = 0.8), profiler eq. 10 "
              "(gold-profile judge on synthetic data), retriever eq. 11 (β = 0.2). `—` = the system has no such agent.")
     L.append("")
     for size in args.sizes:

@@ -4,7 +4,7 @@ Each subcommand lives in the module that owns it and exposes two functions:
 ``configure(parser)`` adds its arguments, ``run(args) -> int`` does the work.
 Only the chosen subcommand's module is imported, so ``comam-env data stats``
 never imports torch, and ``comam_env`` itself never imports ``agents``,
-``baselines`` or ``leaderboard`` outside a subcommand (DESIGN §8).
+``baselines`` or ``leaderboard`` outside a subcommand (docs/design.md §8).
 
 Exit codes: 0 success, 1 the command ran but failed (invalid data, failed
 validation, missing files), 2 usage error (argparse's own convention).

@@ -64,10 +64,9 @@ def _step_env(args) -> None:
         sums = {"extractor": [], "profiler": [], "retriever": [], "answer": []}
         for qid in qids:
             traj = run_episode(env, policy, options={"question_id": qid})
-            last = {s["agent"].split("_")[0]: s for s in traj["steps"]}
-            for role in ("extractor", "profiler", "retriever"):
-                if last[role]["local_reward"] is not None:
-                    sums[role].append(last[role]["local_reward"])
+            for role, value in traj["local"].items():
+                if value is not None:
+                    sums[role].append(value)
             sums["answer"].append(traj["global_reward"])
         print(f"{name:28s} " + " ".join(f"{np.mean(v) if v else float('nan'):9.3f}" for v in list(sums.values())[:3])
               + f" {np.mean(sums['answer']):7.3f}")

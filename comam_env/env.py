@@ -3,7 +3,7 @@
 Description
 -----------
 Three cooperating LLM agents build and use a memory of a long user
-conversation (DESIGN §1–§2):
+conversation (docs/design.md §1–§2):
 
 ==========  ==============  ==================================================
 step        agent           action (text)
@@ -69,7 +69,7 @@ back to the whole response, as PersonaMem's rule says).
 
 Rewards
 -------
-Computed by :mod:`comam_env.rewards` and :mod:`comam_env.judges` (DESIGN §3):
+Computed by :mod:`comam_env.rewards` and :mod:`comam_env.judges` (docs/design.md §3):
 
 * extractor — coverage of M_f against the gold evidence E_q (eq. 9, α),
   given at its **last** chunk step on the complete M_f; earlier chunk steps
@@ -83,7 +83,9 @@ Computed by :mod:`comam_env.rewards` and :mod:`comam_env.judges` (DESIGN §3):
 * global — the answer reward (eq. 12: exact option match, or token F1 for open
   questions), averaged over the episode's Q questions, known at the last step.
 
-``infos[agent]`` (after each of the agent's steps) carries ``local_reward``
+``trajectory()["local"]`` states each role's episode-level local reward once (extractor: its
+final value; profiler: its value; retriever: the mean over its answered questions with evidence;
+``None`` when undefined). ``infos[agent]`` (after each of the agent's steps) carries ``local_reward``
 (``None`` when undefined: a question without evidence), ``local_reward_defined``,
 ``parts`` (recall, jaccard, matched evidence positions and message indices,
 parsed option, …), ``flags``, and — for every agent once the episode ends —
@@ -103,7 +105,7 @@ Arguments
 ``raw_env(dataset, question_ids=None, *, episode, queries_per_episode,
 chunk_tokens, alpha, beta, matcher, tau, judge, reward_mode, max_action_chars,
 max_observation_chars, record_trajectory, render_mode)`` — see
-:class:`EnvConfig` for every field. ``comam_env.make(env_id, …)`` loads the
+:class:`comam_env.config.EnvConfig` for every field. ``comam_env.make(env_id, …)`` loads the
 dataset and the split and then calls :func:`env`.
 
 ``reset(seed=None, options=None)``: without options the first question is drawn
@@ -112,11 +114,19 @@ uniformly from ``question_ids`` with ``self.np_random`` (seeded by ``seed``);
 dataset), ``options={"question_ids": [...]}`` an explicit group (same history
 and ``end_index``). Other option keys are ignored.
 
+Structure
+---------
+This class is a thin AEC adapter. The episode's state and the three role transitions
+(``write_chunk``, ``write_profile``, ``answer``) live in :mod:`comam_env.episode`; the reward
+equations in :mod:`comam_env.rewards` (eq. 9–11) and :mod:`comam_env.scoring` (eq. 12); roles and
+agent ids in :mod:`comam_env.roles`; settings in :mod:`comam_env.config`; spaces in
+:mod:`comam_env.spaces`; chunk plans and the per-history caches in :mod:`comam_env.chunks`.
+
 Performance
 -----------
 Results never depend on caching; ``docs/performance.md`` has the numbers. Rendered and
 normalised history lines, token counts and chunk plans are cached per History object and shared by
-every env of the process (:func:`clear_caches`). Observations are cached by what they depend on.
+every env of the process (:func:`comam_env.chunks.clear_caches`). Observations are cached by what they depend on.
 A step's prompt is rendered only when it is observed, or when :meth:`raw_env.trajectory` is read.
 The gold-profile judge is not given a rendered history, because it does not read it.
 
@@ -127,10 +137,6 @@ Version history
 
 from __future__ import annotations
 
-import copy
-import functools
-import weakref
-from dataclasses import dataclass, field, fields
 from typing import Any, Sequence
 
 import numpy as np
@@ -140,277 +146,44 @@ from pettingzoo import AECEnv
 from pettingzoo.utils import wrappers
 
 from comam_env import prompts
-from comam_env.charset import charset, normalize_text
+from comam_env.charset import normalize_text
+from comam_env.chunks import plan_chunks
+from comam_env.config import EnvConfig
 from comam_env.data.schema import Dataset, History, Question
-from comam_env.text import estimate_tokens
+from comam_env.episode import Episode, EpisodeScorer, Transition
+from comam_env.roles import AGENTS, ROLE_OF, Role
+from comam_env.spaces import UnicodeText, observation_space, text_space
 
-__all__ = ["EnvConfig", "raw_env", "env", "plan_chunks", "text_space", "UnicodeText", "AGENTS", "ROLE_OF", "ENV_VERSION"]
+__all__ = ["EnvConfig", "raw_env", "env", "plan_chunks", "text_space", "UnicodeText", "AGENTS", "ROLE_OF", "ENV_VERSION",
+           "coerce_action"]
 
 #: Environment version (the ``-v0`` of the registered ids).
 ENV_VERSION = 0
 
-AGENTS: tuple[str, ...] = ("extractor_0", "profiler_0", "retriever_0")
-ROLE_OF: dict[str, str] = {a: r for a, r in zip(AGENTS, prompts.ROLES)}
-EPISODES = ("evidence-session", "full-history")
-REWARD_MODES = ("local", "global", "local+global", "none")
-OBS_FIELDS = ("prompt", "chunk", "memory", "query", "options")
-
-#: Extra tokens a message costs in a chunk for its ``Role:`` prefix.
-ROLE_PREFIX_TOKENS = 2
-
-_COVERAGE_FIELDS = ("reward", "recall", "jaccard", "weight", "count", "matched_evidence", "matched_units",
-                    "n_units", "n_evidence")
-
-
-@dataclass(frozen=True)
-class EnvConfig:
-    """Every setting of the environment (``make``/``env`` keyword arguments)."""
-
-    episode: str = field(default="evidence-session", metadata={
-        "help": "'evidence-session': H = the session(s) holding the evidence (training, as in the paper); "
-                "'full-history': H = messages[:end_index] (evaluation)"})
-    queries_per_episode: int = field(default=1, metadata={
-        "help": "questions answered on one memory (grouped by history id and end_index)"})
-    chunk_tokens: int | None = field(default=4096, metadata={
-        "help": "a session longer than this (estimated tokens) is cut into chunks of whole messages; None = one chunk per session"})
-    alpha: float = field(default=0.8, metadata={"help": "extractor recall weight (eq. 9)"})
-    beta: float = field(default=0.2, metadata={"help": "retriever recall weight (eq. 11)"})
-    matcher: Any = field(default="token-recall", metadata={
-        "help": "unit/evidence matcher: 'token-recall', 'embedding', 'embedding:<name>' or an object (rewards.resolve_matcher)"})
-    tau: float | None = field(default=None, metadata={"help": "match threshold; None = the matcher's default"})
-    judge: Any = field(default="auto", metadata={
-        "help": "profile judge name or object (comam_env.judges.get_judge): 'auto' = gold-profile judge for questions "
-                "whose persona has a gold profile, else the embedding judge; 'gold', 'embedding[:<embedder>]', 'llm[:<model>]'"})
-    reward_mode: str = field(default="local+global", metadata={
-        "help": "scalar rewards: 'local', 'global', 'local+global' (local + global/3) or 'none'"})
-    max_action_chars: int = field(default=16384, metadata={
-        "help": "longer actions are cut to this many characters (flagged); also the action space's max_length"})
-    max_observation_chars: int = field(default=1 << 25, metadata={
-        "help": "cap on every observation text field (flagged when hit); the observation spaces' max_length"})
-    record_trajectory: bool = field(default=True, metadata={
-        "help": "keep every prompt and action for env.trajectory() (disable to save memory on long runs)"})
-
-    def __post_init__(self) -> None:
-        if self.episode not in EPISODES:
-            raise ValueError(f"episode must be one of {EPISODES}, got {self.episode!r}")
-        if self.reward_mode not in REWARD_MODES:
-            raise ValueError(f"reward_mode must be one of {REWARD_MODES}, got {self.reward_mode!r}")
-        if not isinstance(self.queries_per_episode, (int, np.integer)) or self.queries_per_episode < 1:
-            raise ValueError(f"queries_per_episode must be an integer >= 1, got {self.queries_per_episode!r}")
-        if self.chunk_tokens is not None and (not isinstance(self.chunk_tokens, (int, np.integer)) or self.chunk_tokens < 1):
-            raise ValueError(f"chunk_tokens must be a positive integer or None, got {self.chunk_tokens!r}")
-        for name in ("alpha", "beta"):
-            v = getattr(self, name)
-            if not isinstance(v, (int, float)) or not 0.0 <= float(v) <= 1.0:
-                raise ValueError(f"{name} must be a number in [0, 1], got {v!r}")
-        for name in ("max_action_chars", "max_observation_chars"):
-            v = getattr(self, name)
-            if not isinstance(v, (int, np.integer)) or v < 1:
-                raise ValueError(f"{name} must be a positive integer, got {v!r}")
-
-    @classmethod
-    def field_names(cls) -> tuple[str, ...]:
-        return tuple(f.name for f in fields(cls))
-
-
-# ----------------------------------------------------------------------- spaces
-
-
-class UnicodeText(spaces.Text):
-    """``gymnasium.spaces.Text`` over the wide charset, with a fast uniform ``sample``.
-
-    ``Text.sample`` turns its 145k-character tuple into an array on every call
-    (~50 ms); here the array is built once and shared, and unmasked sampling
-    draws character indices directly (~0.2 ms for 2k characters). Masked or
-    probability-weighted sampling falls back to ``Text.sample``. Everything else
-    (``contains``, equality, flattening) is ``Text``'s own.
-    """
-
-    def sample(self, mask: Any = None, probability: Any = None) -> str:
-        if mask is not None or probability is not None:
-            return super().sample(mask=mask, probability=probability)
-        length = int(self.np_random.integers(self.min_length, self.max_length + 1))
-        chars = _charset_array()
-        return "".join(chars[self.np_random.integers(0, len(chars), size=length)])
-
-
-@functools.lru_cache(maxsize=1)
-def _charset_array() -> np.ndarray:
-    return np.array(list(charset()))
-
-
-@functools.lru_cache(maxsize=8)
-def _text_prototype(max_length: int) -> UnicodeText:
-    # Building a Text over ~145k characters takes ~0.25 s and ~20 MB (gymnasium
-    # indexes the charset); build it once per length and hand out shallow copies
-    # that share the immutable tables but own their random generator.
-    return UnicodeText(max_length, min_length=0, charset=charset())
-
-
-def text_space(max_length: int) -> UnicodeText:
-    """A fresh ``Text(0, max_length)`` space over :func:`comam_env.charset.charset`."""
-    space = copy.copy(_text_prototype(int(max_length)))
-    space._np_random = None  # own, unseeded generator (seed_test seeds each agent's space)
-    return space
-
-
-# ---------------------------------------------------------------------- chunking
-
-
-def plan_chunks(token_counts: Sequence[int], ranges: Sequence[range], chunk_tokens: int | None) -> list[tuple[int, int]]:
-    """Cut sessions into chunks of whole messages.
-
-    Args:
-        token_counts: estimated tokens of every message of the history (indexable by message index).
-        ranges: the message ranges of the sessions of H, in order.
-        chunk_tokens: budget per chunk; ``None`` = one chunk per session.
-
-    Returns:
-        ``(start, stop)`` message spans. A session within budget is one chunk; a
-        longer one is packed greedily into consecutive runs within budget; a
-        message alone over budget is a chunk by itself.
-    """
-    ranges = [r for r in ranges if len(r)]
-    if chunk_tokens is None:
-        return [(r.start, r.stop) for r in ranges]
-    if not ranges:
-        return []
-    counts = np.asarray(token_counts, dtype=np.int64)
-    if len(ranges) <= 8:
-        # Few sessions (evidence-session episodes): a sum per session; a cumulative sum
-        # over the whole history would cost more than the sessions themselves.
-        totals = [int(counts[r.start:r.stop].sum()) for r in ranges]
-    else:
-        # Session totals from one cumulative sum over the span the sessions cover:
-        # only sessions over budget are walked message by message.
-        lo = ranges[0].start if all(a.start <= b.start for a, b in zip(ranges, ranges[1:])) else min(r.start for r in ranges)
-        hi = max(r.stop for r in ranges)
-        csum = np.concatenate(([0], np.cumsum(counts[lo:hi])))
-        starts = np.fromiter((r.start - lo for r in ranges), dtype=np.int64, count=len(ranges))
-        stops = np.fromiter((r.stop - lo for r in ranges), dtype=np.int64, count=len(ranges))
-        totals = (csum[stops] - csum[starts]).tolist()
-    spans: list[tuple[int, int]] = []
-    for r, total in zip(ranges, totals):
-        if total <= chunk_tokens:
-            spans.append((r.start, r.stop))
-            continue
-        start, run = r.start, 0
-        for i, t in zip(r, counts[r.start:r.stop].tolist()):
-            if i > start and run + t > chunk_tokens:
-                spans.append((start, i))
-                start, run = i, 0
-            run += t
-        spans.append((start, r.stop))
-    return spans
-
-
-def _message_tokens(text: str) -> int:
-    return estimate_tokens(text) + ROLE_PREFIX_TOKENS
-
-
-# Token counts are shared by every env over the same (immutable) History object:
-# counting a 1M-token history takes a second, so it is done once per process, not
-# once per env or per reset. Keyed by id() with a weak reference to detect reuse of
-# an id after the history is gone (hashing a History would hash all its messages).
-# The third element memoises chunk plans of the history: (session spans, chunk_tokens) -> spans.
-_TOKEN_COUNTS: dict[int, tuple[weakref.ref, np.ndarray, dict]] = {}
-
-
-def _token_entry(history: History) -> tuple[weakref.ref, np.ndarray, dict]:
-    entry = _TOKEN_COUNTS.get(id(history))
-    if entry is None or entry[0]() is not history:
-        for key in [k for k, e in _TOKEN_COUNTS.items() if e[0]() is None]:
-            del _TOKEN_COUNTS[key]
-        entry = (weakref.ref(history), np.full(len(history), -1, dtype=np.int64), {})
-        _TOKEN_COUNTS[id(history)] = entry
-    return entry
-
-
-def history_chunk_plan(history: History, ranges: Sequence[range], chunk_tokens: int | None) -> tuple[tuple[int, int], ...]:
-    """:func:`plan_chunks` of ``ranges`` with the history's token counts, memoised per
-    history and (ranges, ``chunk_tokens``): episodes on one history and question group
-    replay the same plan (every rollout of a group, every epoch)."""
-    plans = _token_entry(history)[2]
-    key = (tuple((r.start, r.stop) for r in ranges), chunk_tokens)
-    spans = plans.get(key)
-    if spans is None:
-        spans = plans[key] = tuple(plan_chunks(history_token_counts(history, ranges), ranges, chunk_tokens))
-    return spans
-
-
-def history_token_counts(history: History, ranges: Sequence[range] | None = None) -> np.ndarray:
-    """Estimated tokens of every message (text + :data:`ROLE_PREFIX_TOKENS`), cached per
-    history; only the messages in ``ranges`` (default: all) are guaranteed counted,
-    the others may be ``-1``."""
-    counts = _token_entry(history)[1]
-    contents = history.contents
-    ranges = [r for r in (ranges if ranges is not None else [range(len(history))]) if len(r)]
-    if ranges:
-        lo, hi = min(r.start for r in ranges), max(r.stop for r in ranges)
-        if counts[lo:hi].min() >= 0:  # everything in the span already counted (the usual case)
-            return counts
-    for r in ranges:
-        if len(r) and (counts[r.start:r.stop] < 0).any():
-            for i in r:
-                if counts[i] < 0:
-                    counts[i] = _message_tokens(contents[i])
-    return counts
-
-
-# Normalised ``Role: text`` lines of every message, per History object (same keying
-# as the token counts): history messages are rendered and normalised once per
-# process, lazily for the messages an episode shows, and shared by every env
-# (pools of envs over one dataset hold one copy, not one per env).
-_LINES: dict[int, tuple[weakref.ref, list]] = {}
-
-
-def history_lines(history: History, start: int, stop: int) -> list:
-    """The list of normalised rendered lines of ``history`` (cached per history), with
-    at least ``[start:stop]`` filled; other entries may be ``None``.
-
-    A line is ``normalize_text(history.render([i]))[0]``. Joining lines with
-    ``"\n"`` gives exactly ``normalize_text(history.render(range(start, stop)))[0]``
-    because a rendered message holds no line break (``History.render`` folds white
-    space) — except when a role holds ``"\r"``, which :meth:`raw_env._chunk_text`
-    detects (the entry is then ``False``) and renders as a whole.
-    """
-    entry = _LINES.get(id(history))
-    if entry is None or entry[0]() is not history:
-        for key in [k for k, (ref, _) in _LINES.items() if ref() is None]:
-            del _LINES[key]
-        entry = (weakref.ref(history), [None] * len(history))
-        _LINES[id(history)] = entry
-    lines = entry[1]
-    if stop > start and (lines[start] is None or lines[stop - 1] is None or None in lines[start:stop]):
-        if all(x is None for x in lines[start:stop]):
-            # One render and one normalisation of the whole run, cut at its line breaks
-            # (one per message unless a role holds a line break: then message by message).
-            raw = history.render(range(start, stop))
-            if "\r" not in raw:
-                cut = normalize_text(raw)[0].split("\n")
-                if len(cut) == stop - start:
-                    lines[start:stop] = cut
-                    return lines
-        render = history.render
-        for i in range(start, stop):
-            if lines[i] is None:
-                raw = render((i,))
-                lines[i] = False if "\r" in raw else normalize_text(raw)[0]
-    return lines
-
-
-def clear_caches() -> None:
-    """Drop the process-wide caches: token counts, chunk plans and normalised history lines
-    (benchmarks measure cold episodes with it)."""
-    _TOKEN_COUNTS.clear()
-    _LINES.clear()
-
-
 # Bounds for raw_env._may_be_capped: the longest prompt around empty fields, and the
 # memory block's headings and placeholders.
 _PROMPT_OVERHEAD = max(len(prompts.build_prompt(r, chunk="", memory="", query="", options=o))
-                       for r in prompts.ROLES for o in ("", "x")) + 64
+                       for r in Role for o in ("", "x")) + 64
 _MEMORY_OVERHEAD = len(prompts.render_memory("", "")) + 16
+
+
+def coerce_action(action: Any, max_chars: int) -> tuple[str, dict[str, Any]]:
+    """Any action as text plus its flags (see *Robustness* in the module docstring)."""
+    flags: dict[str, Any] = {"non_text": False, "empty": False, "truncated": False, "replaced_chars": 0, "malformed": False}
+    if not isinstance(action, str):
+        flags["non_text"] = True
+        flags["action_type"] = type(action).__name__
+        flags["empty"] = True
+        return "", flags
+    text = str(action)
+    if len(text) > max_chars:
+        text = text[:max_chars]
+        flags["truncated"] = True
+    text, n = normalize_text(text)
+    flags["replaced_chars"] = n
+    if not text.strip():
+        flags["empty"] = True
+    return text, flags
 
 
 class _LazyPrompt:
@@ -425,9 +198,6 @@ class _LazyPrompt:
 
     def __init__(self, agent: str, chunk: int, query: int) -> None:
         self.agent, self.chunk, self.query = agent, chunk, query
-
-
-# ----------------------------------------------------------------- environment
 
 
 class raw_env(AECEnv):
@@ -479,45 +249,22 @@ class raw_env(AECEnv):
             q = dataset.question(qid)
             self._groups.setdefault((q.history_id, q.end_index), []).append(qid)
 
-        from comam_env import rewards  # noqa: F401  (fail early if the reward module is missing)
-
-        self._rewards = rewards
-        self._matcher = rewards.resolve_matcher(config.matcher)
-        self._judge = self._resolve_judge(config.judge)
+        self._scorer = EpisodeScorer(dataset, config)  # resolves matcher and judge: fails early on a bad name
 
         self.possible_agents = list(AGENTS)
         self.agents: list[str] = []
-        self._role_index = {a: i for i, a in enumerate(AGENTS)}
-        self.observation_spaces = {a: self._make_obs_space() for a in AGENTS}
+        self.observation_spaces = {a: observation_space(config.max_observation_chars) for a in AGENTS}
         self.action_spaces = {a: text_space(config.max_action_chars) for a in AGENTS}
 
         self.np_random, self.np_random_seed = seeding.np_random(None)
-        self._episode: dict[str, Any] | None = None
+        self._episode: Episode | None = None
         self._qtexts: dict[str, tuple[Question, str, str]] = {}  # bounded by the dataset's questions
-
-    # ------------------------------------------------------------------ spaces
-
-    def _make_obs_space(self) -> spaces.Dict:
-        n = self.config.max_observation_chars
-        return spaces.Dict({"role": spaces.Discrete(3), **{k: text_space(n) for k in OBS_FIELDS}})
 
     def observation_space(self, agent: str) -> spaces.Space:
         return self.observation_spaces[agent]
 
     def action_space(self, agent: str) -> spaces.Space:
         return self.action_spaces[agent]
-
-    # ------------------------------------------------------------------ judge
-
-    def _resolve_judge(self, judge: Any) -> Any:
-        from comam_env.judges import get_judge, judge_reads_history
-
-        self._judge_reads_history = judge_reads_history
-
-        if isinstance(judge, str) and judge.strip().lower() in ("auto", "gold"):
-            # The gold-profile judge matches statements with the env's own matcher.
-            return get_judge(judge, matcher=self.config.matcher, tau=self.config.tau)
-        return get_judge(judge)
 
     # ------------------------------------------------------------- episodes
 
@@ -531,40 +278,9 @@ class raw_env(AECEnv):
             order = [first.question_id] + group
         return [self.dataset.question(q) for q in order[:k]]
 
-    @staticmethod
-    def _session_range(history: History, s: int, end: int) -> range:
-        starts = history.session_starts
-        stop = starts[s + 1] if s + 1 < len(starts) else len(history)
-        return range(starts[s], min(stop, end))
-
-    def _history_ranges(self, history: History, questions: list[Question]) -> tuple[list[range], dict[str, Any]]:
-        end = min(questions[0].end_index, len(history))
-        info: dict[str, Any] = {"episode": self.config.episode, "end_index": questions[0].end_index, "fallback": False}
-        if self.config.episode == "full-history":
-            ranges = history.session_ranges(end)
-            sessions = list(range(len(ranges)))  # session_ranges lists sessions 0, 1, … in order
-        else:
-            # Only the sessions holding evidence are needed: look them up by bisection instead
-            # of listing every session of a long history.
-            wanted: set[int] = set()
-            for q in questions:
-                for i in q.evidence or ():
-                    if 0 <= i < end:
-                        wanted.add(history.session_of(i))
-            if not wanted and end > 0:
-                wanted = {history.session_of(end - 1)}  # no evidence: the last session before end_index
-                info["fallback"] = True
-            sessions = sorted(wanted)
-            ranges = [self._session_range(history, s, end) for s in sessions]
-        info["sessions"] = [s for s, r in zip(sessions, ranges) if len(r)]
-        info["num_messages"] = int(sum(len(r) for r in ranges))
-        return ranges, info
-
-    def reset(self, seed: int | None = None, options: dict[str, Any] | None = None) -> None:
-        if seed is not None:
-            self.np_random, self.np_random_seed = seeding.np_random(seed)
-        options = options or {}
-        if "question_ids" in options and options["question_ids"] is not None:
+    def _questions_for(self, options: dict[str, Any]) -> list[Question]:
+        """The episode's questions: an explicit group, a replayed question's group, or a drawn one."""
+        if options.get("question_ids") is not None:
             qids = list(options["question_ids"])
             if not qids:
                 raise ValueError("options['question_ids'] is empty")
@@ -576,40 +292,17 @@ class raw_env(AECEnv):
                         f"options['question_ids']: question {q.question_id!r} is on ({q.history_id!r}, end {q.end_index}), "
                         f"not on ({key[0]!r}, end {key[1]}) like {questions[0].question_id!r}"
                     )
-        elif options.get("question_id") is not None:
-            questions = self._group_for(self.dataset.question(options["question_id"]))
-        else:
-            qid = self.question_ids[int(self.np_random.integers(len(self.question_ids)))]
-            questions = self._group_for(self.dataset.question(qid))
+            return questions
+        if options.get("question_id") is not None:
+            return self._group_for(self.dataset.question(options["question_id"]))
+        qid = self.question_ids[int(self.np_random.integers(len(self.question_ids)))]
+        return self._group_for(self.dataset.question(qid))
 
-        history = self.dataset.history_for(questions[0])
-        ranges, hinfo = self._history_ranges(history, questions)
-        spans = list(history_chunk_plan(history, ranges, self.config.chunk_tokens))
-        hinfo["empty"] = not spans
-        if not spans:
-            spans = [(0, 0)]  # the extractor still acts once, on an empty chunk
-        evidence = [self.dataset.evidence_texts(q) for q in questions]
-
-        self._episode = {
-            "questions": questions,
-            "history": history,
-            "spans": spans,
-            "history_info": hinfo,
-            "evidence": evidence,
-            "chunk": 0,  # next chunk the extractor acts on
-            "query": 0,  # next query the retriever answers
-            "fine_parts": [],  # normalised extractor outputs
-            "fine_text": "",  # "\n".join of the non-empty fine_parts; None = to be joined again
-            "fine_len": 0,  # its length, kept up to date without joining
-            "coarse": "",
-            "retrieved": [],
-            "answers": [],
-            "global": None,
-            "steps": [] if self.config.record_trajectory else None,
-            "version": 0,  # steps taken
-            "memory_version": 0,  # bumped when M_f or M_c changes (extractor/profiler steps)
-            "obs_cache": {},  # agent -> (inputs key, observation)
-        }
+    def reset(self, seed: int | None = None, options: dict[str, Any] | None = None) -> None:
+        if seed is not None:
+            self.np_random, self.np_random_seed = seeding.np_random(seed)
+        questions = self._questions_for(options or {})
+        self._episode = ep = Episode.start(self.dataset, questions, self.config)
         self.agents = list(AGENTS)
         self.rewards = {a: 0.0 for a in self.agents}
         self._cumulative_rewards = {a: 0.0 for a in self.agents}
@@ -621,7 +314,7 @@ class raw_env(AECEnv):
                 "global_reward": None, "parts": {}, "flags": {}}
             for a in self.agents
         }
-        self.infos[AGENTS[0]]["num_chunks"] = len(spans)
+        self.infos[AGENTS[0]]["num_chunks"] = len(ep.spans)
         self.agent_selection = AGENTS[0]
 
     # ------------------------------------------------------------- rendering
@@ -632,37 +325,18 @@ class raw_env(AECEnv):
             return text[:n], True
         return text, False
 
-    def _chunk_text(self, k: int) -> str:
-        ep = self._episode
-        history: History = ep["history"]
-        start, stop = ep["spans"][k]
-        if stop <= start:
-            return ""
-        lines = history_lines(history, start, stop)
-        part = lines[start:stop]
-        if False in part:  # a role with "\r": normalise the chunk as a whole ("\r\n" spans lines)
-            return normalize_text(prompts.render_chunk(history, range(start, stop)))[0]
-        return "\n".join(part)
-
-    def _fine_text(self) -> str:
-        ep = self._episode
-        if ep["fine_text"] is None:  # joined once per extractor step at most, when read
-            ep["fine_text"] = "\n".join(p for p in ep["fine_parts"] if p)
-        return ep["fine_text"]
-
     def _fields(self, agent: str, chunk_index: int, query_index: int) -> tuple[str, dict[str, str]]:
         """(role, uncapped observation fields) of ``agent`` for the given chunk/query index."""
         ep = self._episode
         role = ROLE_OF[agent]
         chunk = memory = query = options = ""
         if role == "extractor":
-            chunk = self._chunk_text(min(chunk_index, len(ep["spans"]) - 1))
+            chunk = ep.chunk_text(min(chunk_index, len(ep.spans) - 1))
         elif role == "profiler":
-            memory = prompts.render_memory(self._fine_text())
+            memory = prompts.render_memory(ep.fine_memory)
         else:
-            memory = prompts.render_memory(self._fine_text(), ep["coarse"])
-            q: Question = ep["questions"][min(query_index, len(ep["questions"]) - 1)]
-            query, options = self._question_texts(q)
+            memory = prompts.render_memory(ep.fine_memory, ep.coarse)
+            query, options = self._question_texts(ep.questions[min(query_index, len(ep.questions) - 1)])
         return role, {"chunk": chunk, "memory": memory, "query": query, "options": options}
 
     def _question_texts(self, q: Question) -> tuple[str, str]:
@@ -693,30 +367,16 @@ class raw_env(AECEnv):
         """
         ep = self._episode
         role = ROLE_OF[agent]
-        n = 0
         if role == "extractor":
-            a, b = ep["spans"][min(ep["chunk"], len(ep["spans"]) - 1)]
-            h: History = ep["history"]
+            a, b = ep.spans[min(ep.chunk, len(ep.spans) - 1)]
+            h: History = ep.history
             n = sum(map(len, h.contents[a:b])) + sum(map(len, h.roles[a:b])) + 3 * (b - a)
         else:
-            n = ep["fine_len"] + 2 * _MEMORY_OVERHEAD
+            n = ep.fine_len + 2 * _MEMORY_OVERHEAD
             if role == "retriever":
-                q: Question = ep["questions"][min(ep["query"], len(ep["questions"]) - 1)]
-                n += len(ep["coarse"]) + len(q.query) + sum(map(len, q.options)) + 6 * len(q.options)
+                q = ep.current_question
+                n += len(ep.coarse) + len(q.query) + sum(map(len, q.options)) + 6 * len(q.options)
         return n + _PROMPT_OVERHEAD > self.config.max_observation_chars
-
-    def _build_obs(self, agent: str) -> dict[str, Any]:
-        ep = self._episode
-        parts, prompt, capped = self._render(agent, ep["chunk"], ep["query"])
-        if capped:
-            ep["observation_truncated"] = True
-        return {"role": np.int64(self._role_index[agent]), "prompt": prompt, **parts}
-
-    def _cached_obs(self, agent: str) -> dict[str, Any] | None:
-        hit = self._episode["obs_cache"].get(agent)
-        if hit is not None and hit[0] == self._obs_key(agent):
-            return hit[1]
-        return None
 
     def _obs_key(self, agent: str) -> Any:
         """What ``agent``'s observation depends on: an observation is rebuilt only when
@@ -725,10 +385,16 @@ class raw_env(AECEnv):
         ep = self._episode
         role = ROLE_OF[agent]
         if role == "extractor":
-            return min(ep["chunk"], len(ep["spans"]) - 1)
+            return min(ep.chunk, len(ep.spans) - 1)
         if role == "profiler":
-            return ep["memory_version"]
-        return ep["memory_version"], min(ep["query"], len(ep["questions"]) - 1)
+            return ep.memory_version
+        return ep.memory_version, min(ep.query, len(ep.questions) - 1)
+
+    def _cached_obs(self, agent: str) -> dict[str, Any] | None:
+        hit = self._episode.obs_cache.get(agent)
+        if hit is not None and hit[0] == self._obs_key(agent):
+            return hit[1]
+        return None
 
     def observe(self, agent: str) -> dict[str, Any]:
         if self._episode is None:
@@ -736,109 +402,16 @@ class raw_env(AECEnv):
         obs = self._cached_obs(agent)
         if obs is None:
             obs = self._build_obs(agent)
-            self._episode["obs_cache"][agent] = (self._obs_key(agent), obs)
+            self._episode.obs_cache[agent] = (self._obs_key(agent), obs)
         return obs
 
+    def _build_obs(self, agent: str) -> dict[str, Any]:
+        ep = self._episode
+        parts, prompt, capped = self._render(agent, ep.chunk, ep.query)
+        ep.observation_truncated |= capped
+        return {"role": np.int64(Role.of(agent)), "prompt": prompt, **parts}
+
     # ------------------------------------------------------------------ step
-
-    def _coerce_action(self, action: Any) -> tuple[str, dict[str, Any]]:
-        flags: dict[str, Any] = {"non_text": False, "empty": False, "truncated": False, "replaced_chars": 0, "malformed": False}
-        if not isinstance(action, str):
-            flags["non_text"] = True
-            flags["action_type"] = type(action).__name__
-            flags["empty"] = True
-            return "", flags
-        text = str(action)
-        if len(text) > self.config.max_action_chars:
-            text = text[: self.config.max_action_chars]
-            flags["truncated"] = True
-        text, n = normalize_text(text)
-        flags["replaced_chars"] = n
-        if not text.strip():
-            flags["empty"] = True
-        return text, flags
-
-    def _coverage(self, memory: str, evidence: Sequence[str] | None, weight: float) -> Any:
-        return self._rewards.coverage_reward(memory, evidence, weight, matcher=self._matcher, tau=self.config.tau)
-
-    @staticmethod
-    def _coverage_dict(parts: Any, question: Question) -> dict[str, Any]:
-        # CoverageParts is flat: a shallow dict is enough (dataclasses.asdict deep-copies, 10x slower).
-        d = {k: getattr(parts, k) for k in _COVERAGE_FIELDS}
-        d["matched_evidence"] = list(d["matched_evidence"])
-        d["matched_units"] = list(d["matched_units"])
-        ev = question.evidence or ()
-        d["matched_messages"] = [int(ev[i]) for i in d["matched_evidence"] if i < len(ev)]
-        d["question_id"] = question.question_id
-        return d
-
-    def _extractor_reward(self) -> tuple[float | None, dict[str, Any]]:
-        ep = self._episode
-        units = self._rewards.to_units(self._fine_text())  # split once for every question
-        per = []
-        for q, ev in zip(ep["questions"], ep["evidence"]):
-            parts = self._coverage(units, ev, self.config.alpha)
-            per.append(None if parts is None else self._coverage_dict(parts, q))
-        defined = [p for p in per if p is not None]
-        if not defined:
-            return None, {"queries": per, "undefined": "no evidence for the episode's question(s)"}
-        n = len(defined)
-        reward = sum(p["reward"] for p in defined) / n
-        out: dict[str, Any] = {
-            "reward": reward,
-            "recall": sum(p["recall"] for p in defined) / n,
-            "jaccard": sum(p["jaccard"] for p in defined) / n,
-            "n_units": defined[0]["n_units"],
-            "queries": per,
-        }
-        if len(per) == 1:
-            out.update({k: per[0][k] for k in ("matched_evidence", "matched_messages", "n_evidence", "count")})
-        return reward, out
-
-    def _profiler_reward(self, profile: str) -> tuple[float, dict[str, Any]]:
-        ep = self._episode
-        q = ep["questions"][0]
-        gold = self.dataset.profile_for(q)
-        history_text = None
-        if self._judge_reads_history(self._judge, gold):  # the gold judge never reads it: skip rendering H
-            history_text = "\n".join(self._chunk_text(k) for k in range(len(ep["spans"])))
-        result = self._judge.score(profile, history=history_text, gold_profile=gold)
-        score = float(result.score)
-        parts = dict(getattr(result, "parts", {}) or {})
-        # "judge" names the judge that scored (the auto judge's inner gold/embedding judge
-        # reports itself); "judge_spec" the judge the env was configured with.
-        spec = getattr(self._judge, "name", type(self._judge).__name__)
-        parts.setdefault("judge", spec)
-        parts["judge_spec"] = self.config.judge if isinstance(self.config.judge, str) else spec
-        parts["score"] = score
-        return score, parts
-
-    def _retriever_step(self, text: str, flags: dict[str, Any]) -> tuple[float | None, dict[str, Any]]:
-        ep = self._episode
-        j = ep["query"]
-        q: Question = ep["questions"][j]
-        retrieved = self._rewards.extract_tag(text, "information")
-        has_answer = "<final_answer>" in text.lower()
-        missing = [t for t, ok in (("information", retrieved is not None), ("final_answer", has_answer)) if not ok]
-        if missing:
-            flags["malformed"] = True
-            flags["missing_tags"] = missing
-        retrieved = retrieved or ""
-        ep["retrieved"].append(retrieved)
-        ans = self._rewards.answer_reward(text, q)
-        ans_d = {"reward": float(ans.reward), "parsed": ans.parsed, "kind": ans.kind}
-        ep["answers"].append({"question_id": q.question_id, **ans_d})
-        parts_obj = self._coverage(retrieved, ep["evidence"][j], self.config.beta)
-        if parts_obj is None:
-            parts = {"question_id": q.question_id, "undefined": "question has no evidence"}
-            local = None
-        else:
-            parts = self._coverage_dict(parts_obj, q)
-            local = float(parts_obj.reward)
-        parts["parsed_option"] = ans.parsed if ans.kind == "mcq" else None
-        parts["answer"] = ans_d
-        parts["query_index"] = j
-        return local, parts
 
     def step(self, action: Any) -> None:
         if self._episode is None:
@@ -848,158 +421,134 @@ class raw_env(AECEnv):
             self._was_dead_step(action)
             return
         ep = self._episode
-        role = ROLE_OF[agent]
-        obs = self._cached_obs(agent)
-        if obs is None and self._may_be_capped(agent):
-            obs = self.observe(agent)  # builds it: sets the observation_truncated flag as observing would
-        prompt: Any = None
-        if self.config.record_trajectory:
-            # The prompt is rendered when trajectory() is read, unless it was already observed.
-            prompt = obs["prompt"] if obs is not None else _LazyPrompt(agent, ep["chunk"], ep["query"])
+        prompt = self._step_prompt(agent)
         self._cumulative_rewards[agent] = 0.0
         self.rewards = {a: 0.0 for a in self.agents}
-        text, flags = self._coerce_action(action)
-
-        local: float | None
-        defined = True
-        extra: dict[str, Any] = {}
-        if role == "extractor":
-            k = ep["chunk"]
-            part = text.strip()
-            ep["fine_parts"].append(part)
-            ep["memory_version"] += 1
-            if part:
-                ep["fine_len"] += len(part) + 1
-                ep["fine_text"] = None
-            ep["chunk"] += 1
-            extra = {"chunk_index": k, "num_chunks": len(ep["spans"])}
-            if ep["chunk"] < len(ep["spans"]):
-                local, parts = 0.0, {"deferred": True,
-                                     "note": "the extractor's coverage reward is given on the complete M_f at its last chunk"}
-                nxt = agent
-            else:
-                local, parts = self._extractor_reward()
-                defined = local is not None
-                nxt = AGENTS[1]
-        elif role == "profiler":
-            ep["coarse"] = text.strip()
-            ep["memory_version"] += 1
-            local, parts = self._profiler_reward(ep["coarse"])
-            nxt = AGENTS[2]
+        text, flags = coerce_action(action, self.config.max_action_chars)
+        move = ep.act(ROLE_OF[agent], text, flags, self._scorer)
+        self._publish(agent, prompt, text, flags, move)
+        if ep.done:
+            self._end_episode()
         else:
-            local, parts = self._retriever_step(text, flags)
-            defined = local is not None
-            ep["query"] += 1
-            extra = {"query_index": ep["query"] - 1, "num_queries": len(ep["questions"])}
-            nxt = agent
-        if flags["non_text"] and local is not None:
-            # Invalid actions never earn a local reward (the parts still show the formula's value).
-            parts = {**parts, "forced_zero": "non-text action"}
-            local = 0.0
-        scalar_local = local if local is not None else 0.0
-
-        info = {
-            "role": role,
-            "question_ids": [q.question_id for q in ep["questions"]],
-            "local_reward": local,
-            "local_reward_defined": defined,
-            "global_reward": None,
-            "parts": parts,
-            "flags": flags,
-            **extra,
-        }
-        if ep.get("observation_truncated"):
-            flags["observation_truncated"] = True
-        self.infos[agent] = info
-        mode = self.config.reward_mode
-        if mode in ("local", "local+global"):
-            self.rewards[agent] += scalar_local
-        if ep["steps"] is not None:
-            ep["steps"].append({
-                "agent": agent, "role": role, "prompt": prompt, "action": text,
-                "local_reward": local, "local_parts": parts, "flags": flags, **extra,
-            })
-
-        done = role == "retriever" and ep["query"] >= len(ep["questions"])
-        if done:
-            g = float(sum(a["reward"] for a in ep["answers"]) / len(ep["answers"]))
-            ep["global"] = g
-            gparts = {"reward": g, "answers": list(ep["answers"])}
-            for a in self.agents:
-                self.infos[a]["global_reward"] = g
-                self.infos[a]["global_parts"] = gparts
-                if mode == "global":
-                    self.rewards[a] += g
-                elif mode == "local+global":
-                    self.rewards[a] += g / len(AGENTS)
-                self.terminations[a] = True
-        else:
-            self.agent_selection = nxt
-        ep["version"] += 1
+            self.agent_selection = move.next_agent
         self._accumulate_rewards()
 
+    def _step_prompt(self, agent: str) -> Any:
+        """The prompt to record for this step: the observed one, else rendered lazily by
+        ``trajectory()``. An observation nobody read is built only when it might be capped, so
+        the ``observation_truncated`` flag is set as observing would set it."""
+        ep = self._episode
+        obs = self._cached_obs(agent)
+        if obs is None and self._may_be_capped(agent):
+            obs = self.observe(agent)
+        if not self.config.record_trajectory:
+            return None
+        return obs["prompt"] if obs is not None else _LazyPrompt(agent, ep.chunk, ep.query)
+
+    def _publish(self, agent: str, prompt: Any, text: str, flags: dict[str, Any], move: Transition) -> None:
+        """The step's ``infos``, local scalar reward and trajectory record."""
+        ep = self._episode
+        role = ROLE_OF[agent]
+        if ep.observation_truncated:
+            flags["observation_truncated"] = True
+        self.infos[agent] = {
+            "role": role,
+            "question_ids": [q.question_id for q in ep.questions],
+            "local_reward": move.local,
+            "local_reward_defined": move.local is not None,
+            "global_reward": None,
+            "parts": move.parts,
+            "flags": flags,
+            **move.extra,
+        }
+        if self.config.reward_mode in ("local", "local+global") and move.local is not None:
+            self.rewards[agent] += move.local  # an undefined local reward contributes 0
+        if ep.steps is not None:
+            ep.steps.append({"agent": agent, "role": role, "prompt": prompt, "action": text,
+                             "local_reward": move.local, "local_parts": move.parts, "flags": flags, **move.extra})
+
+    def _end_episode(self) -> None:
+        """After the last answer: every agent sees the global reward and terminates."""
+        ep = self._episode
+        g = ep.global_reward
+        gparts = {"reward": g, "answers": list(ep.answers)}
+        mode = self.config.reward_mode
+        for a in self.agents:
+            self.infos[a]["global_reward"] = g
+            self.infos[a]["global_parts"] = gparts
+            if mode == "global":
+                self.rewards[a] += g
+            elif mode == "local+global":
+                self.rewards[a] += g / len(AGENTS)
+            self.terminations[a] = True
+
     # -------------------------------------------------------------- learners
+
+    def _require_episode(self) -> Episode:
+        if self._episode is None:
+            raise RuntimeError("no episode: call reset() first")
+        return self._episode
+
+    @property
+    def episode(self) -> Episode:
+        """The current :class:`~comam_env.episode.Episode` (after ``reset``)."""
+        return self._require_episode()
 
     @property
     def current_questions(self) -> tuple[Question, ...]:
         """The questions of the current episode (after ``reset``)."""
-        self._require_episode()
-        return tuple(self._episode["questions"])
+        return tuple(self._require_episode().questions)
 
     @property
     def current_question(self) -> Question:
         """The question the retriever answers next (the last one once done)."""
-        ep = self._require_episode()
-        return ep["questions"][min(ep["query"], len(ep["questions"]) - 1)]
+        return self._require_episode().current_question
 
     @property
     def current_history(self) -> History:
-        return self._require_episode()["history"]
+        return self._require_episode().history
 
     @property
     def chunk_spans(self) -> tuple[tuple[int, int], ...]:
         """``(start, stop)`` message spans of the extractor's chunks."""
-        return tuple(self._require_episode()["spans"])
+        return tuple(self._require_episode().spans)
 
     @property
     def current_chunk(self) -> tuple[int, int]:
         """The span of the chunk the extractor acts on next (the last one once done)."""
         ep = self._require_episode()
-        return ep["spans"][min(ep["chunk"], len(ep["spans"]) - 1)]
+        return ep.spans[min(ep.chunk, len(ep.spans) - 1)]
 
     @property
     def fine_memory(self) -> str:
-        return self._fine_text() if self._episode else ""
+        return self._episode.fine_memory if self._episode else ""
 
     @property
     def coarse_memory(self) -> str:
-        return self._episode["coarse"] if self._episode else ""
-
-    def _require_episode(self) -> dict[str, Any]:
-        if self._episode is None:
-            raise RuntimeError("no episode: call reset() first")
-        return self._episode
+        return self._episode.coarse if self._episode else ""
 
     def trajectory(self) -> dict[str, Any]:
-        """The episode so far as plain data (docs/architecture.md contract)."""
+        """The episode so far as plain data (docs/architecture.md contract); ``"local"`` holds each
+        role's episode-level local reward (:meth:`comam_env.episode.Episode.local_rewards`)."""
         ep = self._require_episode()
-        qs = ep["questions"]
-        for s in ep["steps"] or ():
+        qs = ep.questions
+        for s in ep.steps or ():
             p = s["prompt"]
             if type(p) is _LazyPrompt:
                 s["prompt"] = self._render(p.agent, p.chunk, p.query)[1]
         return {
             "question_id": qs[0].question_id,
             "question_ids": [q.question_id for q in qs],
-            "history_id": ep["history"].history_id,
-            "history": dict(ep["history_info"]),
-            "chunks": [list(s) for s in ep["spans"]],
-            "steps": [dict(s) for s in ep["steps"] or ()],
-            "global_reward": ep["global"],
-            "parsed_answer": ep["answers"][0]["parsed"] if ep["answers"] else None,
-            "answers": list(ep["answers"]),
-            "memory": {"fine": self._fine_text(), "coarse": ep["coarse"]},
-            "retrieved": ep["retrieved"][0] if len(ep["retrieved"]) == 1 else list(ep["retrieved"]),
+            "history_id": ep.history.history_id,
+            "history": dict(ep.history_info),
+            "chunks": [list(s) for s in ep.spans],
+            "steps": [dict(s) for s in ep.steps or ()],
+            "local": ep.local_rewards(),
+            "global_reward": ep.global_reward,
+            "parsed_answer": ep.answers[0]["parsed"] if ep.answers else None,
+            "answers": list(ep.answers),
+            "memory": {"fine": ep.fine_memory, "coarse": ep.coarse},
+            "retrieved": ep.retrieved[0] if len(ep.retrieved) == 1 else list(ep.retrieved),
             "config": {k: (v if isinstance(v, (str, int, float, bool, type(None))) else repr(v))
                        for k, v in ((f, getattr(self.config, f)) for f in EnvConfig.field_names())},
         }
@@ -1013,20 +562,20 @@ class raw_env(AECEnv):
         if self._episode is None:
             return "comam memory env: not reset"
         ep = self._episode
-        qs = ep["questions"]
+        qs = ep.questions
         lines = [
-            f"comam memory env | history {ep['history'].history_id} | question(s) {', '.join(q.question_id for q in qs)}",
-            f"  chunks {ep['chunk']}/{len(ep['spans'])} | queries answered {ep['query']}/{len(qs)} | "
+            f"comam memory env | history {ep.history.history_id} | question(s) {', '.join(q.question_id for q in qs)}",
+            f"  chunks {ep.chunk}/{len(ep.spans)} | queries answered {ep.query}/{len(qs)} | "
             f"next: {self.agent_selection if self.agents else '-'}",
-            f"  M_f: {len(self._fine_text().splitlines())} lines | M_c: {len(ep['coarse'].splitlines())} lines",
+            f"  M_f: {len(ep.fine_memory.splitlines())} lines | M_c: {len(ep.coarse.splitlines())} lines",
         ]
-        for s in (ep["steps"] or [])[-3:]:
+        for s in (ep.steps or [])[-3:]:
             act = " ".join(s["action"].split())
             act = act[:97] + "..." if len(act) > 100 else act
             r = "undefined" if s["local_reward"] is None else f"{s['local_reward']:.3f}"
             lines.append(f"  {s['agent']}: local {r} | {act!r}")
-        if ep["global"] is not None:
-            lines.append(f"  global (answer) reward {ep['global']:.3f}")
+        if ep.global_reward is not None:
+            lines.append(f"  global (answer) reward {ep.global_reward:.3f}")
         return "\n".join(lines)
 
     def close(self) -> None:

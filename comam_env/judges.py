@@ -64,7 +64,7 @@ from typing import Any, Callable, Mapping, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
-from comam_env.rewards import EmbeddingMatcher, _utf8_safe, match_units, to_units
+from comam_env.matching import EmbeddingMatcher, _utf8_safe, match_units, to_units
 from comam_env.text import estimate_tokens
 
 __all__ = [

@@ -25,6 +25,8 @@ from __future__ import annotations
 from typing import Any
 
 from comam_env.charset import normalize_text
+from comam_env.prompts import retriever_action
+from comam_env.roles import role_of
 from comam_env.text import split_units
 
 __all__ = ["OraclePolicy", "CopyAllPolicy", "run_episode", "ABSTAIN_ANSWER", "gold_answer_text"]
@@ -73,7 +75,7 @@ class OraclePolicy:
 
     def __call__(self, agent: str, observation: Any, env: Any) -> str:
         env = _unwrap(env)
-        role = agent.rsplit("_", 1)[0]
+        role = role_of(agent)
         if role == "extractor":
             start, stop = env.current_chunk
             wanted = sorted({i for q in env.current_questions for i in (q.evidence or ()) if start <= i < stop})
@@ -87,7 +89,7 @@ class OraclePolicy:
         q = env.current_question
         ev = [i for i in (q.evidence or ()) if i < len(env.current_history)]
         info = _render(env.current_history, ev)
-        return f"<information>\n{info}\n</information>\n<final_answer>{gold_answer_text(q)}</final_answer>"
+        return retriever_action(info, gold_answer_text(q))
 
 
 class CopyAllPolicy:
@@ -101,13 +103,13 @@ class CopyAllPolicy:
         self.answer = answer
 
     def __call__(self, agent: str, observation: Any, env: Any) -> str:
-        role = agent.rsplit("_", 1)[0]
+        role = role_of(agent)
         if role == "extractor":
             return str(observation["chunk"])
         if role == "profiler":
             return "\n".join(_memory_lines(str(observation["memory"])))
         lines = "\n".join(_memory_lines(str(observation["memory"])))
-        return f"<information>\n{lines}\n</information>\n<final_answer>({self.answer})</final_answer>"
+        return retriever_action(lines, f"({self.answer})")
 
 
 def run_episode(env: Any, policy: Any, seed: int | None = None, options: dict | None = None) -> dict[str, Any]:

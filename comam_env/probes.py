@@ -1,6 +1,6 @@
 """Answer-only bias probes: pick an option without looking at any memory.
 
-DESIGN §5: on the real 32k question file always picking the *longest option*
+docs/design.md §5: on the real 32k question file always picking the *longest option*
 scores 0.516 — as high as most published memory systems — so every result
 table shows these probes next to the memory systems.
 

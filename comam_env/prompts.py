@@ -1,6 +1,6 @@
 """The three agent prompts of the memory system and the rendering of their inputs.
 
-CoMAM's memory system (DESIGN §1) has three LLM agents. Their instructions are
+CoMAM's memory system (docs/design.md §1) has three LLM agents. Their instructions are
 kept here, in one module, written in our own words after the paper's appendix:
 
 * **extractor** — reads one chunk of the raw conversation and writes the key
@@ -33,9 +33,8 @@ from __future__ import annotations
 from typing import Sequence
 
 from comam_env.data.schema import History, Question
+from comam_env.roles import ROLE_NAMES, role_of
 
-#: Role names in MDP order; the index is the ``role`` field of an observation.
-ROLES: tuple[str, ...] = ("extractor", "profiler", "retriever")
 
 EXTRACTOR_INSTRUCTIONS = """\
 You are the memory extractor of a personal assistant. Below is one part of a long \
@@ -69,6 +68,15 @@ for word, the memory lines needed to answer, one per line, inside <information> 
 if the memory does not contain the answer, say that the information is not available."""
 
 EMPTY = "(empty)"
+
+
+def retriever_action(information: str | Sequence[str], answer: str) -> str:
+    """The retriever's text action: the memory lines inside ``<information>``, then the answer
+    inside ``<final_answer>`` (``"(b)"`` for an option, a short text for an open question).
+
+    The one renderer of this format (policies, baselines and the selection view use it)."""
+    body = information if isinstance(information, str) else "\n".join(information)
+    return f"<information>\n{body}\n</information>\n<final_answer>{answer}</final_answer>"
 
 
 def render_chunk(history: History, indices: Sequence[int] | range) -> str:
@@ -112,13 +120,13 @@ def retriever_prompt(memory: str, query: str, options: str) -> str:
 
 
 def build_prompt(role: str | int, *, chunk: str = "", memory: str = "", query: str = "", options: str = "") -> str:
-    """The full prompt of ``role`` (name or index into :data:`ROLES`) from its rendered fields."""
+    """The full prompt of ``role`` (a role name or index, :mod:`comam_env.roles`) from its rendered fields."""
     if isinstance(role, int):
-        role = ROLES[role]
+        role = role_of(role)
     if role == "extractor":
         return extractor_prompt(chunk)
     if role == "profiler":
         return profiler_prompt(memory)
     if role == "retriever":
         return retriever_prompt(memory, query, options)
-    raise ValueError(f"unknown role {role!r}; expected one of {ROLES}")
+    raise ValueError(f"unknown role {role!r}; expected one of {ROLE_NAMES}")

@@ -6,7 +6,7 @@
   so it tracks LLM token counts of English chat text within roughly ±15%
   without needing a tokenizer. It is documented, deterministic and cheap.
 * :func:`word_tokens` / :func:`content_tokens` — lower-cased word tokens, and the
-  same with stop words removed (DESIGN §3 matching).
+  same with stop words removed (docs/design.md §3 matching).
 * :func:`split_units` — a memory text split into units: non-empty lines, with a
   line of more than :data:`MAX_UNIT_WORDS` words split into sentences.
 """
@@ -19,7 +19,7 @@ _TOKEN_RE = re.compile(r"\w+|[^\w\s]", re.UNICODE)
 _WORD_RE = re.compile(r"[^\W_]+(?:'[^\W_]+)?", re.UNICODE)
 _SENTENCE_RE = re.compile(r"(?<=[.!?])\s+")
 
-#: A line with more words than this is split into sentences (DESIGN §3: "~60 words").
+#: A line with more words than this is split into sentences (docs/design.md §3: "~60 words").
 MAX_UNIT_WORDS = 60
 
 #: English stop words removed before matching. Kept small and explicit on purpose:
@@ -53,7 +53,7 @@ def content_tokens(text: str) -> frozenset[str]:
 
 
 def split_units(text: str, max_words: int = MAX_UNIT_WORDS) -> list[str]:
-    """Split a memory text into units (DESIGN §3).
+    """Split a memory text into units (docs/design.md §3).
 
     Units are the non-empty lines of ``text`` (stripped). A line longer than
     ``max_words`` words is split into sentences at ``.``, ``!`` or ``?``

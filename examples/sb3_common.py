@@ -129,8 +129,7 @@ def evaluate(act: Callable[[dict], np.ndarray], env: Any, question_ids: Sequence
                 break
         traj = env.view.trajectory()
         acc.append(float(traj["global_reward"]))
-        steps = [s for s in traj["steps"] if s["role"] == role]
-        lr = steps[-1]["local_reward"] if steps else None
+        lr = traj["local"][role]
         if lr is not None:
             local.append(float(lr))
         ret.append(total)

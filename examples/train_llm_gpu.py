@@ -1,6 +1,6 @@
 """Paper-scale CoMAM training with LLM policies (for machines with GPUs; not run in CI).
 
-The configuration of the paper (arXiv 2603.12631 §5, DESIGN §4) on PersonaMem 32k:
+The configuration of the paper (arXiv 2603.12631 §5, docs/design.md §4) on PersonaMem 32k:
 
 * extractor and profiler: Qwen2.5-3B-Instruct; retriever: Qwen2.5-7B-Instruct (``per_role_models``;
   the extractor and profiler share one loaded 3B base model with one LoRA adapter each);

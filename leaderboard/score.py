@@ -17,7 +17,7 @@ declared split:
 * **efficiency** — mean / median / total of ``tokens_in`` and ``tokens_out`` and
   mean / median / 90th percentile of ``latency_ms`` over the predictions that
   report them (``n`` says how many);
-* **margin over the answer-only probes** (DESIGN §5) on the same questions:
+* **margin over the answer-only probes** (docs/design.md §5) on the same questions:
   ``longest-option`` and ``question-only`` (:mod:`comam_env.probes`) and the
   *expected* accuracy of a uniformly random choice (mean of ``1/#options``, no
   sampling noise); ``margin`` = accuracy − probe accuracy, and

@@ -9,7 +9,7 @@ it), so local coverage rewards need an annotation. Two sources are supported:
   :func:`read_evidence_jsonl` validates every line (bad JSON, missing or
   non-string ``question_id``, indices that are not integers ≥ 0, duplicate ids)
   and :func:`write_evidence_jsonl` writes atomically.
-* **Heuristic annotator** (:func:`annotate_evidence`), DESIGN §6:
+* **Heuristic annotator** (:func:`annotate_evidence`), docs/design.md §6:
 
   1. *Reference point.* Walk back from ``end_index`` summing
      :func:`comam_env.text.estimate_tokens` of the messages; the reference point

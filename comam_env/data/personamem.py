@@ -1,6 +1,6 @@
 """Loader for real PersonaMem (32k / 128k / 1M) and anything written in its format.
 
-Files (DESIGN §6): ``questions_{32k,128k,1M}.csv`` and
+Files (docs/design.md §6): ``questions_{32k,128k,1M}.csv`` and
 ``shared_contexts_{32k,128k,1M}.jsonl``, optionally with ``evidence.jsonl``
 (question id → message indices) and ``profiles.json`` (persona id → gold
 profile statements) next to them — the synthetic generator writes both.

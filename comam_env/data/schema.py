@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Iterator, Mapping, Sequence
 
-#: The seven normalised PersonaMem question types (DESIGN §6).
+#: The seven normalised PersonaMem question types (docs/design.md §6).
 QUESTION_TYPES: tuple[str, ...] = (
     "recall_user_shared_facts",
     "suggest_new_ideas",
@@ -32,7 +32,8 @@ QUESTION_TYPES: tuple[str, ...] = (
 #: Option letters for multiple-choice questions, in order.
 OPTION_LETTERS: tuple[str, ...] = ("a", "b", "c", "d", "e", "f", "g", "h")
 
-ROLES: tuple[str, ...] = ("system", "user", "assistant")
+#: Message roles of a conversation (not the memory-system roles of :mod:`comam_env.roles`).
+MESSAGE_ROLES: tuple[str, ...] = ("system", "user", "assistant")
 
 
 def _frozen_mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any]:

@@ -8,7 +8,7 @@ lengths then come from the csv's ``shared_context_id`` and
 
 Token lengths use :func:`comam_env.text.estimate_tokens` (the project's one
 size measure). *Evidence coverage* is the fraction of questions whose evidence
-is known and non-empty. The longest-option probe accuracy (DESIGN §5) is over
+is known and non-empty. The longest-option probe accuracy (docs/design.md §5) is over
 multiple-choice questions only (``None`` when there are none).
 """
 

@@ -1,4 +1,4 @@
-"""Synthetic PersonaMem-style benchmark generator (DESIGN §6), the offline default data.
+"""Synthetic PersonaMem-style benchmark generator (docs/design.md §6), the offline default data.
 
 :func:`generate` writes a folder in the *real* PersonaMem format, so it goes
 through the same loader as the real benchmark:

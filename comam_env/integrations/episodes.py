@@ -18,20 +18,13 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
+from comam_env.roles import ROLE_NAMES as ROLES
+from comam_env.roles import role_of
+
 __all__ = ["ROLES", "Turn", "RoleEpisode", "role_of", "check_role", "local_rewards", "fixed_policies", "make_env_factory"]
 
 #: Role names in pipeline order (the env's agents are ``<role>_0``).
-ROLES: tuple[str, ...] = ("extractor", "profiler", "retriever")
-
 TextPolicy = Callable[[str, Any, Any], str]
-
-
-def role_of(agent: str) -> str:
-    """``"retriever_0"`` → ``"retriever"``."""
-    role = agent.rsplit("_", 1)[0]
-    if role not in ROLES:
-        raise ValueError(f"unknown agent {agent!r}; the env's agents are {[r + '_0' for r in ROLES]}")
-    return role
 
 
 def check_role(role: str) -> str:
@@ -85,15 +78,9 @@ def make_env_factory(env: str | Callable[[], Any], env_kwargs: Mapping[str, Any]
 
 
 def local_rewards(record: Mapping[str, Any]) -> dict[str, float | None]:
-    """Each role's local reward in ``env.trajectory()``: the last defined value it received
-    (``None`` when undefined, e.g. no gold evidence). The extractor acts once per chunk; its
-    coverage is computed on the whole M_f and reported at its last step, so "last defined" is the
-    episode-level value for every role."""
-    local: dict[str, float | None] = {r: None for r in ROLES}
-    for step in record.get("steps", []):
-        if step.get("local_reward") is not None:
-            local[role_of(step["agent"])] = float(step["local_reward"])
-    return local
+    """Each role's episode-level local reward, ``env.trajectory()["local"]`` (``None`` when
+    undefined, e.g. no gold evidence)."""
+    return dict(record["local"])
 
 
 @dataclass(frozen=True)

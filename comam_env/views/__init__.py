@@ -1,4 +1,4 @@
-"""Views of the comam-env episode for third-party RL libraries (DESIGN §7).
+"""Views of the comam-env episode for third-party RL libraries (docs/design.md §7).
 
 * :mod:`comam_env.views.selection` — ``view="selection"``: the AEC episode as
   subset choices over embedded candidates (``wrap(env, K=..., embedder=...)``).

@@ -28,7 +28,8 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from comam_env.views.selection import N_OPTIONS, ROLES
+from comam_env.roles import role_of
+from comam_env.views.selection import N_OPTIONS
 
 __all__ = ["SimilarityPolicy", "KeepAllPolicy", "RandomPolicy", "get_fixed_policy", "DEFAULT_TOP_K", "pick_option"]
 
@@ -41,7 +42,7 @@ def _role(obs: Mapping[str, Any], role: str | None) -> str:
         return role
     if "role" not in obs:
         raise ValueError("observation has no 'role' entry: pass role= to the policy")
-    return ROLES[int(obs["role"])]
+    return role_of(int(obs["role"]))
 
 
 def pick_option(obs: Mapping[str, Any], keep: np.ndarray) -> int:

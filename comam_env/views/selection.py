@@ -1,4 +1,4 @@
-"""Selection view: the text AEC environment as numeric subset choices (DESIGN §7).
+"""Selection view: the text AEC environment as numeric subset choices (docs/design.md §7).
 
 Third-party RL libraries cannot write free text, so this PettingZoo AEC wrapper
 presents every step of the *same* episode as a choice among at most ``K``
@@ -81,23 +81,16 @@ from gymnasium import spaces
 from pettingzoo import AECEnv
 
 from comam_env.embed import EmbeddingCache, embed_dataset, get_embedder, message_text
+from comam_env.prompts import retriever_action
+from comam_env.roles import Role, role_index, role_of
 from comam_env.text import split_units
 
-__all__ = ["SelectionView", "SelectionState", "wrap", "ROLES", "N_OPTIONS", "render_selection", "role_of"]
+__all__ = ["SelectionView", "SelectionState", "wrap", "N_OPTIONS", "render_selection"]
 
-ROLES: tuple[str, ...] = ("extractor", "profiler", "retriever")
 #: Size of the option axis of the observation and of the retriever's option action.
 N_OPTIONS = 4
 PRERANK_RULES = ("similarity", "first", "last")
 
-
-
-def role_of(agent: str) -> str:
-    """Role name of an agent id (``"retriever_0"`` → ``"retriever"``)."""
-    role = agent.rsplit("_", 1)[0]
-    if role not in ROLES:
-        raise ValueError(f"agent {agent!r} has no known role; expected a prefix in {ROLES}")
-    return role
 
 
 @dataclass
@@ -133,7 +126,7 @@ def render_selection(role: str, texts: Sequence[str], selected: Sequence[bool], 
         answer = f"({letter})"
     else:
         answer = lines.replace("\n", " ")
-    return f"<information>\n{lines}\n</information>\n<final_answer>{answer}</final_answer>"
+    return retriever_action(lines, answer)
 
 
 def _dedupe(texts: Sequence[str]) -> list[str]:
@@ -205,7 +198,7 @@ class SelectionView(AECEnv):
         d, K = self.dim, self.K
         self._obs_space = spaces.Dict(
             {
-                "role": spaces.Discrete(len(ROLES)),
+                "role": spaces.Discrete(len(Role)),
                 "candidates": spaces.Box(-np.inf, np.inf, (K, d), np.float32),
                 "mask": spaces.Box(0, 1, (K,), np.int8),
                 "query": spaces.Box(-np.inf, np.inf, (d,), np.float32),
@@ -338,7 +331,7 @@ class SelectionView(AECEnv):
         if role == "retriever" and options:
             shown = options[:N_OPTIONS]
             opt[: len(shown)] = self.cache.lookup(shown)
-        obs = {"role": ROLES.index(role), "candidates": cand, "mask": mask, "query": q_vec.astype(np.float32, copy=True), "options": opt}
+        obs = {"role": role_index(role), "candidates": cand, "mask": mask, "query": q_vec.astype(np.float32, copy=True), "options": opt}
         return SelectionState(role, texts, n, n - len(texts), query, options, obs)
 
     def state_of(self, agent: str) -> SelectionState:
@@ -374,7 +367,7 @@ class SelectionView(AECEnv):
         """Observation of a terminated/truncated agent: all zeros (no candidates) with its role."""
         space = self._obs_spaces[agent]
         obs = {k: np.zeros(sp.shape, sp.dtype) for k, sp in space.spaces.items() if k != "role"}
-        return {"role": ROLES.index(role_of(agent)), **obs}
+        return {"role": role_index(agent), **obs}
 
     def observe(self, agent: str) -> dict[str, Any]:
         if self.env.terminations.get(agent) or self.env.truncations.get(agent):

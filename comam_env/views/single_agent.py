@@ -59,7 +59,8 @@ import numpy as np
 from gymnasium import spaces
 
 from comam_env.views.heuristics import get_fixed_policy
-from comam_env.views.selection import N_OPTIONS, ROLES, SelectionView, role_of
+from comam_env.roles import ROLE_NAMES, role_of
+from comam_env.views.selection import N_OPTIONS, SelectionView
 
 __all__ = ["SingleAgentEnv", "single_agent", "FEATURES"]
 
@@ -91,12 +92,12 @@ class SingleAgentEnv(gymnasium.Env):
             features) or ``"similarity-only"`` (mask + cosine features).
         """
         super().__init__()
-        if role not in ROLES:
-            raise ValueError(f"single_agent: role must be one of {ROLES}, got {role!r}")
+        if role not in ROLE_NAMES:
+            raise ValueError(f"single_agent: role must be one of {ROLE_NAMES}, got {role!r}")
         if features not in FEATURES:
             raise ValueError(f"single_agent: features must be one of {FEATURES}, got {features!r}")
         others = dict(others or {})
-        unknown = set(others) - set(ROLES)
+        unknown = set(others) - set(ROLE_NAMES)
         if unknown or role in others:
             raise ValueError(f"single_agent: 'others' keys must be roles other than {role!r}, got {sorted(others)}")
         self.view = view
@@ -108,7 +109,7 @@ class SingleAgentEnv(gymnasium.Env):
             raise ValueError(f"single_agent: expected exactly one {role} agent, found {agents}")
         self.agent = agents[0]
         self._policies: dict[str, Callable] = {}
-        for r in ROLES:
+        for r in ROLE_NAMES:
             if r == role:
                 continue
             if others.get(r) == "oracle":  # gold selection, read from the episode (upper reference)

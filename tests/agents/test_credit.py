@@ -1,4 +1,4 @@
-"""Credit strategies on hand-computed groups (DESIGN §4).
+"""Credit strategies on hand-computed groups (docs/design.md §4).
 
 Discounts used in the comments (rank i → 1/log2(i+1)):
   d1 = 1, d2 = 1/log2 3 = 0.630930, d3 = 1/log2 4 = 0.5, d4 = 1/log2 5 = 0.430677.

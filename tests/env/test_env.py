@@ -541,7 +541,7 @@ def test_make_selection_view_hook():
 
 # ------------------------------------------------- caches and lazy paths = eager definition
 
-from comam_env import env as _envmod  # noqa: E402
+from comam_env import chunks as _envmod  # noqa: E402
 from comam_env import prompts as _prompts  # noqa: E402
 from comam_env.charset import normalize_text as _normalize  # noqa: E402
 from comam_env.data.schema import Dataset as _Dataset  # noqa: E402
@@ -591,10 +591,9 @@ def test_cached_chunk_text_equals_normalised_render():
         e.reset(options={"question_id": "q"})
         for k, (a, b) in enumerate(e.chunk_spans):
             want = _normalize(_prompts.render_chunk(h, range(a, b)))[0]
-            assert e._chunk_text(k) == want
-            e._episode["chunk"] = k
+            assert e.unwrapped.episode.chunk_text(k) == want
+            e.unwrapped.episode.chunk = k
             assert e.observe("extractor_0")["chunk"] == want
-            e._episode["version"] += 1
 
 
 def _run(e, ds, qid, observe):

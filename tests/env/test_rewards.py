@@ -1,4 +1,4 @@
-"""Rewards (DESIGN §3): hand-computed cases for every formula, matching, parsing, F1."""
+"""Rewards (docs/design.md §3): hand-computed cases for every formula, matching, parsing, F1."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from comam_env.data.schema import Question
+from comam_env.matching import _fast_words
 from comam_env.rewards import (
     ABSTENTION_PHRASES,
     EMBEDDING_TAU,
     AnswerParts,
     EmbeddingMatcher,
     TokenRecallMatcher,
-    _fast_words,
     answer_reward,
     coverage_reward,
     extract_tag,
@@ -466,7 +466,7 @@ def test_property_greedy_matching_is_one_to_one_and_maximal(n_u, n_e, data):
 
 # ------------------------------------------------- caches and sparse paths = definition
 
-from comam_env import rewards as _rw  # noqa: E402
+from comam_env import matching as _rw  # noqa: E402  (the caches and machinery behind the rewards)
 from comam_env.text import content_tokens, split_units  # noqa: E402
 
 _WORDS = ["a", "the", "I", "dog", "Dog", "max", "golden", "retriever", "jazz", "rock", "not", "don't",
@@ -485,7 +485,7 @@ def _chat_text(draw, max_words=12):
 
 
 def _spec_similarity(units, evidence):
-    """DESIGN §3 token recall written directly from comam_env.text.content_tokens (no caches)."""
+    """docs/design.md §3 token recall written directly from comam_env.text.content_tokens (no caches)."""
     sim = np.zeros((len(units), len(evidence)))
     for i, u in enumerate(units):
         cu = content_tokens(u)

@@ -1,0 +1,71 @@
+"""Every setting of the environment: :class:`EnvConfig`, validated on construction.
+
+``comam_env.make(env_id, **kwargs)`` and ``comam_env.env.env(dataset, **kwargs)`` take these
+fields as keyword arguments; a wrong value fails here, before any episode is built, with an
+error naming the field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import numpy as np
+
+__all__ = ["EnvConfig", "EPISODES", "REWARD_MODES"]
+
+#: ``episode`` kinds: the paper's training setting and the evaluation setting.
+EPISODES = ("evidence-session", "full-history")
+#: ``reward_mode`` values (what the scalar ``rewards`` carry).
+REWARD_MODES = ("local", "global", "local+global", "none")
+
+
+@dataclass(frozen=True)
+class EnvConfig:
+    """Every setting of the environment (``make``/``env`` keyword arguments)."""
+
+    episode: str = field(default="evidence-session", metadata={
+        "help": "'evidence-session': H = the session(s) holding the evidence (training, as in the paper); "
+                "'full-history': H = messages[:end_index] (evaluation)"})
+    queries_per_episode: int = field(default=1, metadata={
+        "help": "questions answered on one memory (grouped by history id and end_index)"})
+    chunk_tokens: int | None = field(default=4096, metadata={
+        "help": "a session longer than this (estimated tokens) is cut into chunks of whole messages; None = one chunk per session"})
+    alpha: float = field(default=0.8, metadata={"help": "extractor recall weight (eq. 9)"})
+    beta: float = field(default=0.2, metadata={"help": "retriever recall weight (eq. 11)"})
+    matcher: Any = field(default="token-recall", metadata={
+        "help": "unit/evidence matcher: 'token-recall', 'embedding', 'embedding:<name>' or an object (rewards.resolve_matcher)"})
+    tau: float | None = field(default=None, metadata={"help": "match threshold; None = the matcher's default"})
+    judge: Any = field(default="auto", metadata={
+        "help": "profile judge name or object (comam_env.judges.get_judge): 'auto' = gold-profile judge for questions "
+                "whose persona has a gold profile, else the embedding judge; 'gold', 'embedding[:<embedder>]', 'llm[:<model>]'"})
+    reward_mode: str = field(default="local+global", metadata={
+        "help": "scalar rewards: 'local', 'global', 'local+global' (local + global/3) or 'none'"})
+    max_action_chars: int = field(default=16384, metadata={
+        "help": "longer actions are cut to this many characters (flagged); also the action space's max_length"})
+    max_observation_chars: int = field(default=1 << 25, metadata={
+        "help": "cap on every observation text field (flagged when hit); the observation spaces' max_length"})
+    record_trajectory: bool = field(default=True, metadata={
+        "help": "keep every prompt and action for env.trajectory() (disable to save memory on long runs)"})
+
+    def __post_init__(self) -> None:
+        if self.episode not in EPISODES:
+            raise ValueError(f"episode must be one of {EPISODES}, got {self.episode!r}")
+        if self.reward_mode not in REWARD_MODES:
+            raise ValueError(f"reward_mode must be one of {REWARD_MODES}, got {self.reward_mode!r}")
+        if not isinstance(self.queries_per_episode, (int, np.integer)) or self.queries_per_episode < 1:
+            raise ValueError(f"queries_per_episode must be an integer >= 1, got {self.queries_per_episode!r}")
+        if self.chunk_tokens is not None and (not isinstance(self.chunk_tokens, (int, np.integer)) or self.chunk_tokens < 1):
+            raise ValueError(f"chunk_tokens must be a positive integer or None, got {self.chunk_tokens!r}")
+        for name in ("alpha", "beta"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or not 0.0 <= float(v) <= 1.0:
+                raise ValueError(f"{name} must be a number in [0, 1], got {v!r}")
+        for name in ("max_action_chars", "max_observation_chars"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, np.integer)) or v < 1:
+                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls))
