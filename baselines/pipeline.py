@@ -343,14 +343,13 @@ class HeuristicPipeline:
 def play_episode(env, question: Question, act, extractor_state, start: float) -> Prediction:
     """Run one full-history episode of ``question`` with ``act(role, obs, state) -> text``.
 
-    Collects each channel's local reward from the env's infos (the extractor's
-    from its last chunk step), the retriever's output and the parsed answer.
+    Collects each channel's episode-level local reward (``episode.local_rewards()``, what
+    ``trajectory()["local"]`` states), the retriever's output and the parsed answer.
     """
     from comam_env.roles import role_of
     from comam_env.rewards import extract_tag
 
     env.reset(options={"question_id": question.question_id})
-    local: dict[str, float | None] = {}
     tokens_in = tokens_out = 0
     retrieved = ""
     parsed = ""
@@ -365,14 +364,14 @@ def play_episode(env, question: Question, act, extractor_state, start: float) ->
         tokens_in += estimate_tokens(obs["prompt"])
         tokens_out += estimate_tokens(action)
         env.step(action)
-        info = env.unwrapped.infos[agent]
-        local[role] = info.get("local_reward")
         if role == "retriever":
+            info = env.unwrapped.infos[agent]
             retrieved = extract_tag(action, "information") or ""
             parsed = (info.get("parts") or {}).get("parsed_option") or ""
             if not question.options:
                 parsed = (extract_tag(action, "final_answer") or "").strip()
     base = env.unwrapped
+    local = base.episode.local_rewards()
     fine, coarse = base.fine_memory, base.coarse_memory
     units = memory_units(fine) + memory_units(coarse)
     return Prediction(
