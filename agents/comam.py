@@ -89,11 +89,14 @@ def _policies_for_roles(policy: Policy) -> dict[str, Policy]:
     return {name: policy for name in ROLE_NAMES}
 
 
-def _evaluate(cfg: TrainConfig, envs, policy: Policy, ids) -> dict:
-    """The run's evaluation protocol (seed, greedy or sampled at eval_temperature), answers dropped."""
+def _evaluate(cfg: TrainConfig, envs, policy: Policy, ids, per_question: bool = False) -> dict:
+    """The run's evaluation protocol (seed, greedy or sampled at eval_temperature); answers dropped,
+    and the per-question results unless ``per_question``."""
     res = evaluate(envs, _policies_for_roles(policy), ids, seed=cfg.seed,
                    temperature=cfg.eval_temperature, greedy=cfg.eval_greedy)
     res.pop("answers", None)
+    if not per_question:
+        res.pop("per_question", None)
     return res
 
 
@@ -355,21 +358,24 @@ def train(config: TrainConfig, run_dir: str | os.PathLike) -> dict:
 
 
 def evaluate_policy(config: TrainConfig, policy: Policy | None = None, *, episode: str | None = None,
-                    split: str | None = None, limit: int | None = None) -> dict:
+                    split: str | None = None, limit: int | None = None, per_question: bool = False,
+                    envs=None) -> dict:
     """Evaluate ``policy`` (default: the untrained policy of ``config``) like the trainer does,
     but on any episode kind and split — e.g. a run trained and validated on evidence-session
     episodes, evaluated once through full-history episodes.
 
     ``episode``, ``split`` and ``limit`` default to the config's ``eval_episode``, ``eval_split``
-    and ``eval_limit``. Returns :func:`agents.rollout.evaluate`'s dict without the answers, plus
-    ``episode`` and ``split``.
+    and ``eval_limit``. Returns :func:`agents.rollout.evaluate`'s dict without the answers (and
+    without ``per_question`` unless asked), plus ``episode`` and ``split``. ``envs``: evaluation
+    environments of that episode kind and split to reuse (default: built here).
     """
     episode = episode or config.eval_episode
     split = split or config.eval_split
     limit = limit if limit is not None else config.eval_limit
-    envs = _make_eval_envs(config, split, episode)
+    if envs is None:
+        envs = _make_eval_envs(config, split, episode)
     if policy is None:
         policy = _build_policy(config, envs[0])
     ids = _split_ids(envs[0])
     ids = ids[:limit] if limit else ids
-    return {**_evaluate(config, envs, policy, ids), "episode": episode, "split": split}
+    return {**_evaluate(config, envs, policy, ids, per_question), "episode": episode, "split": split}

@@ -119,7 +119,11 @@ def collect_rollouts(
             pool in waves when there are more episodes than environments.
         policies: role name → policy acting for that role (one object may serve
             several roles).
-        question_ids: the B queries; trajectory ``(b, g)`` answers ``question_ids[b]``.
+        question_ids: the B queries; trajectory ``(b, g)`` answers ``question_ids[b]``. An
+            entry may also be a tuple of question ids on one visible history (same history
+            and ``end_index``): that episode builds the memory once and the retriever answers
+            each of them in turn (``reset(options={"question_ids": ...})``); its
+            :attr:`Trajectory.question_id` is the first.
         group_size: G trajectories per query.
         rng: draws each episode's reset seed (unless ``reset_seeds`` is given).
         generator: torch generator for sampling actions.
@@ -145,7 +149,7 @@ def collect_rollouts(
         slots = {}  # trajectory index -> env
         for k, t in enumerate(wave):
             env = envs[k]
-            env.reset(seed=int(seeds[t]), options={"question_id": question_ids[t // group_size]})
+            env.reset(seed=int(seeds[t]), options=_reset_options(question_ids[t // group_size]))
             slots[t] = env
         active = set(wave)
         while active:
@@ -175,10 +179,18 @@ def collect_rollouts(
     return RolloutBatch(list(question_ids), group_size, trajectories, actions)  # type: ignore[arg-type]
 
 
+def _reset_options(query) -> dict:
+    """Reset options for one query: a question id, or a tuple of ids answered in one episode."""
+    if isinstance(query, (tuple, list)):
+        return {"question_ids": list(query)}
+    return {"question_id": query}
+
+
 def _finish(env, question_ids, t: int, group_size: int) -> Trajectory:
     record = _unwrapped(env).trajectory()
+    query = question_ids[t // group_size]
     return Trajectory(
-        question_id=question_ids[t // group_size],
+        question_id=query[0] if isinstance(query, (tuple, list)) else query,
         group=t // group_size,
         member=t % group_size,
         local=_local_rewards(record),
@@ -197,28 +209,106 @@ def evaluate(
     temperature: float = 0.8,
     greedy: bool = True,
 ) -> dict[str, Any]:
-    """Accuracy and mean local rewards of ``policies`` on ``question_ids`` (one episode each).
+    """Accuracy and mean local rewards of ``policies`` on ``question_ids``.
 
     Greedy by default, so an evaluation is a deterministic function of the
     parameters; pass ``greedy=False`` for the paper's sampled evaluation at
-    temperature 0.8.
+    temperature 0.8 (one episode per question).
+
+    Greedy evaluation makes two savings that leave every number unchanged
+    (``docs/performance.md``): questions on the same visible history (history id and
+    ``end_index``) share one episode — the memory is built once and the retriever
+    answers each in turn; the per-question rewards are read from the episode's
+    per-question parts, which are what a one-question episode computes — and the
+    extractor's action on a chunk is memoised by its observation
+    (:class:`agents.memo.GreedyMemo`: full-history episodes of one history replay the
+    same sessions).
+
+    Returns ``accuracy``, ``n_questions``, ``local_<role>`` (means over the questions
+    where defined), ``answers`` (question id → parsed answer) and ``per_question``
+    (question id → ``{"reward": answer reward, "local": {role: local reward or None}}``).
     """
     if not question_ids:
         raise ValueError("evaluate: no questions to evaluate on")
     for policy in {id(p): p for p in policies.values()}.values():  # each distinct policy once
         policy.eval()
+    acting: dict[str, Any] = dict(policies)
+    queries: list[Any] = list(question_ids)
+    if greedy:
+        from .memo import GreedyMemo
+
+        acting["extractor"] = GreedyMemo(policies["extractor"])
+        queries = history_groups(_unwrapped(envs[0]).dataset, question_ids)
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         batch = collect_rollouts(
-            envs, policies, question_ids, 1, rng=np.random.default_rng(seed), generator=gen,
+            envs, acting, queries, 1, rng=np.random.default_rng(seed), generator=gen,
             temperature=temperature, greedy=greedy,
         )
+    per_question: dict[str, dict] = {}
+    answers: dict[str, Any] = {}
+    for t in batch.trajectories:
+        for qid, res in question_results(t.record).items():
+            per_question[qid] = {"reward": res["reward"], "local": res["local"]}
+            answers[qid] = res["parsed"]
+    per_question = {q: per_question[q] for q in question_ids}
     result: dict[str, Any] = {
-        "accuracy": float(batch.global_matrix().mean()),
+        "accuracy": float(np.mean([per_question[q]["reward"] for q in question_ids])),
         "n_questions": len(question_ids),
     }
     for role in ROLE_NAMES:
-        vals = batch.local_matrix(role)
-        result[f"local_{role}"] = float(np.nanmean(vals)) if np.isfinite(vals).any() else None
-    result["answers"] = {t.question_id: t.parsed_answer for t in batch.trajectories}
+        vals = [r["local"][role] for r in per_question.values() if r["local"][role] is not None]
+        result[f"local_{role}"] = float(np.mean(vals)) if vals else None
+    result["answers"] = {q: answers[q] for q in question_ids}
+    result["per_question"] = per_question
     return result
+
+
+def history_groups(dataset: Any, question_ids: Sequence[str]) -> list[tuple[str, ...]]:
+    """``question_ids`` grouped by visible history (history id, ``end_index``), each group in
+    the given order; groups with the longest history first, so that lockstep waves hold
+    episodes of similar length."""
+    groups: dict[tuple[str, int], list[str]] = {}
+    for qid in dict.fromkeys(question_ids):  # a repeated id is one question
+        q = dataset.question(qid)
+        groups.setdefault((q.history_id, q.end_index), []).append(qid)
+    order = sorted(groups, key=lambda k: -k[1])  # stable: ties keep first-appearance order
+    return [tuple(groups[k]) for k in order]
+
+
+def question_results(record: Mapping[str, Any]) -> dict[str, dict]:
+    """Per question of one episode (``env.trajectory()``): ``reward`` (answer reward),
+    ``parsed`` (parsed answer) and ``local`` (role → local reward for that question, ``None``
+    when undefined).
+
+    The extractor's reward of a several-question episode is a mean over the questions; each
+    question's own value is in its last step's ``parts["queries"]`` (the coverage of the same
+    M_f against that question's evidence — what a one-question episode gives). The profiler's
+    reward is the same for every question; the retriever's is per answering step.
+    """
+    qids = list(record.get("question_ids") or [record.get("question_id")])
+    steps = record.get("steps") or []
+    ext = next((s for s in reversed(steps) if role_of_agent(s["agent"]) == "extractor"), None)
+    prof = next((s for s in reversed(steps) if role_of_agent(s["agent"]) == "profiler"), None)
+    retr = {(s.get("local_parts") or {}).get("question_id"): s for s in steps if role_of_agent(s["agent"]) == "retriever"}
+    answers = {a["question_id"]: a for a in record.get("answers") or []}
+    out = {}
+    for i, qid in enumerate(qids):
+        ext_r = None
+        if ext is not None:
+            if len(qids) == 1 or ext.get("local_reward") is None:
+                ext_r = ext.get("local_reward")
+            elif "forced_zero" in (ext.get("local_parts") or {}):
+                ext_r = 0.0
+            else:
+                per = ((ext.get("local_parts") or {}).get("queries") or [None] * len(qids))[i]
+                ext_r = None if per is None else float(per["reward"])
+        local = {
+            "extractor": ext_r,
+            "profiler": None if prof is None else prof.get("local_reward"),
+            "retriever": None if qid not in retr else retr[qid].get("local_reward"),
+        }
+        ans = answers.get(qid) or {}
+        out[qid] = {"reward": float(ans.get("reward") or 0.0), "parsed": ans.get("parsed"),
+                    "local": {r: (None if v is None else float(v)) for r, v in local.items()}}
+    return out

@@ -233,12 +233,10 @@ def run_predictions(system: System, dataset: Dataset, question_ids: Sequence[str
         if out_path is not None:
             pfh = open(out_path, "a", encoding="utf-8")
             dfh = open(_details_path(out_path), "a", encoding="utf-8")
+        bar = tqdm(total=len(todo), desc=f"evaluate {getattr(system, 'name', '?')}", disable=not progress, unit="q")
         try:
-            for q in tqdm(todo, desc=f"evaluate {getattr(system, 'name', '?')}", disable=not progress, unit="q"):
-                start = time.perf_counter()
-                pred = system.answer(q, dataset.history_for(q))
-                if not pred.latency_ms:
-                    pred.latency_ms = (time.perf_counter() - start) * 1000.0
+            for q, pred in _answers(system, dataset, todo):
+                bar.update(1)
                 line, det = prediction_line(q, pred), details_line(q, pred)
                 # details first: the predictions file is the record of what is done
                 if dfh is not None:
@@ -250,10 +248,29 @@ def run_predictions(system: System, dataset: Dataset, question_ids: Sequence[str
                 done[q.question_id] = line
                 details[q.question_id] = det
         finally:
+            bar.close()
             for fh in (pfh, dfh):
                 if fh is not None:
                     fh.close()
     return [done[q] for q in ids], [details.get(q, {"question_id": q}) for q in ids], n_resumed
+
+
+def _answers(system: System, dataset: Dataset, questions: Sequence[Question]):
+    """Yield ``(question, prediction)`` in order: through ``system.answer_batch`` in slices of
+    ``system.batch_size`` when the system has it (e.g. policy systems, which share work between
+    questions of one history), else one ``answer`` call per question. Latency is filled in when
+    the system leaves it at 0."""
+    batch = getattr(system, "answer_batch", None)
+    size = int(getattr(system, "batch_size", 1)) if batch is not None else 1
+    for i in range(0, len(questions), size):
+        part = list(questions[i:i + size])
+        start = time.perf_counter()
+        preds = batch(part) if batch is not None else [system.answer(part[0], dataset.history_for(part[0]))]
+        ms = (time.perf_counter() - start) * 1000.0 / len(part)
+        for q, pred in zip(part, preds):
+            if not pred.latency_ms:
+                pred.latency_ms = ms
+            yield q, pred
 
 
 def _mean(values: Sequence[float]) -> float | None:

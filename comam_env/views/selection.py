@@ -91,6 +91,14 @@ __all__ = ["SelectionView", "SelectionState", "wrap", "N_OPTIONS", "render_selec
 N_OPTIONS = 4
 PRERANK_RULES = ("similarity", "first", "last")
 
+# Extractor states by chunk, shared by every view of the process:
+# (id(embedding cache), K, prerank, id(history), span) -> (history, cache, state). A chunk's
+# candidates depend only on its messages and on how they are encoded, and episodes replay the
+# same chunks — every full-history episode of a history re-reads its sessions, every rollout of
+# a group its evidence session — so each chunk is encoded once. The objects kept beside the state
+# guard against a reused id(); states are never mutated (observe() hands out copies).
+_CHUNK_STATES: dict[tuple, tuple[Any, EmbeddingCache, "SelectionState"]] = {}
+
 
 
 @dataclass
@@ -306,6 +314,20 @@ class SelectionView(AECEnv):
         return hit
 
     def _build(self, agent: str) -> SelectionState:
+        if role_of(agent) != "extractor":
+            return self._encode(agent)
+        history, span = self._inner.current_history, self._inner.current_chunk
+        key = (id(self.cache), self.K, self.prerank, id(history), span)
+        hit = _CHUNK_STATES.get(key)
+        if hit is not None and hit[0] is history and hit[1] is self.cache:
+            return hit[2]
+        if len(_CHUNK_STATES) >= 8192:
+            _CHUNK_STATES.clear()
+        st = self._encode(agent)
+        _CHUNK_STATES[key] = (history, self.cache, st)
+        return st
+
+    def _encode(self, agent: str) -> SelectionState:
         role, texts, query, options = self._inputs(agent)
         n = len(texts)
         K, d = self.K, self.dim

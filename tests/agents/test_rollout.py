@@ -105,3 +105,58 @@ def test_evaluate_is_deterministic_and_reports_rewards(envs, qids):
     assert r1["accuracy"] * 3 == pytest.approx(round(r1["accuracy"] * 3))
     with pytest.raises(ValueError, match="no questions"):
         evaluate(envs, {r: policy for r in ROLE_NAMES}, [])
+
+
+def test_grouped_greedy_evaluation_equals_one_episode_per_question():
+    """Greedy evaluate() shares one episode between questions on the same visible history and
+    memoises the extractor: every per-question reward and answer is what a one-question episode
+    gives."""
+    from agents.rollout import question_results
+
+    envs = [comam_env.make("synthetic-32k", split="validation", episode="full-history", view="selection")
+            for _ in range(3)]
+    ds = envs[0].unwrapped.dataset
+    ids = list(envs[0].unwrapped.question_ids)
+    by_history: dict = {}
+    for q in ids:
+        by_history.setdefault((ds.question(q).history_id, ds.question(q).end_index), []).append(q)
+    shared = next(g for g in by_history.values() if len(g) > 1)
+    others = [g[0] for g in by_history.values() if ds.question(g[0]).history_id == ds.question(shared[0]).history_id]
+    qids = list(dict.fromkeys(shared + others[:3]))
+    policy = _policy(envs)
+    policies = {r: policy for r in ROLE_NAMES}
+    grouped = evaluate(envs, policies, qids, seed=0)
+    with torch.no_grad():
+        batch = collect_rollouts(envs, policies, qids, 1, rng=np.random.default_rng(0),
+                                 generator=torch.Generator().manual_seed(0), greedy=True)
+    single = {}
+    for t in batch.trajectories:
+        single.update(question_results(t.record))
+    assert list(grouped["per_question"]) == qids
+    for q in qids:
+        assert grouped["per_question"][q] == {"reward": single[q]["reward"], "local": single[q]["local"]}
+        assert grouped["answers"][q] == single[q]["parsed"]
+    assert grouped["accuracy"] == pytest.approx(np.mean([single[q]["reward"] for q in qids]))
+    assert grouped["local_extractor"] == pytest.approx(np.mean([single[q]["local"]["extractor"] for q in qids]))
+
+
+def test_greedy_memo_answers_repeats_from_cache_and_refuses_sampling(envs, qids):
+    from agents.memo import GreedyMemo
+
+    policy = _policy(envs)
+    env = envs[0]
+    env.reset(seed=0, options={"question_id": qids[0]})
+    obs = env.observe(env.agent_selection)
+    other = {**obs, "mask": np.zeros_like(obs["mask"])}
+    memo = GreedyMemo(policy)
+    out = memo.act(0, [obs, other, obs], greedy=True)
+    direct = policy.act(0, [obs, other], greedy=True)
+    for got, want in zip(out.actions, [direct.actions[0], direct.actions[1], direct.actions[0]]):
+        np.testing.assert_array_equal(got, want)
+    assert (memo.misses, memo.hits) == (2, 1)
+    out.actions[0][:] = 1 - out.actions[0]  # mutating a returned action leaves the cache intact
+    again = memo.act(0, [obs], greedy=True)
+    np.testing.assert_array_equal(again.actions[0], direct.actions[0])
+    assert memo.hits == 2
+    with pytest.raises(ValueError, match="only memoises greedy"):
+        memo.act(0, [obs], greedy=False)
