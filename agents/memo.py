@@ -16,7 +16,8 @@ new one whenever the parameters change.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -81,11 +82,11 @@ class GreedyMemo:
         self.hits = 0
         self.misses = 0
 
-    def eval(self) -> "GreedyMemo":
+    def eval(self) -> GreedyMemo:
         self.policy.eval()
         return self
 
-    def train(self) -> "GreedyMemo":
+    def train(self) -> GreedyMemo:
         self.policy.train()
         return self
 

@@ -288,9 +288,9 @@ def question_results(record: Mapping[str, Any]) -> dict[str, dict]:
     """
     qids = list(record.get("question_ids") or [record.get("question_id")])
     steps = record.get("steps") or []
-    ext = next((s for s in reversed(steps) if role_of_agent(s["agent"]) == "extractor"), None)
-    prof = next((s for s in reversed(steps) if role_of_agent(s["agent"]) == "profiler"), None)
-    retr = {(s.get("local_parts") or {}).get("question_id"): s for s in steps if role_of_agent(s["agent"]) == "retriever"}
+    ext = next((s for s in reversed(steps) if role_of(s["agent"]) == "extractor"), None)
+    prof = next((s for s in reversed(steps) if role_of(s["agent"]) == "profiler"), None)
+    retr = {(s.get("local_parts") or {}).get("question_id"): s for s in steps if role_of(s["agent"]) == "retriever"}
     answers = {a["question_id"]: a for a in record.get("answers") or []}
     out = {}
     for i, qid in enumerate(qids):

@@ -97,7 +97,7 @@ PRERANK_RULES = ("similarity", "first", "last")
 # same chunks — every full-history episode of a history re-reads its sessions, every rollout of
 # a group its evidence session — so each chunk is encoded once. The objects kept beside the state
 # guard against a reused id(); states are never mutated (observe() hands out copies).
-_CHUNK_STATES: dict[tuple, tuple[Any, EmbeddingCache, "SelectionState"]] = {}
+_CHUNK_STATES: dict[tuple, tuple[Any, EmbeddingCache, SelectionState]] = {}
 
 
 
