@@ -17,7 +17,7 @@ A line for a question outside the evaluated set is an error (a different split
 or dataset was probably meant).
 
 **Report.** Accuracy overall and per question type with 95% percentile
-bootstrap intervals (numpy, ``n_resamples`` resamples from a generator seeded by
+bootstrap intervals (``comam_env.stats.bootstrap_ci``: scipy, ``n_resamples`` resamples seeded by
 ``seed``: deterministic), mean local reward per channel (questions where it is
 undefined are left out and counted), memory size (units, tokens), tokens in/out
 and latency per query, and the answer-only probes' accuracy on the same questions

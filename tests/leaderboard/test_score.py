@@ -123,3 +123,16 @@ def test_open_track_scores_token_f1_without_probes(tmp_path):
     assert s["metric"] == "token_f1" and s["accuracy"] == pytest.approx(0.5)
     assert s["probes"] == {} and s["n_correct"] is None and s["margin_over_best_probe"] is None
     assert s["efficiency"]["tokens_in"]["n"] == 0 and s["efficiency"]["tokens_in"]["mean"] is None
+
+
+def test_bootstrap_ci_is_the_percentile_bootstrap_computed_by_hand():
+    """scipy.stats.bootstrap (comam_env.stats) gives the interval of the explicit numpy recipe."""
+    import numpy as np
+
+    x = (np.random.default_rng(7).random(97) < 0.45).astype(float)
+    rng = np.random.default_rng(3)
+    means = x[rng.integers(0, x.size, size=(500, x.size))].mean(axis=1)
+    lo, hi = np.quantile(means, [0.025, 0.975])
+    assert bootstrap_ci(x, seed=3, n_resamples=500) == pytest.approx([lo, hi], abs=1e-12)
+    assert bootstrap_ci(x, seed=3, n_resamples=500) == bootstrap_ci(x, seed=3, n_resamples=500)
+    assert bootstrap_ci([1.0] * 5) == [1.0, 1.0] and bootstrap_ci([]) is None
