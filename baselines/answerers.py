@@ -8,9 +8,15 @@ A classic system (full context, RAG, BM25, the heuristic pipelines) only decides
   option with the highest maximum cosine similarity to any unit — "which option
   does the memory support most directly". With no context it falls back to the
   option most similar to the question. Ties go to the earlier option.
+  An **open** question (LoCoMo) gets the extractive answer of
+  :func:`comam_env.extractive.extractive_answer`: among the units sharing a word
+  with the question, the one most similar to it, cut to the short span that
+  answers it ("Not mentioned in the conversation." when no unit shares a word).
 * :class:`LLMAnswerer` (``--answerer llm --model PATH_OR_ID``) lets a causal LM read
   context + question + options with the retriever prompt and parses its reply with
-  ``comam_env.rewards.parse_option`` (PersonaMem's rule). Default model:
+  ``comam_env.rewards.parse_option`` (PersonaMem's rule); on an open question the
+  prompt asks for a short answer and the reply's ``<final_answer>`` text is the
+  answer (``comam_env.scoring.answer_text``). Default model:
   SmolLM2-135M-Instruct via ``agents.models.load_smollm2_bf16()``.
 
 Both have a context *window* in estimated tokens (``comam_env.text.estimate_tokens``),
@@ -129,11 +135,12 @@ class SimilarityAnswerer:
         overhead = estimate_tokens(question.query) + estimate_tokens(_options_block(question))
         return max(0, self.window_tokens - overhead)
 
-    def choose(self, question: Question, context: str | Sequence[str]) -> Answer:
-        if not question.options:
-            raise ValueError(f"the similarity answerer needs multiple-choice options; {question.question_id!r} has none")
+    def choose(self, question: Question, context: str | Sequence[str], speakers: Sequence[str] | None = None) -> Answer:
+        """The option (or open answer) the context supports best; ``speakers`` is unused here."""
         units = split_units(context) if isinstance(context, str) else [u for c in context for u in split_units(c)]
         units = fit_recent(units, self.context_budget(question))
+        if not question.options:
+            return self.answer_open(question, units)
         opt = self.embedder.encode(list(question.options))
         if units:
             mem = self.embedder.encode(units)
@@ -146,27 +153,26 @@ class SimilarityAnswerer:
         )
         return Answer(letter, tokens_in, 0)
 
+    def answer_open(self, question: Question, units: Sequence[str]) -> Answer:
+        """The extractive answer to an open question (:func:`comam_env.extractive.extractive_answer`),
+        units ranked by embedding similarity to the question."""
+        from comam_env.extractive import extractive_answer
 
-def retriever_prompt(context: str, question: Question) -> str:
-    """The retriever/answer prompt: the env's prompt when available, else the same wording here.
+        units = list(units)
+        scores = (self.embedder.encode(units) @ self.embedder.encode([question.query])[0]) if units else None
+        text = extractive_answer(question.query, units, scores)
+        tokens_in = sum(estimate_tokens(u) for u in units) + estimate_tokens(question.query)
+        return Answer(text, tokens_in, 0)
 
-    Uses ``comam_env.prompts.retriever_prompt(memory=..., query=..., options=...)`` when the env
-    provides it, so the LLM answerer reads exactly what a retriever agent reads.
-    """
-    try:  # the env owns the canonical prompt wording
-        from comam_env.prompts import retriever_prompt as env_prompt  # type: ignore[attr-defined]
 
-        return env_prompt(memory=context, query=question.query, options=_options_block(question))
-    except (ImportError, AttributeError, TypeError):
-        pass
-    return (
-        "You are the retrieval agent of a personalized memory system. Below is the memory about the user, "
-        "a question from the user and answer options.\n"
-        "First copy the memory lines relevant to the question inside <information>...</information>, "
-        "then give the single best option letter inside <final_answer>...</final_answer>, e.g. "
-        "<final_answer>(a)</final_answer>.\n\n"
-        f"Memory:\n{context}\n\nQuestion: {question.query}\n\nOptions:\n{_options_block(question)}\n"
-    )
+def retriever_prompt(context: str, question: Question, speakers: Sequence[str] | None = None) -> str:
+    """The retriever/answer prompt: the env's own (``comam_env.prompts.build_prompt``), so the
+    LLM answerer reads exactly what a retriever agent reads; ``speakers`` names the two people
+    of a two-speaker dialogue (``comam_env.prompts.dialogue_speakers``)."""
+    from comam_env.prompts import build_prompt
+
+    return build_prompt("retriever", memory=context, query=question.query, options=_options_block(question),
+                        speakers=speakers)
 
 
 def load_causal_lm(model: Any = None):
@@ -223,7 +229,8 @@ class LLMAnswerer:
         overhead = estimate_tokens(retriever_prompt("", question))
         return max(0, window - overhead)
 
-    def choose(self, question: Question, context: str | Sequence[str]) -> Answer:
+    def choose(self, question: Question, context: str | Sequence[str], speakers: Sequence[str] | None = None) -> Answer:
+        """Generate with the retriever prompt and parse the option (or the open ``<final_answer>``)."""
         import torch
 
         from comam_env.rewards import parse_option
@@ -231,7 +238,7 @@ class LLMAnswerer:
         self._load()
         units = split_units(context) if isinstance(context, str) else [u for c in context for u in split_units(c)]
         units = fit_recent(units, self.context_budget(question))
-        prompt = retriever_prompt("\n".join(units), question)
+        prompt = retriever_prompt("\n".join(units), question, speakers)
         tok = self._tok
         if getattr(tok, "chat_template", None):
             text = tok.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True)
@@ -250,7 +257,12 @@ class LLMAnswerer:
                 pad_token_id=tok.pad_token_id,
             )
         reply = tok.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True)
-        parsed = parse_option(reply, n_options=len(question.options)) if question.options else reply.strip()
+        if question.options:
+            parsed = parse_option(reply, n_options=len(question.options))
+        else:  # a short generated answer: the <final_answer> text (the whole reply when untagged)
+            from comam_env.scoring import answer_text
+
+            parsed = answer_text(reply)
         return Answer(parsed or "", estimate_tokens(prompt), estimate_tokens(reply), raw_output=reply)
 
 

@@ -15,6 +15,11 @@ the local reward of every agent channel that the system can report (``None`` =
 undefined for that question, e.g. no gold evidence) and the size of the memory
 the system consulted. The harness turns predictions into leaderboard lines.
 
+A system declares the question kinds it can answer in ``kinds`` (``"mcq"``,
+``"open"``; both when absent). The harness refuses to run a system on questions
+of another kind with :class:`UnsupportedQuestionsError`, a one-line message
+(the option-picking probes cannot answer LoCoMo's open questions).
+
 Systems are registered by name in :data:`SYSTEMS` as ``"module:factory"`` strings
 so that listing or importing the registry never imports torch or an embedder;
 :func:`get_system` imports the module on demand and calls the factory with the
@@ -75,9 +80,44 @@ class System(Protocol):
         """Answer ``question`` reading only ``history.contents[:question.end_index]``."""
 
 
+#: Question kinds: multiple choice (options) and open (free text, e.g. LoCoMo).
+KINDS: tuple[str, ...] = ("mcq", "open")
+
+
+def question_kind(question: Question) -> str:
+    """``"mcq"`` for a question with options, ``"open"`` otherwise."""
+    return "mcq" if question.options else "open"
+
+
+def system_kinds(system: Any) -> tuple[str, ...]:
+    """The question kinds ``system`` answers (its ``kinds`` attribute; both when absent)."""
+    return tuple(getattr(system, "kinds", KINDS))
+
+
+class UnsupportedQuestionsError(ValueError):
+    """A system was asked questions of a kind it cannot answer (one-line message)."""
+
+
+def check_kinds(system: Any, questions: Any, dataset_name: str = "the dataset") -> None:
+    """Raise :class:`UnsupportedQuestionsError` when ``system`` cannot answer some of ``questions``."""
+    kinds = system_kinds(system)
+    bad = [q for q in questions if question_kind(q) not in kinds]
+    if bad:
+        name = getattr(system, "name", type(system).__name__)
+        what = "multiple-choice" if kinds == ("mcq",) else "open" if kinds == ("open",) else "/".join(kinds)
+        other = [n for n, (_, _, k) in _described() if question_kind(bad[0]) in k]
+        raise UnsupportedQuestionsError(
+            f"system {name!r} answers {what} questions only, and {len(bad)} of the {len(list(questions))} "
+            f"questions of {dataset_name} are {question_kind(bad[0])} (e.g. {bad[0].question_id!r}); "
+            f"systems for them: {', '.join(other)}")
+
+
 #: system name -> ("module:factory", one-line description). Factories are imported lazily.
 SYSTEMS: dict[str, tuple[str, str]] = {
     "random": ("baselines.probes:RandomProbe", "answer-only probe: a uniformly random option (seeded per question)"),
+    "always-abstain": ("baselines.probes:AlwaysAbstainProbe",
+                       "open-track probe: always says the information is not available"),
+    "question-echo": ("baselines.probes:QuestionEchoProbe", "open-track probe: answers with the question's own words"),
     "longest-option": ("baselines.probes:LongestOptionProbe", "answer-only probe: the longest option"),
     "question-only": ("baselines.probes:QuestionOnlyProbe", "answer-only probe: the option most similar to the question, no memory"),
     "full-context": ("baselines.classic:FullContextSystem", "the most recent history that fits the answerer's window (paper: Base)"),
@@ -90,8 +130,19 @@ SYSTEMS: dict[str, tuple[str, str]] = {
     "comam": ("baselines.trained:TrainedSystem", "policies from a CoMAM training run (--run)"),
 }
 
-#: The answer-only probes reported next to every result (docs/design.md §5).
+#: The answer-only probes reported next to every result (docs/design.md §5), multiple choice.
 PROBES: tuple[str, ...] = ("random", "longest-option", "question-only")
+#: The probes of open tracks (LoCoMo), reported next to every open-track result.
+OPEN_PROBES: tuple[str, ...] = ("always-abstain", "question-echo")
+#: Systems that answer only one kind of question (the rest answer both).
+SYSTEM_KINDS: dict[str, tuple[str, ...]] = {
+    **{p: ("mcq",) for p in PROBES},
+    **{p: ("open",) for p in OPEN_PROBES},
+}
+
+
+def _described() -> list[tuple[str, tuple[str, str, tuple[str, ...]]]]:
+    return [(n, (t, d, SYSTEM_KINDS.get(n, KINDS))) for n, (t, d) in SYSTEMS.items()]
 
 
 def list_systems() -> list[str]:

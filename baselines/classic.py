@@ -19,6 +19,11 @@ is cut into word windows. Chunks are computed once per history in ``prepare``;
 a question sees every chunk that ends before its ``end_index`` plus the chunk in
 progress cut at ``end_index``, so nothing after the question leaks in.
 Ranking ties go to the more recent chunk.
+
+All three answer open questions (LoCoMo) too: the similarity answerer with the
+extractive span of the context (:mod:`comam_env.extractive`), the LLM answerer
+with a short generated answer (its ``<final_answer>``), prompted speaker-neutrally
+on a two-person dialogue.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from comam_env.data.schema import Dataset, History, Question
+from comam_env.prompts import dialogue_speakers
 from comam_env.text import estimate_tokens
 
 from .answerers import DEFAULT_WINDOW_TOKENS, fit_recent, make_answerer
@@ -146,7 +152,7 @@ class FullContextSystem:
         start = time.perf_counter()
         lines = [render_message(history, i) for i in range(min(question.end_index, len(history)))]
         kept = fit_recent(lines, self.answerer.context_budget(question))
-        result = self.answerer.choose(question, kept)
+        result = self.answerer.choose(question, kept, speakers=dialogue_speakers(history))
         return Prediction(
             answer=result.answer,
             retrieved_memory="",  # the whole window is the context; not repeated in predictions
@@ -188,7 +194,7 @@ class _ChunkRetrievalSystem:
             picked = [chunks[i] for i in sorted(order)]  # chronological for the answerer
         else:
             picked = []
-        result = self.answerer.choose(question, [c.text for c in picked])
+        result = self.answerer.choose(question, [c.text for c in picked], speakers=dialogue_speakers(history))
         return Prediction(
             answer=result.answer,
             retrieved_memory="\n".join(c.text for c in picked),

@@ -48,7 +48,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--retrieval-embedder", default=None,
                         help="rag only: embedder ranking the chunks (default minilm, the paper's choice)")
     parser.add_argument("--run", default=None, help="training run directory (runs/NAME) for independent/comam")
-    parser.add_argument("--no-probes", action="store_true", help="skip the answer-only probes")
+    parser.add_argument("--no-probes", action="store_true",
+                        help="skip the answer-only probes (random, longest-option, question-only; on open "
+                             "questions always-abstain, question-echo)")
     parser.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (default 2000)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -75,7 +77,7 @@ def default_out(env_id: str, system: str, split: str, seed: int, answerer: str |
 def run(args: argparse.Namespace) -> int:
     from comam_env.cli import CommandError
 
-    from .base import get_system
+    from .base import OPEN_PROBES, PROBES, UnsupportedQuestionsError, get_system
     from .harness import PredictionFileError, evaluate, format_report
 
     env_id, system_name = args.env, args.system
@@ -115,9 +117,9 @@ def run(args: argparse.Namespace) -> int:
               "embedder": args.embedder, "retrieval_embedder": args.retrieval_embedder}
     try:
         report = evaluate(system, dataset, ids, out=out, seed=args.seed, n_resamples=args.resamples,
-                          probes=None if args.no_probes else ("random", "longest-option", "question-only"),
+                          probes=None if args.no_probes else PROBES + OPEN_PROBES,
                           progress=not args.quiet and not args.json, split=args.split, config=config)
-    except PredictionFileError as exc:
+    except (PredictionFileError, UnsupportedQuestionsError) as exc:
         raise CommandError(str(exc)) from None
     report["env"] = env_id
     if args.json:

@@ -45,7 +45,7 @@ from comam_env.data.schema import Dataset, Question
 from comam_env.scoring import score_answer
 from comam_env.stats import DEFAULT_RESAMPLES, bootstrap_ci
 
-from .base import PROBES, Prediction, System, get_system
+from .base import OPEN_PROBES, PROBES, Prediction, System, check_kinds, get_system, question_kind, system_kinds
 
 #: Bootstrap resamples for the confidence intervals.
 #: The fields of a leaderboard prediction line.
@@ -205,6 +205,7 @@ def run_predictions(system: System, dataset: Dataset, question_ids: Sequence[str
     if len(set(ids)) != len(ids):
         raise ValueError("question_ids contains duplicates")
     questions = [dataset.question(q) for q in ids]
+    check_kinds(system, questions, f"{dataset.name!r}")  # before any file is touched
     valid = set(ids)
     done: dict[str, dict] = {}
     details: dict[str, dict] = {}
@@ -305,8 +306,11 @@ def summarise(dataset: Dataset, predictions: Sequence[dict], details: Sequence[d
     units = [d["memory_units"] for d in details if d.get("memory_units") is not None]
     toks = [d["memory_tokens"] for d in details if d.get("memory_tokens") is not None]
     lat = [float(p["latency_ms"]) for p in predictions]
+    kinds = {question_kind(dataset.question(p["question_id"])) for p in predictions}
     return {
         "n_questions": len(predictions),
+        # the leaderboard's name: a mean of 0/1 on multiple choice, of token F1 / abstention otherwise
+        "metric": "accuracy" if kinds <= {"mcq"} else "token_f1",
         "accuracy": _mean(scores),
         "accuracy_ci95": list(ci) if ci else None,
         "n_unanswered": sum(1 for p in predictions if not p["answer"]),
@@ -323,17 +327,23 @@ def summarise(dataset: Dataset, predictions: Sequence[dict], details: Sequence[d
 
 
 def probe_accuracies(dataset: Dataset, question_ids: Sequence[str], seed: int = 0,
-                     n_resamples: int = DEFAULT_RESAMPLES, probes: Sequence[str] = PROBES) -> dict:
-    """Accuracy (+CI) of the answer-only probes on the same questions (no files written)."""
+                     n_resamples: int = DEFAULT_RESAMPLES, probes: Sequence[str] = PROBES + OPEN_PROBES) -> dict:
+    """Accuracy (+CI) of the answer-only probes on the same questions (no files written).
+
+    Each probe is scored on the questions of its kind (``kinds``: the option probes on
+    multiple-choice questions, ``always-abstain``/``question-echo`` on open ones); a probe
+    with no such question is left out.
+    """
     out = {}
-    mcq = [q for q in question_ids if dataset.question(q).options]
     for name in probes:
         probe = get_system(name, context={"seed": seed})
+        kinds = system_kinds(probe)
+        qs = [dataset.question(q) for q in question_ids]
+        qs = [q for q in qs if question_kind(q) in kinds]
+        if not qs:
+            continue
         probe.prepare(dataset)
-        scores = []
-        for qid in mcq:
-            q = dataset.question(qid)
-            scores.append(score_answer(q, probe.answer(q, dataset.history_for(q)).answer))
+        scores = [score_answer(q, probe.answer(q, dataset.history_for(q)).answer) for q in qs]
         ci = bootstrap_ci(scores, seed=seed, n_resamples=n_resamples)
         out[name] = {"n": len(scores), "accuracy": _mean(scores), "ci95": list(ci) if ci else None}
     return out
@@ -341,7 +351,7 @@ def probe_accuracies(dataset: Dataset, question_ids: Sequence[str], seed: int = 
 
 def evaluate(system: System, dataset: Dataset, question_ids: Sequence[str] | None = None, *,
              out: str | Path | None = None, seed: int = 0, n_resamples: int = DEFAULT_RESAMPLES,
-             probes: Sequence[str] | None = PROBES, progress: bool = True, split: str | None = None,
+             probes: Sequence[str] | None = PROBES + OPEN_PROBES, progress: bool = True, split: str | None = None,
              config: dict | None = None) -> dict:
     """Run ``system`` on ``question_ids`` (default: all), write/resume ``out``, return the report dict.
 
@@ -388,6 +398,9 @@ def format_report(report: dict) -> str:
     ]
     for t, r in report["per_type"].items():
         lines.append(f"  {t:42s} {r['n']:5d} {_fmt(r['accuracy']):>6s}  {_fmt_ci(r['ci95'])}")
+    if report.get("metric") == "token_f1":
+        lines.append("score: mean of comam_env.score_answer (token F1; LoCoMo category 5: 1 when the answer "
+                     "only abstains)")
     if report.get("probes"):
         lines.append("answer-only probes (same questions):")
         for name, r in report["probes"].items():

@@ -1,4 +1,5 @@
-"""Answer-only bias probes as systems: ``random``, ``longest-option``, ``question-only``.
+"""Answer-only bias probes as systems: ``random``, ``longest-option``, ``question-only``
+for multiple choice, ``always-abstain`` and ``question-echo`` for open tracks (LoCoMo).
 
 They never read the history. On the real PersonaMem 32k question file always
 choosing the longest option scores 0.516 (docs/design.md §5), as high as most published
@@ -12,6 +13,14 @@ protocol. The random probe draws from a generator seeded by ``(seed, question id
 rather than one stream for the whole run, so a question's answer does not depend
 on which questions came before it — a resumed or ``--limit``-ed run gives the same
 answer for the same question.
+
+The open-track probes show what an answer scores without reading any memory:
+``always-abstain`` always says "Not mentioned in the conversation." (on LoCoMo it
+is right on every category-5 question, about 22% of the real file), and
+``question-echo`` answers with the question's own content words (token F1 rewards
+an answer that repeats the question's words found in the gold answer). Each
+probe answers only its kind of question (``kinds``); the harness refuses the
+others with a one-line error.
 """
 
 from __future__ import annotations
@@ -45,6 +54,7 @@ def question_rng(seed: int, question_id: str) -> np.random.Generator:
 
 class _Probe:
     name = "probe"
+    kinds: tuple[str, ...] = ("mcq",)
 
     def prepare(self, dataset: Dataset) -> None:  # probes need nothing
         return None
@@ -55,7 +65,8 @@ class _Probe:
     def answer(self, question: Question, history: History) -> Prediction:
         start = time.perf_counter()
         if not question.options:
-            raise ValueError(f"answer-only probes need multiple-choice questions; {question.question_id!r} is open-ended")
+            raise ValueError(f"system {self.name!r} answers multiple-choice questions only; "
+                             f"{question.question_id!r} is open-ended")
         letter = self._choose(question)
         tokens_in = estimate_tokens(question.query) + sum(estimate_tokens(o) for o in question.options)
         return Prediction(
@@ -101,3 +112,47 @@ class QuestionOnlyProbe(_Probe):
         from comam_env.probes import question_similarity_option
 
         return _as_letter(question_similarity_option(question), question)
+
+
+class _OpenProbe:
+    """A probe of open tracks: an answer computed from the question alone."""
+
+    name = "open-probe"
+    kinds: tuple[str, ...] = ("open",)
+
+    def prepare(self, dataset: Dataset) -> None:
+        return None
+
+    def _text(self, question: Question) -> str:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def answer(self, question: Question, history: History) -> Prediction:
+        start = time.perf_counter()
+        if question.options:
+            raise ValueError(f"system {self.name!r} answers open questions only; "
+                             f"{question.question_id!r} is multiple choice")
+        text = self._text(question)
+        return Prediction(answer=text, tokens_in=estimate_tokens(question.query), tokens_out=estimate_tokens(text),
+                          latency_ms=(time.perf_counter() - start) * 1000.0, memory_units=0, memory_tokens=0)
+
+
+class AlwaysAbstainProbe(_OpenProbe):
+    """Always "Not mentioned in the conversation." (:data:`comam_env.extractive.ABSTAIN_ANSWER`)."""
+
+    name = "always-abstain"
+
+    def _text(self, question: Question) -> str:
+        from comam_env.extractive import ABSTAIN_ANSWER
+
+        return ABSTAIN_ANSWER
+
+
+class QuestionEchoProbe(_OpenProbe):
+    """The question's content words (question words such as "what"/"when" and stop words removed)."""
+
+    name = "question-echo"
+
+    def _text(self, question: Question) -> str:
+        from comam_env.extractive import content_words
+
+        return " ".join(content_words(question.query))

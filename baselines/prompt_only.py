@@ -30,9 +30,17 @@ class PromptOnlySystem(PolicySystem):
     def __init__(self, model: str | None = None, seed: int = 0, env_id: str = "synthetic-32k",
                  max_new_tokens: int | dict = 256, max_context_tokens: int | None = None,
                  env_kwargs: dict | None = None, **policy_kwargs: Any) -> None:
+        import dataclasses
+
         from agents.base import ROLE_NAMES
         from agents.llm import LLMPolicy, LLMPolicyConfig
 
+        known = {f.name for f in dataclasses.fields(LLMPolicyConfig)}
+        unknown = sorted(k for k, v in policy_kwargs.items() if k not in known and v is not None)
+        if unknown:  # e.g. --embedder, which only similarity-based systems use
+            raise ValueError(f"system 'prompt-only' does not take the option(s) {', '.join(map(repr, unknown))}; "
+                             f"its LLM policies take: {', '.join(sorted(known))}")
+        policy_kwargs = {k: v for k, v in policy_kwargs.items() if v is not None}
         if model is None:
             from agents.models import load_smollm2_bf16
 
