@@ -5,8 +5,10 @@ environment's text view* (``comam_env.env.env(dataset, episode="full-history")``
 ``reset(options={"question_id": ...})``), so the env computes the local reward
 of every channel exactly as for any other policy, and the answer reward too.
 
-* **Extractor** (one step per chunk): keeps the user turns that state a
-  preference or a personal fact, verbatim (one message per line, so kept lines
+* **Extractor** (one step per chunk): keeps the user turns (on a dialogue
+  between two people, e.g. LoCoMo, the turns of both speakers,
+  :func:`comam_env.prompts.dialogue_speakers`) that state a preference or a
+  personal fact, verbatim (one message per line, so kept lines
   match evidence messages), dropping a line whose content tokens are ≥ 80%
   the same (Jaccard) as a line already kept — redundancy removal by similarity.
   Preferences are recognised by first-person patterns such as
@@ -22,6 +24,9 @@ of every channel exactly as for any other policy, and the answer reward too.
   in ``<final_answer>`` with the option most similar to those units, stance-aware:
   similarity to a unit that only states a *negative* preference ("I don't bother
   with X anymore") counts against an option (:meth:`HeuristicRetriever.choose`).
+  An open question (no options) is answered with the extractive span of the
+  retrieved units (:meth:`HeuristicRetriever.answer_open`,
+  :func:`comam_env.extractive.extractive_answer`).
 
 The statement parser (:func:`parse_statements`) is shared with ``mem0-style``.
 """
@@ -171,14 +176,17 @@ def jaccard(a: frozenset[str], b: frozenset[str]) -> float:
 
 
 _USER_LINE_RE = re.compile(r"^\s*(?:\[\d+\]\s*)?User:\s*(.*)$", re.IGNORECASE)
+_SPEAKER_LINE_RE = re.compile(r"^\s*(?:\[\d+\]\s*)?(?:User|Assistant):\s*(.*)$", re.IGNORECASE)
 _OPTION_RE = re.compile(r"^\s*\(([a-h])\)\s?(.*)$")
 
 
-def user_lines(chunk: str) -> list[tuple[str, str]]:
-    """(full line, message text) of every ``User:`` line of a rendered chunk."""
+def user_lines(chunk: str, both_speakers: bool = False) -> list[tuple[str, str]]:
+    """(full line, message text) of every ``User:`` line of a rendered chunk (with
+    ``both_speakers``, of the ``Assistant:`` lines too: a dialogue between two people)."""
     out = []
+    pattern = _SPEAKER_LINE_RE if both_speakers else _USER_LINE_RE
     for line in chunk.splitlines():
-        m = _USER_LINE_RE.match(line)
+        m = pattern.match(line)
         if m and m.group(1).strip():
             out.append((line.strip(), m.group(1).strip()))
     return out
@@ -190,10 +198,12 @@ def memory_units(memory: str) -> list[str]:
 
 
 class HeuristicExtractor:
-    """Keep user turns stating preferences or facts; drop near-duplicates of kept lines."""
+    """Keep user turns (both speakers' with ``both_speakers``) stating preferences or facts;
+    drop near-duplicates of kept lines."""
 
-    def __init__(self, duplicate: float = DUPLICATE) -> None:
+    def __init__(self, duplicate: float = DUPLICATE, both_speakers: bool = False) -> None:
         self.duplicate = duplicate
+        self.both_speakers = both_speakers
         self._kept: list[frozenset[str]] = []
 
     def reset(self) -> None:
@@ -201,7 +211,7 @@ class HeuristicExtractor:
 
     def __call__(self, chunk: str) -> str:
         lines = []
-        for line, text in user_lines(chunk):
+        for line, text in user_lines(chunk, self.both_speakers):
             if not (parse_statements(text) or is_fact(text)):
                 continue
             toks = content_tokens(text)
@@ -281,6 +291,12 @@ class HeuristicRetriever:
         score = np.where(np.isfinite(pos), pos, 0.0) - np.where(np.isfinite(neg), np.maximum(neg, 0.0), 0.0)
         return question.option_labels[int(np.argmax(score))]
 
+    def answer_open(self, query: str, retrieved: Sequence[str]) -> str:
+        """The extractive answer to an open question from the retrieved units
+        (:meth:`baselines.answerers.SimilarityAnswerer.answer_open`)."""
+        q = Question("_", "_", "_", "_", query, (), "", None, 0)
+        return self.answerer.answer_open(q, list(retrieved)).answer
+
 
 def _unit_text(unit: str) -> str:
     m = _USER_LINE_RE.match(unit)
@@ -307,11 +323,14 @@ class HeuristicPipeline:
         self.judge = judge
         self._env = None
         self._dataset: Dataset | None = None
+        self._both_speakers = False
 
     def prepare(self, dataset: Dataset) -> None:
         from comam_env.env import env as make_env
+        from comam_env.prompts import dialogue_speakers
 
         if self._dataset is not dataset:
+            self._both_speakers = any(dialogue_speakers(h) for h in dataset.histories.values())
             self.embedder.attach(dataset)
             self._env = make_env(dataset, episode="full-history", chunk_tokens=self.chunk_tokens, judge=self.judge,
                                  reward_mode="none", record_trajectory=False)
@@ -328,7 +347,7 @@ class HeuristicPipeline:
         options = parse_options(obs["options"])
         self._last_units = units
         if not options:
-            return retriever_action(retrieved, "()")
+            return retriever_action(retrieved, self.retriever.answer_open(obs["query"], retrieved))
         q = Question("_", "_", "_", "_", obs["query"], tuple(options), "a", None, 0)
         return retriever_action(retrieved, f"({self.retriever.choose(q, retrieved)})")
 
@@ -337,7 +356,7 @@ class HeuristicPipeline:
             raise RuntimeError("call prepare(dataset) before answer()")
         start = time.perf_counter()
         return play_episode(self._env, question, lambda role, obs, ex: self.act(role, obs, ex),
-                            HeuristicExtractor(), start)
+                            HeuristicExtractor(both_speakers=self._both_speakers), start)
 
 
 def play_episode(env, question: Question, act, extractor_state, start: float) -> Prediction:

@@ -13,6 +13,15 @@ kept here, in one module, written in our own words after the paper's appendix:
   ``<information>…</information>`` and answers with
   ``<final_answer>(x)</final_answer>``.
 
+Two human speakers. A dataset whose histories are conversations between two
+people (LoCoMo: ``History.meta["speakers"] == {"user": A, "assistant": B}``, see
+:func:`dialogue_speakers`) gets speaker-neutral instructions: the extractor is
+told the conversation is between A and B and to keep what *both* say (nothing
+tells it to drop one speaker), the profiler profiles both, the retriever answers
+a question about either. Roles and names come from the data: the role labels of
+the rendered lines (``User: A: …``, ``Assistant: B: …``) and the names are
+explained in the instruction. Pass ``speakers=(A, B)`` to :func:`build_prompt`.
+
 Rendering conventions (what the reward code relies on):
 
 * A chunk is rendered one message per line, ``Role: text`` (newlines inside a
@@ -67,6 +76,31 @@ for word, the memory lines needed to answer, one per line, inside <information> 
 </information>. Then give a short answer inside <final_answer> and </final_answer>; \
 if the memory does not contain the answer, say that the information is not available."""
 
+EXTRACTOR_DIALOGUE_INSTRUCTIONS = """\
+You are the memory extractor of a personal assistant. Below is one part of a long \
+conversation between two people, {a} and {b}; each line gives a role label and then \
+the speaker's name ("User: {a}: ..." or "Assistant: {b}: ..."). Write down what must \
+be remembered about both of them: the facts each person shares, their preferences and \
+every change of preference together with the reason given, their plans, experiences \
+and the events they mention. Keep the speaker's name and own wording where you can, \
+and leave out greetings, small talk and repetitions.
+Write one fact or turn per line. Write nothing else."""
+
+PROFILER_DIALOGUE_INSTRUCTIONS = """\
+You are the profiler of a personal assistant. Below is the fine-grained memory \
+collected from the conversations between {a} and {b}. Summarise it into a profile of \
+each of them: the situations and scenarios they are in, their habits and behaviour \
+patterns, and their current preferences (say which earlier preferences changed, and why).
+Write one short statement per line, starting with the person's name. Write nothing else."""
+
+RETRIEVER_OPEN_DIALOGUE_INSTRUCTIONS = """\
+You are the retrieval and answering module of a personal assistant. Below is the \
+memory kept about two people, {a} and {b}, followed by a question about one of them. \
+First copy, word for word, the memory lines needed to answer, one per line, inside \
+<information> and </information>. Then give a short answer inside <final_answer> and \
+</final_answer>; if the memory does not contain the answer, say that the information \
+is not available."""
+
 EMPTY = "(empty)"
 
 
@@ -77,6 +111,21 @@ def retriever_action(information: str | Sequence[str], answer: str) -> str:
     The one renderer of this format (policies, baselines and the selection view use it)."""
     body = information if isinstance(information, str) else "\n".join(information)
     return f"<information>\n{body}\n</information>\n<final_answer>{answer}</final_answer>"
+
+
+def dialogue_speakers(history: History) -> tuple[str, str] | None:
+    """The two people's names when ``history`` is a conversation between two humans, else ``None``.
+
+    Read from ``history.meta["speakers"]`` (``{"user": A, "assistant": B}``, as the
+    LoCoMo loader writes it); PersonaMem-style user/assistant histories have none.
+    """
+    names = history.meta.get("speakers") if history.meta else None
+    if not isinstance(names, dict):
+        return None
+    a, b = names.get("user"), names.get("assistant")
+    if isinstance(a, str) and isinstance(b, str) and a.strip() and b.strip():
+        return a.strip(), b.strip()
+    return None
 
 
 def render_chunk(history: History, indices: Sequence[int] | range) -> str:
@@ -102,31 +151,47 @@ def render_options(question: Question) -> str:
     return "\n".join(question.labelled_options())
 
 
-def extractor_prompt(chunk: str) -> str:
-    return f"{EXTRACTOR_INSTRUCTIONS}\n\n# Conversation\n{chunk.strip() or EMPTY}\n\n# Memory lines\n"
+def _names(template: str, speakers: Sequence[str]) -> str:
+    a, b = speakers
+    return template.format(a=a, b=b)
 
 
-def profiler_prompt(memory: str) -> str:
+def extractor_prompt(chunk: str, speakers: Sequence[str] | None = None) -> str:
+    text = _names(EXTRACTOR_DIALOGUE_INSTRUCTIONS, speakers) if speakers else EXTRACTOR_INSTRUCTIONS
+    return f"{text}\n\n# Conversation\n{chunk.strip() or EMPTY}\n\n# Memory lines\n"
+
+
+def profiler_prompt(memory: str, speakers: Sequence[str] | None = None) -> str:
+    if speakers:
+        return f"{_names(PROFILER_DIALOGUE_INSTRUCTIONS, speakers)}\n\n# Memory\n{memory}\n\n# Profiles\n"
     return f"{PROFILER_INSTRUCTIONS}\n\n# Memory\n{memory}\n\n# User profile\n"
 
 
-def retriever_prompt(memory: str, query: str, options: str) -> str:
+def retriever_prompt(memory: str, query: str, options: str, speakers: Sequence[str] | None = None) -> str:
     if options:
         return (
             f"{RETRIEVER_INSTRUCTIONS}\n\n# Memory\n{memory}\n\n# User message\n{query.strip()}\n\n"
             f"# Candidate responses\n{options}\n\n# Your output\n"
         )
-    return f"{RETRIEVER_OPEN_INSTRUCTIONS}\n\n# Memory\n{memory}\n\n# Question\n{query.strip()}\n\n# Your output\n"
+    text = _names(RETRIEVER_OPEN_DIALOGUE_INSTRUCTIONS, speakers) if speakers else RETRIEVER_OPEN_INSTRUCTIONS
+    return f"{text}\n\n# Memory\n{memory}\n\n# Question\n{query.strip()}\n\n# Your output\n"
 
 
-def build_prompt(role: str | int, *, chunk: str = "", memory: str = "", query: str = "", options: str = "") -> str:
-    """The full prompt of ``role`` (a role name or index, :mod:`comam_env.roles`) from its rendered fields."""
+def build_prompt(role: str | int, *, chunk: str = "", memory: str = "", query: str = "", options: str = "",
+                 speakers: Sequence[str] | None = None) -> str:
+    """The full prompt of ``role`` (a role name or index, :mod:`comam_env.roles`) from its rendered fields.
+
+    ``speakers`` — the two people's names when the history is a conversation between
+    two humans (:func:`dialogue_speakers`): speaker-neutral instructions naming both.
+    """
     if isinstance(role, int):
         role = role_of(role)
+    if speakers is not None and len(speakers) != 2:
+        raise ValueError(f"speakers must be two names, got {speakers!r}")
     if role == "extractor":
-        return extractor_prompt(chunk)
+        return extractor_prompt(chunk, speakers)
     if role == "profiler":
-        return profiler_prompt(memory)
+        return profiler_prompt(memory, speakers)
     if role == "retriever":
-        return retriever_prompt(memory, query, options)
+        return retriever_prompt(memory, query, options, speakers)
     raise ValueError(f"unknown role {role!r}; expected one of {ROLE_NAMES}")
