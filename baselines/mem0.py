@@ -186,7 +186,10 @@ class Mem0StyleSystem:
         coarse = profile_lines(fine)
         units = fine + coarse
         retrieved = self.retriever.retrieve(units, question.query)
-        letter = self.retriever.choose(question, retrieved) if question.options else ""
+        if question.options:
+            letter = self.retriever.choose(question, retrieved)
+        else:  # open question (LoCoMo): the extractive span of the retrieved facts
+            letter = self.retriever.answer_open(question.query, retrieved)
         evidence = self._dataset.evidence_texts(question) if self._dataset is not None else None
         local: dict[str, float | None] = {}
         ext = extractor_reward(fine, evidence) if evidence else None
