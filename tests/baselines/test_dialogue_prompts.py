@@ -10,6 +10,7 @@ from baselines.pipeline import HeuristicExtractor
 from comam_env import prompts
 from comam_env.data.locomo import read_locomo
 from comam_env.data.locomo_fixture import write_locomo_fixture
+from comam_env.roles import ROLE_NAMES
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +24,7 @@ def test_dialogue_speakers_come_from_the_data(locomo, toy):
     assert all(prompts.dialogue_speakers(h) is None for h in toy.histories.values())  # user + assistant
 
 
-@pytest.mark.parametrize("role", prompts.ROLES)
+@pytest.mark.parametrize("role", ROLE_NAMES)
 def test_two_speaker_prompts_name_both_and_drop_neither(locomo, role):
     a, b = prompts.dialogue_speakers(locomo.histories["conv-2"])
     text = prompts.build_prompt(role, chunk="User: Jon: hi\nAssistant: Gina: hello", memory="m", query="q?",
