@@ -160,10 +160,10 @@ __all__ = ["EnvConfig", "raw_env", "env", "plan_chunks", "text_space", "UnicodeT
 #: Environment version (the ``-v0`` of the registered ids).
 ENV_VERSION = 0
 
-# Bounds for raw_env._may_be_capped: the longest prompt around empty fields, and the
-# memory block's headings and placeholders.
-_PROMPT_OVERHEAD = max(len(prompts.build_prompt(r, chunk="", memory="", query="", options=o))
-                       for r in Role for o in ("", "x")) + 64
+# Bounds for raw_env._may_be_capped: slack over the longest prompt around empty fields
+# (prompts.prompt_overhead, longer on a two-speaker dialogue), and the memory block's
+# headings and placeholders.
+_PROMPT_SLACK = 64
 _MEMORY_OVERHEAD = len(prompts.render_memory("", "")) + 16
 
 
@@ -355,7 +355,9 @@ class raw_env(AECEnv):
         for name, value in raw.items():
             parts[name], c = self._cap(value)
             capped |= c
-        prompt, c = self._cap(prompts.build_prompt(role, **parts))
+        # a conversation between two people (LoCoMo) gets speaker-neutral instructions naming both
+        speakers = prompts.dialogue_speakers(self._episode.history)
+        prompt, c = self._cap(prompts.build_prompt(role, speakers=speakers, **parts))
         return parts, prompt, capped | c
 
     def _may_be_capped(self, agent: str) -> bool:
@@ -376,7 +378,8 @@ class raw_env(AECEnv):
             if role == "retriever":
                 q = ep.current_question
                 n += len(ep.coarse) + len(q.query) + sum(map(len, q.options)) + 6 * len(q.options)
-        return n + _PROMPT_OVERHEAD > self.config.max_observation_chars
+        overhead = prompts.prompt_overhead(prompts.dialogue_speakers(ep.history)) + _PROMPT_SLACK
+        return n + overhead > self.config.max_observation_chars
 
     def _obs_key(self, agent: str) -> Any:
         """What ``agent``'s observation depends on: an observation is rebuilt only when

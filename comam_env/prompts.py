@@ -39,6 +39,7 @@ on its own as the baseline the environment's overhead is measured against.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Sequence
 
 from comam_env.data.schema import History, Question
@@ -195,3 +196,14 @@ def build_prompt(role: str | int, *, chunk: str = "", memory: str = "", query: s
     if role == "retriever":
         return retriever_prompt(memory, query, options, speakers)
     raise ValueError(f"unknown role {role!r}; expected one of {ROLE_NAMES}")
+
+
+@lru_cache(maxsize=256)
+def prompt_overhead(speakers: tuple[str, str] | None = None) -> int:
+    """Length of the longest prompt of any role around empty fields, for ``speakers``.
+
+    The environment adds the field lengths to it for an upper bound on a prompt's
+    length (whether an observation could exceed its cap) without rendering it.
+    """
+    return max(len(build_prompt(r, chunk="", memory="", query="", options=o, speakers=speakers))
+               for r in ROLE_NAMES for o in ("", "x"))

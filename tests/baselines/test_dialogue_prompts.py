@@ -57,3 +57,29 @@ def test_heuristic_extractor_keeps_both_speakers_on_a_dialogue(locomo):
     # the second speaker's evidence is reachable: the turn answering "What new job did Melanie start?"
     job = next(q for q in locomo.questions if q.query == "What new job did Melanie start?")
     assert h.render(job.evidence) in set(both)
+
+
+def test_env_prompts_on_a_dialogue_name_both_speakers(locomo, toy):
+    from comam_env.env import env as make_env
+
+    env = make_env(locomo, episode="full-history", judge=None)
+    env.reset(options={"question_id": "conv-2:0"})
+    seen = {}
+    for agent in env.agent_iter():
+        obs, _, term, trunc, _ = env.last()
+        if term or trunc:
+            env.step(None)
+            continue
+        seen.setdefault(agent.rsplit("_", 1)[0], obs["prompt"])
+        # the length bound that decides whether to render covers the longer dialogue instructions
+        assert env.unwrapped._may_be_capped(agent) or len(obs["prompt"]) <= env.unwrapped.config.max_observation_chars
+        assert len(obs["prompt"]) <= len(obs["chunk"]) + len(obs["memory"]) + len(obs["query"]) + len(
+            obs["options"]) + prompts.prompt_overhead(("Jon", "Gina"))
+        env.step("User: Jon: I lost my job" if agent.startswith("extractor") else "x")
+    assert "between two people, Jon and Gina" in seen["extractor"]
+    assert "Jon and Gina" in seen["profiler"] and "Jon and Gina" in seen["retriever"]
+    # a user/assistant history keeps the single-user instructions
+    env = make_env(toy, episode="full-history", judge=None)
+    env.reset(options={"question_id": toy.questions[0].question_id})
+    obs, *_ = env.last()
+    assert obs["prompt"].startswith(prompts.EXTRACTOR_INSTRUCTIONS)
