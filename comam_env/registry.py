@@ -113,7 +113,7 @@ def resolve_id(env_id: str) -> EnvSpec:
 
 def check_make_arguments(env_id: str, **kwargs: Any) -> EnvSpec:
     """Validate :func:`make`'s arguments without loading any data (a 1M dataset takes a while):
-    the id, ``split``, ``view``, unknown keywords, the :class:`~comam_env.env.EnvConfig` values
+    the id, ``split``, ``view``, unknown keywords, the :class:`~comam_env.config.EnvConfig` values
     and the selection view's keyword names. Raises the ``ValueError`` / ``TypeError`` that
     ``make`` would; returns the env's spec."""
     spec = resolve_id(env_id)
@@ -131,7 +131,7 @@ def check_make_arguments(env_id: str, **kwargs: Any) -> EnvSpec:
     if kwargs.get("episode", "auto") == "auto":
         kwargs["episode"] = "evidence-session" if split == "train" else "full-history"
 
-    from comam_env.env import EnvConfig  # lazy: keeps `import comam_env` light
+    from comam_env.config import EnvConfig
 
     unknown = set(kwargs) - set(EnvConfig.field_names())
     if unknown:
