@@ -78,12 +78,27 @@ def register(command: Command) -> None:
     _registered[command.name] = command
 
 
+def command_entry_points() -> list:
+    """The entry points of :data:`ENTRY_POINT_GROUP` in every installed distribution.
+
+    Unlike ``importlib.metadata.entry_points(group=...)``, which keeps only the first
+    distribution of each name on ``sys.path``, this takes the union: a stale
+    ``comam_env.egg-info`` left in a checkout (found first when Python runs from there) must
+    not hide the installed metadata's commands."""
+    from importlib.metadata import distributions
+
+    found = {}
+    for dist in distributions():
+        for ep in dist.entry_points:
+            if ep.group == ENTRY_POINT_GROUP:
+                found.setdefault((ep.name, ep.value), ep)
+    return sorted(found.values(), key=lambda e: (e.name, e.value))
+
+
 def _entry_point_commands() -> tuple[list[Command], list[str]]:
     """Commands registered through the entry-point group, and a warning per broken entry."""
-    from importlib.metadata import entry_points
-
     commands, problems = [], []
-    for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+    for ep in command_entry_points():
         try:
             loaded = ep.load()
             items = list(loaded)

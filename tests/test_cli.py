@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from importlib.metadata import entry_points
 from pathlib import Path
 
 import pytest
@@ -30,7 +29,7 @@ def test_installed_entry_points_match_pyproject():
     """The upper packages' commands reach comam-env only through the installed metadata: when
     pyproject.toml changes, the install must be refreshed (`pip install -e .`)."""
     declared = _pyproject_entry_points()
-    installed = {ep.name: ep.value for ep in entry_points(group=cli.ENTRY_POINT_GROUP)}
+    installed = {ep.name: ep.value for ep in cli.command_entry_points()}
     assert installed == declared, "stale install: run `pip install -e .` (or `bash scripts/setup.sh`)"
 
 
@@ -39,7 +38,7 @@ def test_every_command_is_registered_from_its_own_package():
     assert {"envs", "data", "train", "evaluate", "demo", "leaderboard"} <= set(commands)
     assert commands["train"].module == "agents.cli" and commands["demo"].module == "baselines.demo"
     assert all(c.module.startswith("comam_env.") for c in cli.COMMANDS)
-    for ep in entry_points(group=cli.ENTRY_POINT_GROUP):  # a package registers only its own modules
+    for ep in cli.command_entry_points():  # a package registers only its own modules
         package = ep.value.split(".")[0]
         assert all(c.module.split(".")[0] == package for c in ep.load()), ep
 
@@ -64,10 +63,8 @@ def test_broken_entry_point_is_skipped_with_a_warning(monkeypatch, capsys):
         def load(self):
             raise ImportError("no module named nowhere")
 
-    import importlib.metadata as md
-
-    original = md.entry_points
-    monkeypatch.setattr(md, "entry_points", lambda group: [*original(group=group), Broken()])
+    original = cli.command_entry_points
+    monkeypatch.setattr(cli, "command_entry_points", lambda: [*original(), Broken()])
     commands = cli.available_commands()
     assert "train" in commands and "broken" not in commands
     assert "ignoring entry point broken = nowhere:COMMANDS" in capsys.readouterr().err
