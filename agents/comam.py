@@ -40,12 +40,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from .base import ROLE_NAMES, Policy, make_policy
+from .base import ROLE_NAMES, Policy, load_policy, make_policy
 from .checkpoint import (atomic_json, has_checkpoint, jsonable, keep_metrics_upto, load_checkpoint, restore_rng,
                          rng_state, save_checkpoint)
 from .config import TrainConfig  # defined torch-free in agents.config; agents.comam.TrainConfig still works
 from .credit import assign_credit_batch
-from .grpo import PerAgentGRPO, RoleBatch, group_advantages
+from .format_reward import format_matrix
+from .grpo import PerAgentGRPO, RoleBatch, group_advantages, zero_variance_groups
 from .rollout import RolloutBatch, collect_rollouts, evaluate
 
 # ----------------------------------------------------------------------------- helpers
@@ -54,7 +55,7 @@ from .rollout import RolloutBatch, collect_rollouts, evaluate
 def _make_envs(cfg: TrainConfig, n: int, split: str, episode: str):
     import comam_env
 
-    kwargs = cfg.env_kwargs_for(split, episode)
+    kwargs = dict(split=split, episode=episode, alpha=cfg.alpha, beta=cfg.beta, view=cfg.view, **cfg.env_kwargs)
     return [comam_env.make(cfg.env, **kwargs) for _ in range(n)]
 
 
@@ -98,6 +99,16 @@ def _evaluate(cfg: TrainConfig, envs, policy: Policy, ids, per_question: bool = 
     if not per_question:
         res.pop("per_question", None)
     return res
+
+
+def _behaviour_logprobs(actions: list, level: str):
+    """The per-token log-probs the policy recorded while sampling (``sample["token_logprobs"]``,
+    :class:`agents.llm.LLMPolicy`), so the update needs no extra forward pass for its "old"
+    log-probs; ``None`` (recompute) when a sample lacks them or the update is at sample level."""
+    if level != "token" or not actions:
+        return None
+    rows = [a.sample.get("token_logprobs") if isinstance(a.sample, dict) else None for a in actions]
+    return None if any(r is None for r in rows) else rows
 
 
 class _Replay:
@@ -162,10 +173,7 @@ class Trainer:
         if config.credit == "leave-one-out":
             self.reference = _build_policy(config, self.train_envs[0])  # same seed → the initial policy
             self.reference.eval()
-        self.updater = None
-        if config.mode != "none":
-            self.updater = PerAgentGRPO(self.policy, config.grpo_config(),
-                                        generator=torch.Generator().manual_seed(config.seed + 1))
+        self.updater = self._make_updater()
         self.iteration = 0
         self.best: dict[str, Any] = {}
         self.metrics_path = self.run_dir / "metrics.jsonl"
@@ -180,15 +188,53 @@ class Trainer:
                 self.metrics_path.unlink()  # metrics of a run that never checkpointed
             return
         self.policy = ckpt.policy
+        if self.cfg.warm_start is not None and self.reference is not None:
+            self.reference = self._load_warm_start_reference()
+        self.updater = self._make_updater()
         if self.updater is not None:
-            self.updater = PerAgentGRPO(self.policy, self.cfg.grpo_config(),
-                                        generator=torch.Generator().manual_seed(self.cfg.seed + 1))
             self.updater.load_state_dict(ckpt.optimizer)
         restore_rng(ckpt.state["rng"], self.rng, self.gen)
         self.iteration = ckpt.iteration
         self.best = ckpt.state.get("best", {})
         # Keep exactly the metrics the checkpoint had seen, so the curve continues seamlessly.
         keep_metrics_upto(self.metrics_path, self.iteration)
+
+    def _make_updater(self) -> PerAgentGRPO | None:
+        if self.cfg.mode == "none":
+            return None
+        return PerAgentGRPO(self.policy, self.cfg.grpo_config(),
+                            generator=torch.Generator().manual_seed(self.cfg.seed + 1))
+
+    def warm_start(self) -> dict:
+        """Apply ``warm_start`` to a fresh run: SFT on oracle trajectories or a saved policy.
+
+        The warm-started policy is saved to ``run_dir/warm_start`` (the leave-one-out
+        reference is that policy); SFT writes its per-epoch losses to ``sft.jsonl``. Returns
+        the summary merged into the iteration-0 metrics record.
+        """
+        ws = self.cfg.warm_start
+        if ws is None:
+            return {}
+        if ws == "sft":
+            from .sft import SFTConfig, run_sft
+
+            sft_cfg = SFTConfig.from_dict({"seed": self.cfg.seed, **self.cfg.sft})
+            info = run_sft(self.policy, self.train_envs[0], self.train_ids, sft_cfg,
+                           log_path=self.run_dir / "sft.jsonl", progress=self.cfg.progress)
+            info.pop("sft_config")
+        else:
+            self.policy = load_policy(ws)
+            info = {"warm_start_from": os.path.abspath(ws)}
+        self.policy.save(self.run_dir / "warm_start")
+        if self.reference is not None:
+            self.reference = self._load_warm_start_reference()
+        self.updater = self._make_updater()
+        return info
+
+    def _load_warm_start_reference(self) -> Policy:
+        ref = load_policy(self.run_dir / "warm_start")
+        ref.eval()
+        return ref
 
     def _checkpoint(self) -> None:
         state = {"iteration": self.iteration, "rng": rng_state(self.rng, self.gen), "best": self.best}
@@ -236,26 +282,54 @@ class Trainer:
         return out
 
     def step(self) -> dict:
-        cfg = self.cfg
+        """One iteration, in the order of the method: rollouts → credit → advantages → updates."""
         t0 = time.perf_counter()
+        batch, seeds = self._rollouts()
+        t_roll = time.perf_counter() - t0
+        record: dict[str, Any] = {"iteration": self.iteration + 1}
+        record.update(self._generation_record())
+        credit = self._credit(batch, seeds, record)
+        role_batches = self._advantages(batch, credit, record)
+        record.update(self._update(role_batches))
+        record["seconds_rollout"] = t_roll
+        record["seconds"] = time.perf_counter() - t0
+        self.iteration += 1
+        return record
+
+    def _rollouts(self) -> tuple[RolloutBatch, np.ndarray]:
+        """Draw ``batch_queries`` training questions and sample ``group_size`` trajectories each."""
+        cfg = self.cfg
         qids = [self.train_ids[i] for i in self.rng.choice(len(self.train_ids), size=cfg.batch_queries,
                                                             replace=len(self.train_ids) < cfg.batch_queries)]
         seeds = self.rng.integers(0, 2**31 - 1, size=len(qids) * cfg.group_size)
+        self._generation_record()  # drop what evaluations generated since the last iteration
         self.policy.train()
         with torch.no_grad():
             batch = collect_rollouts(
                 self.train_envs, _policies_for_roles(self.policy), qids, cfg.group_size,
                 rng=self.rng, generator=self.gen, temperature=cfg.temperature, reset_seeds=seeds,
             )
-        t_roll = time.perf_counter() - t0
+        return batch, seeds
+
+    def _generation_record(self) -> dict:
+        """Generated tokens and tokens/s per role since the last call (LLM policies only)."""
+        pop = getattr(self.policy, "pop_generation_stats", None)
+        out = {}
+        for role, st in (pop() if pop is not None else {}).items():
+            out[f"gen_tokens_{role}"] = int(st["tokens"])
+            out[f"tokens_per_s_{role}"] = st["tokens"] / st["seconds"] if st["seconds"] > 0 else None
+        return out
+
+    def _credit(self, batch: RolloutBatch, seeds: np.ndarray, record: dict):
+        """Integrated rewards per role (the credit strategy), logged with local rewards, v and w."""
+        cfg = self.cfg
         local = {r: batch.local_matrix(r) for r in ROLE_NAMES}
         glob = batch.global_matrix()
         extra = dict(cfg.credit_kwargs)
         if cfg.credit == "leave-one-out":
             extra["counterfactual_global"] = self._counterfactual_global(batch, seeds)
         credit = assign_credit_batch(cfg.credit, local, glob, **extra)
-
-        record: dict[str, Any] = {"iteration": self.iteration + 1, "train_accuracy": float(glob.mean())}
+        record["train_accuracy"] = float(glob.mean())
         for i, r in enumerate(ROLE_NAMES):
             vals = local[r]
             record[f"local_{r}"] = float(np.nanmean(vals)) if np.isfinite(vals).any() else None
@@ -263,26 +337,46 @@ class Trainer:
                 record[f"w_{r}"] = float(credit.weights[:, i].mean())
             if credit.consistency is not None:
                 record[f"v_{r}"] = float(credit.consistency[:, i].mean())
+        return credit
 
+    def _advantages(self, batch: RolloutBatch, credit, record: dict) -> dict[str, RoleBatch]:
+        """Group advantages of the integrated rewards (+ the optional format reward); every
+        action of a role inherits its trajectory's advantage. Zero-variance groups (no signal)
+        are dropped when ``zero_variance`` is 'skip'; their share is logged either way."""
+        cfg = self.cfg
         frozen = self._frozen_roles()
         record["trained_roles"] = [r for r in ROLE_NAMES if r not in frozen] if self.updater else []
-        if self.updater is not None:
-            self.updater.set_frozen_roles(frozen)
-            role_batches = {}
-            for r in record["trained_roles"]:
-                adv = group_advantages(credit.rewards[r])  # (B, G)
-                record[f"adv_std_{r}"] = float(adv.std())
-                acts = batch.actions_of(r)
-                if not acts:
-                    continue
-                flat = [adv[batch.trajectories[a.trajectory].group, batch.trajectories[a.trajectory].member] for a in acts]
-                role_batches[r] = RoleBatch(samples=[a.sample for a in acts], advantages=np.asarray(flat))
-            stats = self.updater.update(role_batches) if role_batches else {}
-            record.update({f"grpo_{k}": v for k, v in stats.items()})
-        record["seconds_rollout"] = t_roll
-        record["seconds"] = time.perf_counter() - t0
-        self.iteration += 1
-        return record
+        role_batches = {}
+        for r in record["trained_roles"]:
+            rewards = credit.rewards[r]
+            if cfg.format_reward > 0:
+                fmt = format_matrix(batch, r)
+                record[f"format_{r}"] = float(fmt.mean())
+                rewards = rewards + cfg.format_reward * fmt
+            record[f"reward_{r}"] = float(rewards.mean())
+            adv = group_advantages(rewards)  # (B, G)
+            record[f"adv_std_{r}"] = float(adv.std())
+            flat_groups = zero_variance_groups(rewards)
+            record[f"zero_var_frac_{r}"] = float(flat_groups.mean())
+            acts = batch.actions_of(r)
+            if cfg.zero_variance_mode == "skip":
+                acts = [a for a in acts if not flat_groups[batch.trajectories[a.trajectory].group]]
+            traj = [batch.trajectories[a.trajectory] for a in acts]
+            role_batches[r] = RoleBatch(samples=[a.sample for a in acts],
+                                        advantages=np.asarray([adv[t.group, t.member] for t in traj], dtype=np.float64),
+                                        old_logprobs=_behaviour_logprobs(acts, cfg.grpo_config().level))
+        if role_batches:
+            record["zero_var_frac"] = float(np.mean([record[f"zero_var_frac_{r}"] for r in role_batches]))
+        return role_batches
+
+    def _update(self, role_batches: dict[str, RoleBatch]) -> dict:
+        """Per-agent GRPO on every trained role (roles without samples left are skipped)."""
+        if self.updater is None:
+            return {}
+        self.updater.set_frozen_roles(self._frozen_roles())
+        if not any(len(b) for b in role_batches.values()):
+            return {}
+        return {f"grpo_{k}": v for k, v in self.updater.update(role_batches).items()}
 
     def evaluate(self, split_envs=None, ids=None) -> dict:
         res = _evaluate(self.cfg, split_envs or self.eval_envs, self.policy, ids or self.eval_ids)
@@ -302,8 +396,10 @@ class Trainer:
         last_eval = None
         try:
             if self.iteration == 0:
+                warm = self.warm_start()
                 last_eval = self.evaluate()
-                self._log({"iteration": 0, **{f"val_{k}": v for k, v in last_eval.items()}})
+                self.best["start_val_accuracy"] = last_eval["accuracy"]
+                self._log({"iteration": 0, **warm, **{f"val_{k}": v for k, v in last_eval.items()}})
                 self._checkpoint()
             while self.iteration < cfg.iterations and cfg.mode != "none":
                 record = self.step()
@@ -335,9 +431,25 @@ class Trainer:
             plot_run(self.run_dir)
         except Exception as exc:  # a plot must never lose a finished run
             print(f"note: could not plot {self.run_dir}: {exc}")
-        summary = {"iteration": self.iteration, **{f"val_{k}": v for k, v in last_eval.items()}, **self.best}
+        summary = {"iteration": self.iteration, **{f"val_{k}": v for k, v in last_eval.items()},
+                   **self._best_summary()}
         atomic_json(self.run_dir / "summary.json", summary)
         return summary
+
+    def _best_summary(self) -> dict:
+        """``best_iteration`` / ``best_val_accuracy`` only when validation accuracy rose above its
+        value at iteration 0 — a run that learned nothing has no best iteration to name
+        (``improved: false``)."""
+        out = dict(self.best)
+        start = out.get("start_val_accuracy")
+        best = out.get("best_val_accuracy")
+        improved = start is not None and best is not None and best > start
+        if start is not None:  # runs resumed from before start_val_accuracy existed keep the old keys
+            out["improved"] = bool(improved)
+            if not improved:
+                out.pop("best_val_accuracy", None)
+                out.pop("best_iteration", None)
+        return out
 
     def _track_target(self, record: dict) -> None:
         target = self.cfg.target_accuracy

@@ -9,41 +9,13 @@ so that ``comam-env train --help``, config validation and tools that only read a
 
 from __future__ import annotations
 
-import math
-import numbers
+import os
 from dataclasses import asdict, dataclass, field, fields
 
 from .credit import CREDIT_OPTIONS, CREDIT_STRATEGIES
 
 #: how :func:`agents.grpo.grpo_loss` averages per-decision terms
 AGGREGATIONS = ("sequence", "token")
-
-
-def _matches(value, kind: str) -> bool:
-    if kind == "None":
-        return value is None
-    if kind == "bool":
-        return isinstance(value, bool)
-    if kind == "int":
-        return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-    if kind == "float":
-        return isinstance(value, numbers.Real) and not isinstance(value, bool)
-    return isinstance(value, {"str": str, "dict": dict}.get(kind, object))
-
-
-def check_field_types(config) -> None:
-    """Raise ``TypeError`` naming the field when a value does not have its annotated type
-    (``int | None`` …; an int is a valid float, a bool is not a number), and ``ValueError``
-    for a non-finite float. Values from JSON configs or ``KEY=VALUE`` flags reach the
-    dataclasses unchecked; without this, ``lr="abc"`` fails deep inside a comparison."""
-    name = type(config).__name__
-    for f in fields(config):
-        value = getattr(config, f.name)
-        kinds = [k.strip() for k in str(f.type).split("|")]
-        if not any(_matches(value, k) for k in kinds):
-            raise TypeError(f"{name}.{f.name} must be {' or '.join(kinds)}, got {value!r}")
-        if isinstance(value, numbers.Real) and not isinstance(value, bool) and not math.isfinite(value):
-            raise ValueError(f"{name}.{f.name} must be a finite number, got {value!r}")
 
 
 @dataclass
@@ -61,7 +33,6 @@ class GRPOConfig:
     level: str = field(default="token", metadata={"help": "'token': one ratio per decision (generated token / candidate choice); 'sample': one ratio per whole action"})
 
     def __post_init__(self) -> None:
-        check_field_types(self)
         if self.clip_eps <= 0:
             raise ValueError(f"GRPOConfig.clip_eps must be > 0, got {self.clip_eps}")
         if self.kl_coef < 0:
@@ -82,10 +53,36 @@ class GRPOConfig:
 
 
 MODES = ("joint", "independent", "none")
-#: ``comam_env.make`` arguments that TrainConfig sets from its own fields (see env_kwargs_for)
-ENV_KEYS_SET_BY_CONFIG = frozenset({"split", "episode", "alpha", "beta", "view"})
 #: GRPO learning rate per policy kind when ``TrainConfig.grpo`` gives none.
 DEFAULT_LR = {"selection": 1e-2, "llm": 1e-5}
+
+
+@dataclass
+class SFTConfig:
+    """Hyper-parameters of the supervised warm start (:mod:`agents.sft`)."""
+
+    questions: int = field(default=32, metadata={"help": "training questions whose oracle episodes make the data (all when larger than the split)"})
+    epochs: int = field(default=3, metadata={"help": "passes over the examples"})
+    lr: float = field(default=3e-4, metadata={"help": "AdamW learning rate of the LoRA adapters"})
+    batch_size: int = field(default=8, metadata={"help": "examples (of one role) per optimisation step"})
+    max_grad_norm: float | None = field(default=1.0, metadata={"help": "clip each adapter's gradient norm (None = off)"})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
+    seed: int = field(default=0, metadata={"help": "seeds the question draw, episode resets and shuffling (the trainer passes its seed)"})
+
+    def __post_init__(self) -> None:
+        for name in ("questions", "epochs", "batch_size"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"SFTConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise ValueError(f"SFTConfig.lr must be > 0, got {self.lr}")
+
+    @classmethod
+    def from_dict(cls, data: dict) -> SFTConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown SFT options {unknown}; choose from {sorted(known)}")
+        return cls(**data)
 
 
 @dataclass
@@ -119,10 +116,13 @@ class TrainConfig:
     grpo: dict = field(default_factory=lambda: {"inner_epochs": 2}, metadata={"help": "GRPOConfig fields (clip_eps, kl_coef, inner_epochs, lr, ...); lr defaults to 1e-2 for selection policies and 1e-5 for LLM (LoRA) policies"})
     leave_one_out_reference: str = field(default="initial", metadata={"help": "frozen reference for leave-one-out credit: 'initial' (the untrained policy)"})
     target_accuracy: float | None = field(default=None, metadata={"help": "record the first iteration whose validation accuracy reaches this (convergence steps)"})
+    warm_start: str | None = field(default=None, metadata={"help": "start RL from 'sft' (supervised fine-tune on the env's oracle trajectories, agents/sft.py; options in sft) or from a saved policy folder; None = the untrained policy"})
+    sft: dict = field(default_factory=dict, metadata={"help": "SFTConfig fields for warm_start='sft' (questions, epochs, lr, batch_size, max_grad_norm, weight_decay, seed)"})
+    zero_variance: str | None = field(default=None, metadata={"help": "groups whose integrated rewards are all equal (zero advantage, no gradient): 'skip' drops them from the update (DAPO-style dynamic sampling; default for LLM policies) or 'keep' (plain GRPO; default for selection policies). The fraction is logged either way"})
+    format_reward: float = field(default=0.0, metadata={"help": "weight of the optional format reward added to each role's integrated reward (agents/format_reward.py); 0 = off, as in the paper"})
     progress: bool = field(default=True, metadata={"help": "show a progress bar"})
 
     def __post_init__(self) -> None:
-        check_field_types(self)
         if self.credit not in CREDIT_STRATEGIES:
             raise ValueError(f"unknown credit strategy {self.credit!r}; choose from {sorted(CREDIT_STRATEGIES)}")
         if self.mode not in MODES:
@@ -132,26 +132,25 @@ class TrainConfig:
         for name in ("iterations", "batch_queries", "group_size", "eval_every", "checkpoint_every", "env_pool"):
             if getattr(self, name) < (0 if name == "iterations" else 1):
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        for name in ("temperature", "eval_temperature"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
-        if self.eval_limit is not None and self.eval_limit < 1:
-            raise ValueError(f"eval_limit must be >= 1 or None, got {self.eval_limit}")
-        if self.target_accuracy is not None and not 0.0 <= self.target_accuracy <= 1.0:
-            raise ValueError(f"target_accuracy must be in [0, 1] or None, got {self.target_accuracy}")
-        clash = set(self.env_kwargs) & ENV_KEYS_SET_BY_CONFIG
-        if clash:
-            raise ValueError(f"env_kwargs {sorted(clash)} are set by TrainConfig itself; use its fields "
-                             "(alpha, beta, policy → view, train_episode / eval_episode, eval_split) instead")
         if self.policy == "llm" and not (self.policy_kwargs.get("model") or self.policy_kwargs.get("per_role_models")):
             raise ValueError("policy='llm' needs policy_kwargs['model'] (a local folder or hub id) "
                              "or policy_kwargs['per_role_models'] (e.g. --policy-kw model=Qwen/Qwen2.5-3B-Instruct)")
+        if self.zero_variance not in (None, "skip", "keep"):
+            raise ValueError(f"zero_variance must be 'skip', 'keep' or None, got {self.zero_variance!r}")
+        if self.format_reward < 0:
+            raise ValueError(f"format_reward must be >= 0, got {self.format_reward}")
+        if self.warm_start == "sft":
+            if self.policy != "llm":
+                raise ValueError("warm_start='sft' needs policy='llm' (the oracle demonstrations are text)")
+            SFTConfig.from_dict(self.sft)  # validate early
+        elif self.warm_start is not None and not os.path.exists(os.path.join(self.warm_start, "policy.json")):
+            raise ValueError(f"warm_start: {self.warm_start!r} is neither 'sft' nor a saved policy folder "
+                             "(no policy.json in it)")
         unknown = set(self.credit_kwargs) - CREDIT_OPTIONS
         if unknown:
             raise ValueError(f"unknown credit_kwargs {sorted(unknown)}; choose from {sorted(CREDIT_OPTIONS)}")
-        temp = self.credit_kwargs.get("temperature", 1.0)
-        if isinstance(temp, bool) or not isinstance(temp, numbers.Real) or not math.isfinite(temp) or temp <= 0:
-            raise ValueError(f"credit_kwargs temperature must be a finite number > 0, got {temp!r}")
+        if self.credit_kwargs.get("temperature", 1.0) <= 0:
+            raise ValueError(f"credit_kwargs temperature must be > 0, got {self.credit_kwargs['temperature']}")
         self.grpo_config()  # validate early
 
     def grpo_config(self) -> GRPOConfig:
@@ -160,16 +159,12 @@ class TrainConfig:
         docs/training.md — and 1e-5 for LoRA on LLMs)."""
         kw = dict(self.grpo)
         kw.setdefault("lr", DEFAULT_LR[self.policy])
-        unknown = set(kw) - {f.name for f in fields(GRPOConfig)}
-        if unknown:
-            raise ValueError(f"unknown grpo options {sorted(unknown)}; choose from "
-                             f"{sorted(f.name for f in fields(GRPOConfig))}")
         return GRPOConfig(**kw)
 
-    def env_kwargs_for(self, split: str, episode: str) -> dict:
-        """Keyword arguments of ``comam_env.make(self.env, ...)`` for one split's environments."""
-        return dict(split=split, episode=episode, alpha=self.alpha, beta=self.beta, view=self.view,
-                    **self.env_kwargs)
+    @property
+    def zero_variance_mode(self) -> str:
+        """``zero_variance`` with its per-policy default ('skip' for LLMs, 'keep' for selection)."""
+        return self.zero_variance or ("skip" if self.policy == "llm" else "keep")
 
     @classmethod
     def from_dict(cls, data: dict) -> "TrainConfig":
@@ -184,4 +179,4 @@ class TrainConfig:
         return "selection" if self.policy == "selection" else "text"
 
 
-__all__ = ["AGGREGATIONS", "DEFAULT_LR", "GRPOConfig", "MODES", "TrainConfig"]
+__all__ = ["AGGREGATIONS", "DEFAULT_LR", "MODES", "GRPOConfig", "SFTConfig", "TrainConfig"]

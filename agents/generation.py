@@ -166,13 +166,15 @@ class TransformersBackend(GenerationBackend):
             rec_p = 1.0 if greedy else float(top_p)
             done = torch.zeros(B, dtype=torch.bool, device=device)
             out_tokens, out_logps, alive = [], [], []
-            past = None
-            step_ids, step_pos = ids, positions_from_mask(mask)
-            for _ in range(int(max_new_tokens)):
-                res = model(input_ids=step_ids, attention_mask=mask, position_ids=step_pos,
-                            past_key_values=past, use_cache=True, logits_to_keep=1)
-                past = res.past_key_values
-                logits = res.logits[:, -1, :].float()
+            past = step_ids = step_pos = None
+            for step in range(int(max_new_tokens)):
+                if step == 0:
+                    past, logits, mask = self._prefill(prompts_token_ids, ids, mask, pad_token_id, device)
+                else:
+                    res = model(input_ids=step_ids, attention_mask=mask, position_ids=step_pos,
+                                past_key_values=past, use_cache=True, logits_to_keep=1)
+                    past = res.past_key_values
+                    logits = res.logits[:, -1, :].float()
                 logp = process_logits(logits, rec_t, rec_p, apply_top_p)
                 if greedy:
                     nxt = torch.argmax(logits, dim=-1)
@@ -209,6 +211,27 @@ class TransformersBackend(GenerationBackend):
             return result
         finally:
             model.train(was_training)
+
+    def _prefill(self, prompts, ids, mask, pad_token_id, device):
+        """Run the prompts once; returns (KV cache, last-position logits (B, V), attention mask).
+
+        A GRPO group repeats each prompt G times (every trajectory's first extractor step sees
+        the same chunk), so identical prompts are run once and their cache rows are copied
+        (``Cache.reorder_cache``, as beam search does): the same logits for a fraction of the
+        prefill compute. Without repeats this is one ordinary forward pass.
+        """
+        first: dict[tuple, int] = {}
+        index = [first.setdefault(tuple(int(t) for t in p), len(first)) for p in prompts]
+        if len(first) < len(index):
+            ids, mask = left_pad([list(k) for k in first], pad_token_id, device)
+        res = self.model(input_ids=ids, attention_mask=mask, position_ids=positions_from_mask(mask),
+                         use_cache=True, logits_to_keep=1)
+        past, logits = res.past_key_values, res.logits[:, -1, :].float()
+        if len(first) < len(index):
+            sel = torch.tensor(index, dtype=torch.long, device=device)
+            past.reorder_cache(sel)
+            logits, mask = logits[sel], mask[sel]
+        return past, logits, mask
 
 
 class VLLMBackend(GenerationBackend):

@@ -40,6 +40,7 @@ __all__ = [
     "RoleBatch",
     "group_advantages",
     "grpo_loss",
+    "zero_variance_groups",
     "k3_kl",
 ]
 
@@ -95,6 +96,20 @@ def group_advantages(
     else:
         adv = centred
     return adv[0] if squeeze else adv
+
+
+def zero_variance_groups(rewards: np.ndarray, atol: float = 1e-9) -> np.ndarray:
+    """``(B,)`` bool: groups whose G rewards are all equal (within ``atol``).
+
+    Such a group has advantage 0 for every member under any normalisation, so it carries no
+    policy gradient; DAPO's "dynamic sampling" drops (or replaces) it so that the batch mean is
+    taken over the groups that do carry signal. :class:`agents.comam.Trainer` skips them when
+    ``TrainConfig.zero_variance`` is ``"skip"`` and logs their fraction per role.
+    """
+    r = np.asarray(rewards, dtype=np.float64)
+    if r.ndim != 2:
+        raise ValueError(f"zero_variance_groups: rewards must have shape (B, G), got {r.shape}")
+    return (r.max(axis=1) - r.min(axis=1)) <= atol
 
 
 # ---------------------------------------------------------------------------- loss

@@ -43,6 +43,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -271,6 +272,7 @@ class LLMPolicy(Policy):
             self._units[path] = self._load_unit(path, overrides.get(path, path), roles_here, _adapter_dir)
             for r in roles_here:
                 self._role_unit[r] = path
+        self._generation_stats: dict[str, dict] = {}
         self.eval()
 
     # ------------------------------------------------------------------ loading
@@ -441,6 +443,7 @@ class LLMPolicy(Policy):
         if not isinstance(unit.backend, TransformersBackend) and self.config.lora:
             gen_kw["lora_path"] = self._export_adapter_for_backend(role)
         completions, lps, finished = [], [], []
+        t_gen = time.perf_counter()
         bs = max(1, int(self.config.generation_batch_size))
         for s in range(0, len(encoded), bs):
             res = unit.backend.generate([e[0] for e in encoded[s:s + bs]], mnt, temperature, top_p, generator,
@@ -457,7 +460,17 @@ class LLMPolicy(Policy):
             summed = torch.stack([lp.sum() for lp in lps]) if lps else torch.zeros(0)
         else:  # re-score with the training model so ratios start at exactly 1
             with torch.no_grad():
-                summed = self.logprobs_of(role, samples).sum.detach().cpu()
+                lp = self.logprobs_of(role, samples)
+            summed = lp.sum.detach().cpu()
+            lps = [row[m > 0].cpu() for row, m in zip(lp.token.detach(), lp.mask)]
+        # the behaviour log-probs of every generated token: the GRPO update's "old" log-probs
+        # without a second forward pass (agents.comam.Trainer passes them on)
+        for smp, lp_row in zip(samples, lps):
+            smp["token_logprobs"] = lp_row.detach().float().cpu()
+        stats = self._generation_stats.setdefault(ROLE_NAMES[role], {"tokens": 0, "seconds": 0.0, "calls": 0})
+        stats["tokens"] += sum(len(c) for c in completions)
+        stats["seconds"] += time.perf_counter() - t_gen
+        stats["calls"] += 1
         actions, infos = [], []
         stop_set = set(stop)
         for (ids, inf), c, fin in zip(encoded, completions, finished):
@@ -465,6 +478,15 @@ class LLMPolicy(Policy):
             actions.append(unit.tokenizer.decode(body, skip_special_tokens=True))
             infos.append(dict(inf, completion_tokens=len(c), finished=bool(fin)))
         return ActOutput(actions=actions, logprobs=summed.float(), samples=samples, info=infos)
+
+    def pop_generation_stats(self) -> dict[str, dict]:
+        """Generated tokens, seconds and `act` calls per role name since the last call (then reset).
+
+        Seconds are wall time of generation (and of the re-scoring an inexact backend needs);
+        the trainer logs ``tokens / seconds`` per role as its tokens/s.
+        """
+        out, self._generation_stats = self._generation_stats, {}
+        return out
 
     def _export_adapter_for_backend(self, role: int) -> str:
         """Save the role's current adapter where an external backend (vLLM) can load it."""

@@ -13,6 +13,13 @@ What is timed:
 * LoRA update: one GRPO-style step — `logprobs_of` over 8 (prompt, completion) trajectories,
   clipped-ratio loss with a dummy advantage, backward, Adam step on the retriever adapter.
 * peak RSS: `resource.getrusage(RUSAGE_SELF).ru_maxrss` of this process at the end.
+* ``--iteration``: one whole CoMAM iteration instead (`agents.comam.Trainer.step`: B queries × G
+  trajectories through the three roles of the env, credit, advantages, the per-agent GRPO
+  update of every role) on `--env` (default ``synthetic-mini``), B = 4, G = 4, at most
+  `--new-tokens` (64) per role, with ``zero_variance="keep"`` so that every sample is updated
+  (the worst case; "skip" drops groups without signal). Prints the rollout / update split,
+  seconds, tokens/s per role and the whole process's peak RSS (model, envs, rollouts and
+  update together). ``--gradient-checkpointing`` turns activation checkpointing on.
 Wall and process CPU seconds are both printed: on a shared, overloaded machine the CPU seconds
 (divided by the thread count) are the better estimate of idle-machine wall time.
 Each number is the median of `--repeats` runs after `--warmup` untimed runs.
@@ -69,22 +76,24 @@ def main(argv=None) -> int:
     ap.add_argument("--warmup", type=int, default=1, help="untimed runs before timing")
     ap.add_argument("--lora-r", type=int, default=8)
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
+    ap.add_argument("--threads", type=int, default=2, help="torch threads (set explicitly: the default "
+                    "of one thread per core oversubscribes a shared machine)")
+    ap.add_argument("--iteration", action="store_true", help="time one whole CoMAM iteration (see above)")
+    ap.add_argument("--env", default="synthetic-mini", help="environment of --iteration")
+    ap.add_argument("--batch-queries", type=int, default=4, help="B of --iteration")
+    ap.add_argument("--group-size", type=int, default=4, help="G of --iteration")
+    ap.add_argument("--gradient-checkpointing", action="store_true", help="activation checkpointing on")
+    ap.add_argument("--iterations", type=int, default=2, help="--iteration: iterations run; the first "
+                    "is the warm-up, the rest are timed")
     args = ap.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    torch.set_num_threads(max(1, args.threads))
+    if args.iteration:
+        return time_iteration(args)
 
     from agents.llm import LLMPolicy
 
     t0 = time.perf_counter()
-    if args.model == "smollm2":
-        from agents.models import load_smollm2_bf16
-        path = load_smollm2_bf16()
-    elif args.model == "tiny":
-        from agents.tiny import build_tiny_llm
-        path = build_tiny_llm(os.path.join(tempfile.mkdtemp(), "tiny"))
-    else:
-        path = args.model
+    path = _model_path(args.model)
     t_load0 = time.perf_counter()
     pol = LLMPolicy(model=path, roles=(2,), max_new_tokens=args.new_tokens, lora_r=args.lora_r,
                     lora_alpha=2 * args.lora_r, device=args.device)
@@ -135,6 +144,67 @@ def main(argv=None) -> int:
     print(f"model: {path}  params: {n_params / 1e6:.1f} M  device: {pol.device}  "
           f"threads: {torch.get_num_threads()}  cpu: {platform.processor() or platform.machine()}  "
           f"load average (1 min): {os.getloadavg()[0]:.2f}")
+    w = max(len(r[0]) for r in rows)
+    v = max(len(r[1]) for r in rows)
+    print(f"| {'measure'.ljust(w)} | {'value'.ljust(v)} | notes |")
+    print(f"|{'-' * (w + 2)}|{'-' * (v + 2)}|-------|")
+    for name, val, note in rows:
+        print(f"| {name.ljust(w)} | {val.ljust(v)} | {note} |")
+    return 0
+
+
+def _model_path(name: str) -> str:
+    if name == "smollm2":
+        from agents.models import load_smollm2_bf16
+        return load_smollm2_bf16()
+    if name == "tiny":
+        from agents.tiny import build_tiny_llm
+        return build_tiny_llm(os.path.join(tempfile.mkdtemp(), "tiny"))
+    return name
+
+
+def time_iteration(args) -> int:
+    """One (or more) CoMAM iterations through `Trainer.step`; prints a table (module docstring)."""
+    from agents.comam import TrainConfig, Trainer
+
+    path = _model_path(args.model)
+    cfg = TrainConfig(env=args.env, policy="llm", iterations=args.iterations, batch_queries=args.batch_queries,
+                      group_size=args.group_size, env_pool=args.batch_queries * args.group_size,
+                      eval_limit=1, progress=False, zero_variance="keep",
+                      policy_kwargs={"model": path, "max_new_tokens": args.new_tokens, "lora_r": args.lora_r,
+                                     "lora_alpha": 2 * args.lora_r, "device": args.device,
+                                     "gradient_checkpointing": args.gradient_checkpointing},
+                      grpo={"lr": 1e-5, "inner_epochs": 1})
+    t0 = time.perf_counter()
+    trainer = Trainer(cfg, tempfile.mkdtemp(prefix="llm-speed-"))
+    setup = time.perf_counter() - t0
+    recs, cpu = [], []
+    for _ in range(args.iterations):
+        c = time.process_time()
+        recs.append(trainer.step())
+        cpu.append(time.process_time() - c)
+        r = recs[-1]
+        print(f"  iteration: {r['seconds']:.1f} s wall ({cpu[-1]:.1f} s CPU), rollout {r['seconds_rollout']:.1f} s",
+              file=sys.stderr, flush=True)
+    timed = recs[1:] or recs
+    timed_cpu = cpu[1:] or cpu
+    sec = statistics.median(r["seconds"] for r in timed)
+    roll = statistics.median(r["seconds_rollout"] for r in timed)
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"model: {path}  env: {args.env}  B={args.batch_queries} G={args.group_size}  "
+          f"max new tokens/role: {args.new_tokens}  gradient checkpointing: {args.gradient_checkpointing}  "
+          f"threads: {torch.get_num_threads()}  load average (1 min): {os.getloadavg()[0]:.2f}")
+    rows = [("iteration", f"{sec:.1f} s", f"{statistics.median(timed_cpu):.1f} s CPU (median of {len(timed)} "
+             f"timed, after {len(recs) - len(timed)} warm-up)"),
+            ("  rollout (3 roles)", f"{roll:.1f} s", "generation + env steps"),
+            ("  credit + update", f"{sec - roll:.1f} s", "GRPO on every sample of every role (zero_variance=keep)")]
+    last = timed[-1]
+    for role in ("extractor", "profiler", "retriever"):
+        tps = last.get(f"tokens_per_s_{role}")
+        rows.append((f"  {role} generation", f"{tps:.1f} tok/s" if tps else "-",
+                     f"{last.get(f'gen_tokens_{role}', 0)} tokens"))
+    rows.append(("peak RSS", f"{rss_mb:.0f} MB", "whole process"))
+    rows.append(("setup", f"{setup:.1f} s", "model load + envs"))
     w = max(len(r[0]) for r in rows)
     v = max(len(r[1]) for r in rows)
     print(f"| {'measure'.ljust(w)} | {'value'.ljust(v)} | notes |")

@@ -295,3 +295,24 @@ def test_gradient_checkpointing_same_logprobs_and_grads(tiny_path, policy):
     gb = [p.grad for p in ref.trainable_parameters(2)]
     assert all(x is not None for x in ga) and any(x.abs().sum() > 0 for x in ga)
     assert all(torch.allclose(x, y, atol=1e-5) for x, y in zip(ga, gb))
+
+
+def test_repeated_prompts_are_prefilled_once(policy):
+    """A GRPO group repeats each prompt G times: the prefill runs once per distinct prompt and
+    the sampled tokens keep exactly the log-probs a full re-scoring gives."""
+    model = policy.model(2)
+    seen = []
+    hook = model.register_forward_pre_hook(lambda m, a, kw: seen.append(kw["input_ids"].shape), with_kwargs=True)
+    try:
+        obs = [OBS[1], OBS[2], OBS[1], OBS[1]]
+        out = policy.act(2, obs, temperature=1.0, generator=torch.Generator().manual_seed(5))
+    finally:
+        hook.remove()
+    assert seen[0][0] == 2 and all(s[0] == 4 and s[1] == 1 for s in seen[1:])  # 2 distinct prompts
+    rescored = policy.logprobs_of(2, out.samples)
+    assert torch.allclose(out.logprobs, rescored.sum, atol=1e-4)
+    for smp, tok, m in zip(out.samples, rescored.token, rescored.mask):
+        assert torch.allclose(smp["token_logprobs"], tok[m > 0], atol=1e-4)
+    greedy = policy.act(2, obs, greedy=True)
+    assert greedy.actions[0] == greedy.actions[2] == greedy.actions[3]
+    assert greedy.actions[0] == policy.act(2, [OBS[1]], greedy=True).actions[0]

@@ -302,7 +302,7 @@ def test_llm_policies_train_one_iteration_end_to_end(tmp_path):
     cfg = TrainConfig(policy="llm", iterations=1, batch_queries=2, group_size=2, eval_limit=2, eval_every=1,
                       checkpoint_every=1, env_pool=4, progress=False, env_kwargs={"chunk_tokens": 400},
                       policy_kwargs={"model": model, "max_new_tokens": 8, "lora_r": 4, "lora_alpha": 8},
-                      grpo={"lr": 1e-3, "inner_epochs": 1})
+                      grpo={"lr": 1e-3, "inner_epochs": 1}, zero_variance="keep")  # every sample updated
     trainer = Trainer(cfg, tmp_path / "run")
     assert type(trainer.policy).__name__ == "LLMPolicy" and trainer.policy.config.model == model
     assert trainer.cfg.grpo_config().lr == 1e-3
