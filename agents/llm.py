@@ -39,7 +39,6 @@ current mode; with `lora_dropout=0` (the default) train/eval give identical log-
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import shutil
 import tempfile

@@ -38,7 +38,7 @@ from comam_env.data.schema import Dataset, History, Question
 from comam_env.prompts import dialogue_speakers
 from comam_env.text import estimate_tokens
 
-from .answerers import DEFAULT_WINDOW_TOKENS, fit_recent, make_answerer
+from .answerers import fit_recent, make_answerer
 from .base import Prediction
 
 #: The paper's RAG chunk size (estimated tokens).

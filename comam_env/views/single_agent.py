@@ -117,7 +117,7 @@ class SingleAgentEnv(gymnasium.Env):
                 self._policies[r] = (lambda _obs, _a=agent_r: view.gold_action(_a))
             else:
                 self._policies[r] = get_fixed_policy(others.get(r), r)
-        K, d = view.K, view.dim
+        K = view.K
         full = view.observation_space(self.agent)
         keys: dict[str, spaces.Space] = {}
         if features != "similarity-only":

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-import pytest
 
 from baselines.base import get_system
 from baselines.harness import evaluate
