@@ -12,13 +12,20 @@ entries (no timestamps), written atomically:
 * ``index.html`` — one self-contained page (inline CSS and JavaScript, no CDN,
   no external request): per track a sortable table (click a header; click
   again to reverse), the per-question-type breakdown (sortable too) and an
-  accuracy-vs-cost plot as inline SVG generated here (x: mean input tokens per
-  question, log scale; y: accuracy with its 95% interval; published numbers
-  that were not re-run appear as dashed horizontal lines, since they have no
-  cost figures).
+  accuracy-vs-cost plot as inline SVG (x: mean input tokens per question, log
+  scale; y: accuracy with its 95% interval; published numbers that were not
+  re-run appear as dashed horizontal lines, since they have no cost figures).
+  The markup is the jinja2 templates in ``templates/`` (autoescaped: submission
+  text is never markup); this module computes what goes in them. Text columns
+  wrap so the tables fit a 1,400 px window, and :func:`place_labels` puts every
+  scatter label where it overlaps no other label, marker or interval bar
+  (further away with a leader line when the neighbourhood is crowded) — both
+  checked in headless Chromium by ``tests/leaderboard/test_render.py``.
 
 Published numbers (kind ``reported``) are always labelled "reported, not
-verified" and have no interval. Agent entries awaiting a hidden-track run are
+verified" and have no interval. Hidden runs whose signature could not be
+checked (no ``COMAM_HIDDEN_SEED``) are labelled "hidden run, unverified" and
+listed after the ranked rows without a rank. Agent entries awaiting a hidden-track run are
 listed as pending until a ``hidden-run`` entry with the same entry point and
 track exists.
 """
@@ -30,6 +37,7 @@ import json
 import math
 import os
 import re
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -239,150 +247,180 @@ def update_readme(readme: str | os.PathLike, block: str) -> str:
 
 # --------------------------------------------------------------------------- HTML
 
+#: Folder of the jinja2 templates (``index.html.j2``, ``plot.svg.j2``, ``page.css``, ``page.js``).
+TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
 
-_CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1200px;
-padding:0 1rem;color:#1d2430;background:#fff}
-h1{font-size:1.6rem}h2{font-size:1.25rem;margin-top:2.5rem;border-bottom:1px solid #dde;padding-bottom:.3rem}
-h3{font-size:1rem;margin-top:1.5rem}
-table{border-collapse:collapse;width:100%;font-size:.85rem;margin:.5rem 0 1rem}
-th,td{border:1px solid #dde;padding:.3rem .45rem;text-align:left;vertical-align:top}
-td{white-space:nowrap}td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
-nav a{margin-right:1rem}
-th{background:#f3f5f9;cursor:pointer;user-select:none;white-space:nowrap}
-th:hover{background:#e6ebf3}
-th[aria-sort=ascending]::after{content:" \\25B2"}th[aria-sort=descending]::after{content:" \\25BC"}
-tr.reported td{color:#6b6f7a;font-style:italic}
-.badge{display:inline-block;font-size:.72rem;padding:0 .35rem;border-radius:.6rem;background:#e8eefc;color:#254}
-.badge.reported{background:#fdecc8;color:#6b4a00}.badge.hidden{background:#e4f5e8;color:#1e5b2b}
-.note{color:#555;font-size:.85rem}.scroll{overflow-x:auto}
-svg{max-width:100%;height:auto;font-family:inherit}
-.pt circle{fill:#3867d6;fill-opacity:.85}.pt line{stroke:#3867d6}.pt text{font-size:10px;fill:#333}
-.axis text{font-size:10px;fill:#444}.axis line,.axis path{stroke:#888}
-.rep line{stroke:#c77d00;stroke-dasharray:5 4}.rep text{font-size:10px;fill:#8a5a00}
-"""
-
-_JS = """
-(function(){
-  function key(cell, numeric){
-    var v = cell.getAttribute('data-value');
-    if (numeric){ var x = parseFloat(v); return isNaN(x) ? -Infinity : x; }
-    return (v === null ? cell.textContent : v).trim().toLowerCase();
-  }
-  function sortTable(table, col, th){
-    var numeric = th.getAttribute('data-type') === 'num';
-    var asc = th.getAttribute('aria-sort') !== 'ascending';
-    var tbody = table.tBodies[0];
-    var rows = Array.prototype.slice.call(tbody.rows);
-    rows.forEach(function(r, i){ r._i = i; });
-    rows.sort(function(a, b){
-      var x = key(a.cells[col], numeric), y = key(b.cells[col], numeric);
-      if (x < y) return asc ? -1 : 1;
-      if (x > y) return asc ? 1 : -1;
-      return a._i - b._i;
-    });
-    rows.forEach(function(r){ tbody.appendChild(r); });
-    Array.prototype.forEach.call(table.tHead.rows[0].cells, function(h){ h.removeAttribute('aria-sort'); });
-    th.setAttribute('aria-sort', asc ? 'ascending' : 'descending');
-  }
-  Array.prototype.forEach.call(document.querySelectorAll('table.sortable'), function(table){
-    Array.prototype.forEach.call(table.tHead.rows[0].cells, function(th, col){
-      th.addEventListener('click', function(){ sortTable(table, col, th); });
-    });
-  });
-})();
-"""
+#: Main-table columns: (header, "num" or "text", whether the cell may wrap).
+MAIN_COLUMNS = (("#", "num", False), ("system", "text", True), ("status", "text", True), ("accuracy", "num", False),
+                ("95% CI", "num", False), ("n", "num", False), ("Δ longest option", "num", True),
+                ("Δ best probe", "num", True), ("tokens in / q", "num", True), ("tokens out / q", "num", True),
+                ("latency ms / q", "num", True), ("models", "text", True), ("training", "text", True),
+                ("open source", "text", True), ("date", "text", False))
+#: Longest scatter label (characters); the full name is in the point's tooltip.
+LABEL_CHARS = 40
 
 
-def _e(text: Any) -> str:
-    return html.escape(str(text), quote=True)
+@lru_cache(maxsize=1)
+def _environment():
+    try:
+        import jinja2
+    except ImportError as exc:  # pragma: no cover - a declared dependency; say how to install it
+        raise RenderError("rendering the page needs jinja2: pip install 'comam-env[leaderboard]'") from exc
+    # autoescape everything: submission text is never markup, in HTML and in the inline SVG alike
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)), autoescape=True,
+                              undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
 
 
-def _num_td(value: Any, text: str) -> str:
-    v = "" if value is None else repr(float(value))
-    return f'<td class="num" data-value="{v}">{_e(text)}</td>'
+def _value(v: Any) -> str:
+    """``data-value`` of a numeric cell (what the sort reads)."""
+    return "" if v is None else repr(float(v))
 
 
 def _slug(text: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")
 
 
-def _main_table(track: str, entries: Sequence[dict]) -> str:
-    cols = [("#", "num"), ("system", "text"), ("status", "text"), ("accuracy", "num"), ("95% CI", "num"),
-            ("n", "num"), ("Δ longest option", "num"), ("Δ best probe", "num"), ("tokens in / q", "num"),
-            ("tokens out / q", "num"), ("latency ms / q", "num"), ("models", "text"), ("training", "text"),
-            ("open source", "text"), ("date", "text")]
-    head = "".join(f'<th data-type="{t}" class="{"num" if t == "num" else ""}">{_e(c)}</th>' for c, t in cols)
+def _main_rows(entries: Sequence[dict]) -> list[dict]:
     rows = []
     for rank, s in zip(ranks(entries), entries):
         info = s.get("info") or {}
-        name = _e(s.get("name"))
-        if safe_url(info.get("url")):
-            name = f'<a href="{_e(info["url"])}" rel="noopener">{name}</a>'
         status = _status(s)
-        badge = {"reported, not verified": "reported", "hidden run": "hidden",
-                 "hidden run, unverified": "reported"}.get(status, "")
-        title = _e(info.get("description", ""))
         ci = s.get("accuracy_ci95")
         lo = (s.get("probes") or {}).get("longest-option") or {}
-        cells = [
-            _num_td(rank, str(rank) if rank else "–"),
-            f'<td data-value="{_e(s.get("name"))}" title="{title}">{name}</td>',
-            f'<td><span class="badge {badge}">{_e(status)}</span></td>',
-            _num_td(s.get("accuracy"), _f(s.get("accuracy"))),
-            _num_td(ci[1] - ci[0] if ci else None, _ci(ci)),
-            _num_td(s.get("n_questions"), str(s.get("n_questions")) if s.get("n_questions") is not None else "–"),
-            _num_td(lo.get("margin"), _signed(lo.get("margin"))),
-            _num_td(s.get("margin_over_best_probe"), _signed(s.get("margin_over_best_probe"))),
-            _num_td(_cost(s, "tokens_in"), _f(_cost(s, "tokens_in"), 0)),
-            _num_td(_cost(s, "tokens_out"), _f(_cost(s, "tokens_out"), 0)),
-            _num_td(_cost(s, "latency_ms"), _f(_cost(s, "latency_ms"), 1)),
-            f'<td>{_e(", ".join(info.get("models") or []) or "–")}</td>',
-            f'<td>{_e(info.get("training_method", "–"))}</td>',
-            f'<td>{"yes" if info.get("open_source") else "no"}</td>',
-            f'<td>{_e(info.get("date", "–"))}</td>',
-        ]
-        cls = ' class="reported"' if s.get("kind") == "reported" else ""
-        rows.append(f'<tr data-entry="{_e(s.get("entry"))}"{cls}>' + "".join(cells) + "</tr>")
-    return (f'<table class="sortable main" id="main-{_slug(track)}"><thead><tr>{head}</tr></thead>'
-            f'<tbody>{"".join(rows)}</tbody></table>')
+        n = s.get("n_questions")
+        rows.append({
+            "entry": str(s.get("entry")), "reported": s.get("kind") == "reported",
+            "rank_value": _value(rank), "rank_text": str(rank) if rank else "–",
+            "name": str(s.get("name")), "url": safe_url(info.get("url")), "description": str(info.get("description", "")),
+            "status": status,
+            "badge": {"reported, not verified": "reported", "hidden run": "hidden",
+                      "hidden run, unverified": "reported"}.get(status, ""),
+            "numbers": [
+                (_value(s.get("accuracy")), _f(s.get("accuracy"))),
+                (_value(ci[1] - ci[0] if ci else None), _ci(ci)),
+                (_value(n), str(n) if n is not None else "–"),
+                (_value(lo.get("margin")), _signed(lo.get("margin"))),
+                (_value(s.get("margin_over_best_probe")), _signed(s.get("margin_over_best_probe"))),
+                (_value(_cost(s, "tokens_in")), _f(_cost(s, "tokens_in"), 0)),
+                (_value(_cost(s, "tokens_out")), _f(_cost(s, "tokens_out"), 0)),
+                (_value(_cost(s, "latency_ms")), _f(_cost(s, "latency_ms"), 1)),
+            ],
+            "models": ", ".join(info.get("models") or []) or "–", "training": str(info.get("training_method", "–")),
+            "open": "yes" if info.get("open_source") else "no", "date": str(info.get("date", "–")),
+        })
+    return rows
 
 
-def _type_table(track: str, entries: Sequence[dict]) -> str:
+def _type_rows(entries: Sequence[dict]) -> dict | None:
     scored = [s for s in entries if s.get("per_type")]
     if not scored:
-        return '<p class="note">No per-type breakdown (published numbers only).</p>'
+        return None
     types = sorted({t for s in scored for t in s["per_type"]})
-    head = '<th data-type="text">system</th>' + "".join(
-        f'<th data-type="num" class="num" title="{_e(t)}">{_e(t.replace("_", " "))}</th>' for t in types)
     rows = []
     for s in scored:
-        cells = [f'<td data-value="{_e(s.get("name"))}">{_e(s.get("name"))}</td>']
+        cells = []
         for t in types:
             r = s["per_type"].get(t)
-            if r is None:
-                cells.append(_num_td(None, "–"))
-            else:
-                cells.append(_num_td(r["accuracy"], f"{_f(r['accuracy'])} (n={r['n']})"))
-        rows.append(f'<tr data-entry="{_e(s.get("entry"))}">' + "".join(cells) + "</tr>")
-    return (f'<table class="sortable types" id="types-{_slug(track)}"><thead><tr>{head}</tr></thead>'
-            f'<tbody>{"".join(rows)}</tbody></table>')
+            cells.append((_value(None), "–") if r is None else (_value(r["accuracy"]), f"{_f(r['accuracy'])} (n={r['n']})"))
+        rows.append({"entry": str(s.get("entry")), "name": str(s.get("name")), "cells": cells})
+    return {"columns": [(t, t.replace("_", " ")) for t in types], "rows": rows}
 
 
-def plot_svg(entries: Sequence[dict], width: int = 960, height: int = 420) -> str:
-    """Accuracy (y, with 95% CI bars) vs mean input tokens per question (x, log10) as inline SVG."""
+# ----------------------------------------------------------------- scatter labels that never overlap
+
+#: advance widths of DejaVu Sans (Chromium's fallback for system-ui on Debian) in em, rounded up:
+#: the label boxes are estimated on the wide side, so boxes that do not overlap here do not on screen.
+_NARROW, _WIDE = set("iljftrI.,:;!|'()[] "), set("mwMWOQGDHNU@%")
+LABEL_FONT_PX = 10
+
+
+def text_width(text: str, size: float = LABEL_FONT_PX) -> float:
+    """Estimated rendered width of ``text`` in px (an upper bound for the page's sans-serif fonts)."""
+    em = 0.0
+    for c in text:
+        em += 0.42 if c in _NARROW else 0.95 if c in _WIDE else 0.78 if c.isupper() or c.isdigit() else 0.66
+    return em * size
+
+
+def _label_text(name: Any) -> str:
+    text = " ".join(str(name).split())
+    return text if len(text) <= LABEL_CHARS else text[: LABEL_CHARS - 1].rstrip() + "…"
+
+
+def _box(x: float, y: float, anchor: str, width: float) -> tuple[float, float, float, float]:
+    """(left, top, right, bottom) of a text whose baseline starts/ends/centres at (x, y)."""
+    left = x if anchor == "start" else x - width if anchor == "end" else x - width / 2
+    return (left - 1, y - LABEL_FONT_PX - 1, left + width + 1, y + 0.3 * LABEL_FONT_PX + 1)
+
+
+def _overlap(a, b) -> float:
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    return w * h if w > 0 and h > 0 else 0.0
+
+
+def place_labels(anchors: Sequence[tuple[float, float, str, bool]], bounds: tuple[float, float, float, float],
+                 obstacles: Sequence[tuple[float, float, float, float]] = ()) -> list[dict]:
+    """Greedy, deterministic label placement: each label takes the first free candidate spot.
+
+    ``anchors``: (x, y, text, is_line) per label in priority order — a point (labelled next to
+    it, then further above/below with a leader line) or a horizontal reference line at height
+    ``y`` (labelled at its right end, then its left end, then shifted). A spot is free when the
+    label's estimated box stays inside ``bounds`` and overlaps no earlier label and no obstacle
+    (point markers, interval bars). When nothing is free the least-overlapping spot is used.
+    Returns ``{"x", "y", "anchor", "text", "leader"}`` per label (``leader``: x1, y1, x2, y2 or None).
+    """
+    left, top, right, bottom = bounds
+    placed: list[tuple[float, float, float, float]] = []
+    out = []
+    for x, y, text, is_line in anchors:
+        w = text_width(text)
+        if is_line:
+            base = [(right - 4, y - 3, "end"), (right - 4, y + 11, "end"), (left + 4, y - 3, "start"),
+                    (left + 4, y + 11, "start")]
+            shifts = [0] + [d * k for k in range(1, 12) for d in (-12, 12)]
+            cands = [(cx, cy + dy, a, None) for dy in shifts for cx, cy, a in base]
+        else:  # right of the point first (a label crossing the plot edge is rejected), then left
+            near = [(x + 8, y + 4, "start"), (x + 6, y - 5, "start"), (x + 6, y + 13, "start"),
+                    (x - 8, y + 4, "end"), (x - 6, y - 5, "end"), (x - 6, y + 13, "end")]
+            cands = [(cx, cy, a, None) for cx, cy, a in near]
+            for k in range(1, 16):  # further away, joined to the point by a leader line
+                for dy in (-12 * k - 5, 12 * k + 12):
+                    for dx, a in ((14, "start"), (-14, "end")):
+                        cands.append((x + dx, y + dy, a, (x, y, x + dx * 0.8, y + dy - (4 if dy > 0 else -2))))
+        best, best_cost = None, None
+        for cx, cy, a, leader in cands:
+            box = _box(cx, cy, a, w)
+            outside = max(0.0, left - box[0]) + max(0.0, box[2] - right) + max(0.0, top - box[1]) + max(0.0, box[3] - bottom)
+            cost = outside * 1000 + sum(_overlap(box, o) for o in placed) + sum(_overlap(box, o) for o in obstacles)
+            if cost == 0:
+                best = (cx, cy, a, leader, box)
+                break
+            if best_cost is None or cost < best_cost:
+                best, best_cost = (cx, cy, a, leader, box), cost
+        cx, cy, a, leader, box = best
+        placed.append(box)
+        out.append({"x": f"{cx:.1f}", "y": f"{cy:.1f}", "anchor": a, "text": text,
+                    "leader": None if leader is None else tuple(f"{v:.1f}" for v in leader)})
+    return out
+
+
+def plot_model(entries: Sequence[dict], width: int = 960, height: int = 420) -> dict | None:
+    """Geometry of the accuracy-vs-cost plot (``None`` without cost figures): axes, points, labels."""
     ml, mr, mt, mb = 56, 20, 16, 44
     pw, ph = width - ml - mr, height - mt - mb
     pts = [s for s in entries if s.get("accuracy") is not None and _cost(s, "tokens_in") is not None]
+    if not pts:
+        return None
     reported = [s for s in entries if s.get("kind") == "reported" and s.get("accuracy") is not None]
     xs = [math.log10(max(1.0, _cost(s, "tokens_in"))) for s in pts]
-    x0, x1 = (math.floor(min(xs)), math.ceil(max(xs))) if xs else (0, 4)
+    x0, x1 = math.floor(min(xs)), math.ceil(max(xs))
     if x1 <= x0:
         x1 = x0 + 1
     ys = [s["accuracy"] for s in entries if s.get("accuracy") is not None]
     ys += [c for s in pts for c in (s.get("accuracy_ci95") or [])]
-    y0 = max(0.0, math.floor((min(ys) if ys else 0) * 10 - 0.5) / 10)
-    y1 = min(1.0, math.ceil((max(ys) if ys else 1) * 10 + 0.5) / 10)
+    y0 = max(0.0, math.floor(min(ys) * 10 - 0.5) / 10)
+    y1 = min(1.0, math.ceil(max(ys) * 10 + 0.5) / 10)
     if y1 <= y0:
         y0, y1 = 0.0, 1.0
 
@@ -392,82 +430,54 @@ def plot_svg(entries: Sequence[dict], width: int = 960, height: int = 420) -> st
     def sy(v: float) -> float:
         return mt + (1 - (v - y0) / (y1 - y0)) * ph
 
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" '
-             f'height="{height}" role="img" aria-label="accuracy versus input tokens per question">',
-             f'<rect x="{ml}" y="{mt}" width="{pw}" height="{ph}" fill="#fafbfd" stroke="#dde"/>',
-             '<g class="axis">']
-    for k in range(x0, x1 + 1):
-        X = sx(k)
-        parts.append(f'<line x1="{X:.1f}" y1="{mt + ph}" x2="{X:.1f}" y2="{mt + ph + 4}"/>'
-                     f'<text x="{X:.1f}" y="{mt + ph + 16}" text-anchor="middle">{10 ** k:,}</text>')
     n_y = int(round((y1 - y0) * 10))
+    yticks = []
     for k in range(n_y + 1):
         v = y0 + k * (y1 - y0) / max(1, n_y)
-        Y = sy(v)
-        parts.append(f'<line x1="{ml - 4}" y1="{Y:.1f}" x2="{ml}" y2="{Y:.1f}"/>'
-                     f'<text x="{ml - 6}" y="{Y + 3:.1f}" text-anchor="end">{v:.1f}</text>')
-    parts.append(f'<text x="{ml + pw / 2:.1f}" y="{height - 8}" text-anchor="middle">mean input tokens per '
-                 f'question (log scale)</text>')
-    parts.append(f'<text transform="translate(14 {mt + ph / 2:.1f}) rotate(-90)" text-anchor="middle">'
-                 f'accuracy (95% CI)</text></g>')
-    for s in reported:
-        Y = sy(s["accuracy"])
-        parts.append(f'<g class="rep"><line x1="{ml}" y1="{Y:.1f}" x2="{ml + pw}" y2="{Y:.1f}"/>'
-                     f'<text x="{ml + pw - 4}" y="{Y - 3:.1f}" text-anchor="end">{_e(s.get("name"))} '
-                     f'{s["accuracy"]:.2f} (reported, not verified)</text></g>')
-    for s, xv in zip(pts, xs):
-        X, Y = sx(xv), sy(s["accuracy"])
+        yticks.append((f"{sy(v):.1f}", f"{sy(v) + 3:.1f}", f"{v:.1f}"))
+    xy = [(sx(xv), sy(s["accuracy"])) for s, xv in zip(pts, xs)]
+    markers = [(X - 5, Y - 5, X + 5, Y + 5) for X, Y in xy]
+    markers += [(X - 1.5, sy(s["accuracy_ci95"][1]), X + 1.5, sy(s["accuracy_ci95"][0]))
+                for s, (X, _) in zip(pts, xy) if s.get("accuracy_ci95")]
+    anchors = [(ml, sy(s["accuracy"]), f"{_label_text(s.get('name'))} {s['accuracy']:.2f} (reported, not verified)", True)
+               for s in reported]
+    anchors += [(X, Y, _label_text(s.get("name")), False) for s, (X, Y) in zip(pts, xy)]
+    labels = place_labels(anchors, (ml, mt, ml + pw, mt + ph), markers)
+    points = []
+    for s, (X, Y), label in zip(pts, xy, labels[len(reported):]):
         ci = s.get("accuracy_ci95")
-        bar = (f'<line x1="{X:.1f}" y1="{sy(ci[0]):.1f}" x2="{X:.1f}" y2="{sy(ci[1]):.1f}"/>' if ci else "")
-        parts.append(f'<g class="pt" data-entry="{_e(s.get("entry"))}"><title>{_e(s.get("name"))}: accuracy '
-                     f'{s["accuracy"]:.3f}, {_cost(s, "tokens_in"):.0f} tokens in / question</title>{bar}'
-                     f'<circle cx="{X:.1f}" cy="{Y:.1f}" r="4"/>' + _label(X, Y, s.get("name"), ml + 0.65 * pw) + "</g>")
-    parts.append("</svg>")
-    return "".join(parts)
+        points.append({"entry": str(s.get("entry")), "x": f"{X:.1f}", "y": f"{Y:.1f}", "label": label,
+                       "ci": (f"{sy(ci[0]):.1f}", f"{sy(ci[1]):.1f}") if ci else None,
+                       "title": f"{s.get('name')}: accuracy {s['accuracy']:.3f}, "
+                                f"{_cost(s, 'tokens_in'):.0f} tokens in / question"})
+    return {
+        "width": width, "height": height, "ml": ml, "mt": mt, "pw": pw, "ph": ph, "x_axis_y": mt + ph,
+        "xticks": [(f"{sx(k):.1f}", f"{10 ** k:,}") for k in range(x0, x1 + 1)], "yticks": yticks,
+        "x_title_x": f"{ml + pw / 2:.1f}", "y_title_y": f"{mt + ph / 2:.1f}",
+        "reported": [{"y": f"{sy(s['accuracy']):.1f}", "label": label} for s, label in zip(reported, labels)],
+        "points": points,
+    }
 
 
-def _label(x: float, y: float, name: Any, right_zone: float) -> str:
-    """A point label: to the right of the point, or to its left near the plot's right edge."""
-    if x > right_zone:
-        return f'<text x="{x - 6:.1f}" y="{y - 5:.1f}" text-anchor="end">{_e(name)}</text>'
-    return f'<text x="{x + 6:.1f}" y="{y - 5:.1f}">{_e(name)}</text>'
+def plot_svg(entries: Sequence[dict], width: int = 960, height: int = 420) -> str:
+    """Accuracy (y, with 95% CI bars) vs mean input tokens per question (x, log10) as inline SVG."""
+    model = plot_model(entries, width, height)
+    if model is None:
+        return ""
+    return _environment().get_template("plot.svg.j2").render(t={"plot": model})
 
 
 def html_page(groups: dict[str, list[dict]], pending: Sequence[dict] = ()) -> str:
-    """The whole self-contained page."""
-    body = ['<h1>comam-env leaderboard</h1>',
-            '<p class="note">Accuracy with 95% bootstrap intervals on each track\'s declared split; Δ columns are '
-            'the margin over the answer-only probes (longest option, question-only, random expectation) on the '
-            'same questions. Rows marked <span class="badge reported">reported, not verified</span> are published '
-            'numbers nobody re-ran here. Click a column header to sort.</p>']
-    if not groups:
-        body.append("<p>No entries yet.</p>")
-    else:
-        body.append("<nav>" + "".join(f'<a href="#track-{_slug(t)}">{_e(t)}</a>' for t in groups) + "</nav>")
+    """The whole self-contained page (``templates/index.html.j2``, autoescaped)."""
+    tracks = []
     for track, entries in groups.items():
-        slug = _slug(track)
-        body.append(f'<section id="track-{slug}"><h2>{_e(track)}</h2>')
-        probes = next((s["probes"] for s in entries if s.get("probes")), None)
-        if probes:
-            body.append('<p class="note">Answer-only probes on these questions: ' + ", ".join(
-                f"{_e(n)} {_f(p['accuracy'])}" for n, p in probes.items()) + ".</p>")
-        body.append(f'<div class="scroll">{_main_table(track, entries)}</div>')
-        body.append("<h3>Per question type</h3>")
-        body.append(f'<div class="scroll">{_type_table(track, entries)}</div>')
-        body.append("<h3>Accuracy vs cost</h3>")
-        if any(_cost(s, "tokens_in") is not None for s in entries):
-            body.append(plot_svg(entries))
-        else:
-            body.append('<p class="note">No cost figures (published numbers only).</p>')
-        body.append("</section>")
-    if pending:
-        body.append("<h2>Pending agent submissions</h2><ul>" + "".join(
-            f"<li>{_e(p['entry'])} ({_e(p.get('track'))}): <code>{_e(p.get('entry_point'))}</code></li>"
-            for p in pending) + "</ul>")
-    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-            "<title>comam-env leaderboard</title>"
-            f"<style>{_CSS}</style></head><body>\n" + "\n".join(body) + f"\n<script>{_JS}</script>\n</body></html>\n")
+        probes = next((s["probes"] for s in entries if s.get("probes")), None) or {}
+        tracks.append({"track": track, "slug": _slug(track), "rows": _main_rows(entries), "types": _type_rows(entries),
+                       "probes": [(name, _f(p["accuracy"])) for name, p in probes.items()],
+                       "plot": plot_model(entries)})
+    pending_rows = [{k: str(p.get(k)) for k in ("entry", "track", "entry_point")} for p in pending]
+    return _environment().get_template("index.html.j2").render(tracks=tracks, pending=pending_rows,
+                                                              main_columns=MAIN_COLUMNS)
 
 
 # --------------------------------------------------------------------------- entry point

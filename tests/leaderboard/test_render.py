@@ -11,6 +11,7 @@ the test's tmp dir (through the protocol, and once more with ``--screenshot``). 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import re
@@ -23,7 +24,12 @@ from pathlib import Path
 import pytest
 
 from leaderboard.render import END_MARK, START_MARK, RenderError, render
-from tests.leaderboard.conftest import base_meta, gold_lines, validation_ids, write_entry
+from tests.leaderboard.conftest import (
+    base_meta,
+    gold_lines,
+    validation_ids,
+    write_entry,
+)
 
 
 def _submissions(root: Path, small_ds) -> Path:
@@ -146,14 +152,17 @@ class _CDP:
                 self.buf += chunk
 
 
-@pytest.mark.browser
-def test_page_in_headless_chromium_rows_sorting_and_screenshot(tmp_path, small_ds):
+CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--disable-dev-shm-usage")
+
+
+@contextlib.contextmanager
+def _chromium_page(page: Path, tmp_path: Path, width: int = 1280, height: int = 1600):
+    """Open ``page`` in a fresh headless Chromium; yields (cdp, session, js) once the tables are there."""
     browser = _chromium()
     if browser is None:
         pytest.skip("chromium not installed (Debian: apt-get install -y chromium chromium-driver)")
-    subs = _submissions(tmp_path, small_ds)
-    readme, page = tmp_path / "README.md", tmp_path / "index.html"
-    render(subs, readme, page)
     to_r, to_w = os.pipe()      # we write, chromium reads on fd 3
     from_r, from_w = os.pipe()  # chromium writes on fd 4, we read
 
@@ -161,12 +170,10 @@ def test_page_in_headless_chromium_rows_sorting_and_screenshot(tmp_path, small_d
         os.dup2(to_r, 3)
         os.dup2(from_w, 4)
 
-    profile = tmp_path / "profile"
+    profile = tmp_path / f"profile-{width}"
     profile.mkdir()
-    args = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync",
-            "--disable-dev-shm-usage", f"--user-data-dir={profile}", "--remote-debugging-pipe",
-            "--window-size=1280,1600", page.as_uri()]
+    args = [browser, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--remote-debugging-pipe",
+            f"--window-size={width},{height}", "--hide-scrollbars", page.as_uri()]
     proc = subprocess.Popen(args, preexec_fn=child_fds, close_fds=False, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     os.close(to_r)
@@ -192,6 +199,20 @@ def test_page_in_headless_chromium_rows_sorting_and_screenshot(tmp_path, small_d
             if js("document.readyState === 'complete' && !!document.querySelector('table.main')"):
                 break
             time.sleep(0.1)
+        yield cdp, session, js
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+        os.close(to_w)
+        os.close(from_r)
+
+
+@pytest.mark.browser
+def test_page_in_headless_chromium_rows_sorting_and_screenshot(tmp_path, small_ds):
+    subs = _submissions(tmp_path, small_ds)
+    readme, page = tmp_path / "README.md", tmp_path / "index.html"
+    render(subs, readme, page)
+    with _chromium_page(page, tmp_path) as (cdp, session, js):
         state = js("""(() => {
           const t = document.querySelector('table.main');
           const names = () => Array.from(t.tBodies[0].rows).map(r => r.getAttribute('data-entry'));
@@ -215,16 +236,90 @@ def test_page_in_headless_chromium_rows_sorting_and_screenshot(tmp_path, small_d
         png = tmp_path / "leaderboard.png"
         png.write_bytes(base64.b64decode(shot["data"]))
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
-    finally:
-        proc.kill()
-        proc.wait(timeout=30)
-        os.close(to_w)
-        os.close(from_r)
     # the plain command-line screenshot too (what a maintainer would run by hand)
     shot2 = tmp_path / "screenshot.png"
     profile2 = tmp_path / "profile2"
     profile2.mkdir()
-    subprocess.run([a for a in args if not a.startswith(("--user-data-dir", "--remote-debugging", "file:"))]
-                   + [f"--user-data-dir={profile2}", f"--screenshot={shot2}", page.as_uri()],
+    subprocess.run([_chromium(), *CHROMIUM_FLAGS, "--window-size=1280,1600", f"--user-data-dir={profile2}",
+                    f"--screenshot={shot2}", page.as_uri()],
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120, check=False)
     assert shot2.exists() and shot2.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _crowded(root: Path, small_ds) -> Path:
+    """Entries built to collide: equal accuracy and cost (coincident points), long names and model
+    lists, and published numbers on the same line."""
+    ids = validation_ids(small_ds)
+    subs = root / "crowded"
+    for k in range(10):
+        lines = gold_lines(small_ds, wrong=set(ids[: k % 3]))
+        for line in lines:
+            line["tokens_in"] = 1000 + 10 * (k % 2)
+        name = f"System {k} with a deliberately long descriptive name, a retriever and a profiler " + "x" * k
+        write_entry(subs / f"s{k}", base_meta(name=name[:120], models=["some-org/a-very-long-embedding-model-name-v2"] * 3,
+                                              training_method="CoMAM (adaptive rank-consistency credit, per-agent "
+                                                              "GRPO), 600 iterations of 8 queries"), lines)
+    for k, acc in enumerate((0.64, 0.64, 0.63)):
+        write_entry(subs / f"paper{k}", base_meta(kind="reported", name=f"Published method number {k} (paper)",
+                                                  reported_accuracy=acc, reported_source="Table 2", verified=False), None)
+    return subs
+
+
+def test_scatter_labels_are_placed_without_overlap(small_ds, tmp_path):
+    """The placement's own (estimated) boxes never overlap, even for coincident points."""
+    from leaderboard.render import LABEL_FONT_PX, _box, place_labels, text_width
+
+    anchors = [(300.0, 200.0, f"coincident point {k}", False) for k in range(12)]
+    anchors += [(56.0, 150.0, f"reported line {k} 0.64 (reported, not verified)", True) for k in range(3)]
+    labels = place_labels(anchors, (56, 16, 940, 376), [(295, 195, 305, 205)])
+    boxes = [_box(float(lab["x"]), float(lab["y"]), lab["anchor"], text_width(lab["text"])) for lab in labels]
+    for i, a in enumerate(boxes):
+        assert 56 <= a[0] and a[2] <= 940 and 16 <= a[1] and a[3] <= 376
+        for b in boxes[i + 1:]:
+            assert min(a[2], b[2]) <= max(a[0], b[0]) or min(a[3], b[3]) <= max(a[1], b[1]), (a, b)
+    assert labels == place_labels(anchors, (56, 16, 940, 376), [(295, 195, 305, 205)])  # deterministic
+    assert sum(lab["leader"] is not None for lab in labels) >= 6  # far labels point back to their marker
+    assert text_width("mmmm") > text_width("iiii") > 0 and LABEL_FONT_PX == 10
+
+
+def _png_size(path: Path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+@pytest.mark.browser
+def test_page_fits_1400px_and_scatter_labels_do_not_overlap(tmp_path, small_ds):
+    subs = _crowded(tmp_path, small_ds)
+    readme, page = tmp_path / "README.md", tmp_path / "index.html"
+    render(subs, readme, page)
+    with _chromium_page(page, tmp_path, width=1400, height=1000) as (cdp, session, js):
+        layout = js("""(() => {
+          const box = e => { const b = e.getBoundingClientRect(); return [b.left, b.top, b.right, b.bottom]; };
+          const tables = Array.from(document.querySelectorAll('table')).map(t => ({
+            id: t.id, right: t.getBoundingClientRect().right, parentRight: t.parentElement.getBoundingClientRect().right,
+            overflow: t.parentElement.scrollWidth - t.parentElement.clientWidth}));
+          const svgs = Array.from(document.querySelectorAll('svg')).map(svg => ({
+            plot: box(svg.querySelector('rect')),
+            labels: Array.from(svg.querySelectorAll('g.pt text, g.rep text')).map(e => [e.textContent, ...box(e)])}));
+          return {scrollWidth: document.documentElement.scrollWidth, tables, svgs};
+        })()""")
+        metrics = cdp.call("Page.getLayoutMetrics", {}, session)
+        width = metrics["cssContentSize"]["width"]
+        shot = cdp.call("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True, "clip": {
+            "x": 0, "y": 0, "width": width, "height": min(metrics["cssContentSize"]["height"], 6000), "scale": 1}},
+            session)
+    png = tmp_path / "crowded-1400.png"
+    png.write_bytes(base64.b64decode(shot["data"]))
+    assert _png_size(png)[0] <= 1400 and width <= 1400 and layout["scrollWidth"] <= 1400
+    assert len(layout["tables"]) == 2
+    for t in layout["tables"]:
+        assert t["overflow"] <= 0 and t["right"] <= t["parentRight"] + 0.5, t
+    (svg,) = layout["svgs"]
+    labels = svg["labels"]
+    assert len(labels) == 13  # 10 points and 3 published lines, all labelled
+    px0, py0, px1, py1 = svg["plot"]
+    for i, (text, l, t, r, b) in enumerate(labels):
+        assert px0 - 0.5 <= l and r <= px1 + 0.5 and py0 - 0.5 <= t and b <= py1 + 0.5, text
+        for other, l2, t2, r2, b2 in labels[i + 1:]:
+            assert min(r, r2) <= max(l, l2) or min(b, b2) <= max(t, t2), f"{text!r} overlaps {other!r}"
