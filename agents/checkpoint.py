@@ -149,15 +149,20 @@ def has_checkpoint(run_dir: Path) -> bool:
     return (Path(run_dir) / CHECKPOINT_DIR).exists()
 
 
-def load_checkpoint(run_dir: Path, *, with_optimizer: bool = True) -> Checkpoint | None:
-    """Read ``run_dir/checkpoint`` (``None`` when there is none)."""
+def load_checkpoint(run_dir: Path, *, with_optimizer: bool = True, policy_overrides: dict | None = None
+                    ) -> Checkpoint | None:
+    """Read ``run_dir/checkpoint`` (``None`` when there is none).
+
+    ``policy_overrides`` go to :func:`agents.base.load_policy` — the caller's explicit options
+    such as ``trust_remote_code``, which a saved policy never enables by itself.
+    """
     ckpt = Path(run_dir) / CHECKPOINT_DIR
     if not (ckpt / STATE_FILE).exists():
         return None
     from safetensors.torch import load_file
 
     state = json.loads((ckpt / STATE_FILE).read_text())
-    policy = load_policy(ckpt / "policy")
+    policy = load_policy(ckpt / "policy", **(policy_overrides or {}))
     optimizer = None
     if with_optimizer:
         tensors = load_file(str(ckpt / OPTIMIZER_FILE))

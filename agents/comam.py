@@ -182,7 +182,10 @@ class Trainer:
     # ------------------------------------------------------------------ resume
 
     def _maybe_resume(self) -> None:
-        ckpt = load_checkpoint(self.run_dir, with_optimizer=self.updater is not None)
+        # trust_remote_code comes from this run's explicit configuration, never from the saved policy.json
+        explicit = {"trust_remote_code": True} if self.cfg.policy == "llm" and self.cfg.policy_kwargs.get(
+            "trust_remote_code") else {}
+        ckpt = load_checkpoint(self.run_dir, with_optimizer=self.updater is not None, policy_overrides=explicit)
         if ckpt is None:
             if self.metrics_path.exists():
                 self.metrics_path.unlink()  # metrics of a run that never checkpointed

@@ -105,7 +105,8 @@ class LLMPolicyConfig:
     seed: int = 0
     """Seed of the LoRA initialisation (adapter of role r uses seed + r)."""
     trust_remote_code: bool = False
-    """Passed to from_pretrained for hub models with custom code."""
+    """Passed to from_pretrained for hub models with custom code (runs that code). Never read
+    back from a saved ``policy.json``: :meth:`LLMPolicy.load` takes it only as an explicit override."""
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -229,6 +230,29 @@ def truncate_prompt(tokenizer, text: str, obs: Any, budget: int, *, context: int
     info.update(truncated=True, truncated_tokens=n0 - len(ids),
                 truncated_fields=fields_cut, prompt_tokens=len(ids))
     return ids, info
+
+
+#: Loader options that make transformers / vLLM import and run Python files shipped with a
+#: model. A saved policy is data: these are never taken from its ``policy.json`` (a received
+#: run directory could otherwise run its own code on ``evaluate --run``), only from the
+#: caller's explicit ``load(..., trust_remote_code=True)`` (the CLI's ``--trust-remote-code``).
+CODE_EXECUTING_OPTIONS = ("trust_remote_code",)
+
+
+def _drop_code_options(raw: dict, source: str) -> None:
+    """Reset code-executing loader options read from ``source`` (in place), with a warning."""
+    import warnings
+
+    found = [k for k in CODE_EXECUTING_OPTIONS if raw.get(k)]
+    raw.update({k: False for k in CODE_EXECUTING_OPTIONS if k in raw})
+    backend_kwargs = raw.get("backend_kwargs")
+    if isinstance(backend_kwargs, dict):
+        found += [f"backend_kwargs.{k}" for k in CODE_EXECUTING_OPTIONS if backend_kwargs.get(k)]
+        raw["backend_kwargs"] = {k: v for k, v in backend_kwargs.items() if k not in CODE_EXECUTING_OPTIONS}
+    if found:
+        warnings.warn(f"{source}: ignored {', '.join(found)} = true (a saved policy never enables code "
+                      "execution; pass trust_remote_code=True / --trust-remote-code explicitly if you trust "
+                      "the model's code)", stacklevel=3)
 
 
 class _Unit:
@@ -629,6 +653,7 @@ class LLMPolicy(Policy):
         raw["roles"] = tuple(raw.get("roles", ALL_ROLES))
         if isinstance(raw.get("lora_target_modules"), list):
             raw["lora_target_modules"] = tuple(raw["lora_target_modules"])
+        _drop_code_options(raw, f"{directory}/policy.json")
         raw.update(overrides)
         config = LLMPolicyConfig(**raw)
         model_overrides = None

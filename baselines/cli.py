@@ -48,6 +48,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--retrieval-embedder", default=None,
                         help="rag only: embedder ranking the chunks (default minilm, the paper's choice)")
     parser.add_argument("--run", default=None, help="training run directory (runs/NAME) for independent/comam")
+    parser.add_argument("--trust-remote-code", action="store_true",
+                        help="let transformers run Python code shipped with the --run's models (never taken "
+                             "from the run's files; only for runs you trust)")
     parser.add_argument("--no-probes", action="store_true",
                         help="skip the answer-only probes (random, longest-option, question-only; on open "
                              "questions always-abstain, question-echo)")
@@ -108,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         system = get_system(system_name, context={"seed": args.seed, "env_id": env_id},
                             answerer=args.answerer, model=args.model, run=args.run,
+                            trust_remote_code=True if args.trust_remote_code else None,
                             embedder=args.embedder, retrieval_embedder=args.retrieval_embedder)
     except (ValueError, FileNotFoundError) as exc:
         raise CommandError(str(exc)) from None

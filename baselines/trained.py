@@ -96,15 +96,24 @@ class TrainedSystem(PolicySystem):
     name = "comam"
 
     def __init__(self, run: str | None = None, system_name: str = "comam", seed: int | None = None,
-                 env_id: str | None = None, **overrides: Any) -> None:
+                 env_id: str | None = None, trust_remote_code: bool = False, **overrides: Any) -> None:
         if run is None:
             raise ValueError(f"system {system_name!r} needs --run runs/NAME (a training run directory)")
         cfg = read_run_config(run)
         if system_name in ("independent", "comam") and system_name != cfg.system:
             raise ValueError(f"{run} is a {cfg.system!r} run (mode={cfg.mode!r}), not {system_name!r}")
-        from agents.base import ROLE_NAMES, load_policy
+        from agents.base import ROLE_NAMES, load_policy, read_policy_json
 
-        policy = load_policy(policy_dir(run), **overrides)
+        folder = policy_dir(run)
+        if trust_remote_code:
+            # only ever from the caller (the CLI's --trust-remote-code), never from the run's files
+            import warnings
+
+            warnings.warn(f"{run}: trust_remote_code=True lets transformers import and run Python files "
+                          "that come with the run's models; use it only for runs you trust", stacklevel=2)
+            if read_policy_json(folder).get("kind") == "llm":
+                overrides["trust_remote_code"] = True
+        policy = load_policy(folder, **overrides)
         self.name = cfg.system
         self.run_config = cfg
         super().__init__({r: policy for r in ROLE_NAMES}, env_id=env_id or cfg.env, view=cfg.view,
