@@ -15,60 +15,82 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import MISSING, fields
+from pathlib import Path
 
-from comam_env.cli import parse_key_value
+from comam_env.cli import Command
+
+#: registered with ``comam-env`` through the ``comam_env.commands`` entry point (pyproject.toml)
+COMMANDS = (
+    Command("train", "train policies with the CoMAM learner or an ablation", "agents.cli"),
+)
 
 #: dict-valued TrainConfig fields → their repeatable KEY=VALUE flag
 NESTED = {"env_kwargs": "--env-kw", "policy_kwargs": "--policy-kw", "credit_kwargs": "--credit-kw", "grpo": "--grpo"}
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    from comam_env.dataclass_args import add_dataclass_arguments
+
     from .config import TrainConfig  # torch-free: `train --help` does not import torch
 
     parser.add_argument("--out", required=True, help="run directory (created; an existing checkpoint is resumed)")
     parser.add_argument("--config", help="JSON file with TrainConfig fields (flags given explicitly override it)")
     parser.add_argument("--json", action="store_true", help="print the final summary as JSON")
-    for f in fields(TrainConfig):
-        flag = "--" + f.name.replace("_", "-")
-        help_text = f.metadata.get("help", "")
-        if f.name in NESTED:
-            short = NESTED[f.name]
-            parser.add_argument(short, dest=f.name, type=parse_key_value, action="append", default=None,
-                                metavar="KEY=VALUE", help=help_text)
-        elif f.type in ("bool", bool):
-            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
-        else:
-            kind = {"int": int, "float": float, "str": str}.get(str(f.type).split(" ")[0], None)
-            if kind is None:  # Optional[...] fields
-                kind = float if "float" in str(f.type) else int if "int" in str(f.type) else str
-            default = f.default if f.default is not MISSING else None
-            parser.add_argument(flag, dest=f.name, type=kind, default=None, help=f"{help_text} (default: {default})")
+    add_dataclass_arguments(parser, TrainConfig, key_value=NESTED)
+
+
+def _read_config_file(path: str) -> dict:
+    from comam_env.cli import CommandError
+
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except (OSError, UnicodeDecodeError, RecursionError, json.JSONDecodeError) as exc:
+        raise CommandError(f"{path}: cannot read config ({exc})") from None
+    if not isinstance(data, dict):
+        raise CommandError(f"{path}: a config must be a JSON object of TrainConfig fields, got {type(data).__name__}")
+    return data
+
+
+def config_from_args(args: argparse.Namespace):
+    """The run's :class:`TrainConfig` from ``--config`` and the flags, validated before any work:
+    every field value, the env id and its ``make`` arguments, and ``--out``. Invalid values raise
+    :class:`comam_env.cli.UsageError` (exit 2)."""
+    from comam_env.cli import UsageError
+    from comam_env.dataclass_args import dataclass_values
+    from comam_env.registry import check_make_arguments
+
+    from .config import TrainConfig
+
+    data = _read_config_file(args.config) if args.config else {}
+    for name, value in dataclass_values(args, TrainConfig).items():
+        if name in NESTED:  # KEY=VALUE flags add to (and override keys of) the config file's dict
+            base = data.get(name, TrainConfig().__dict__[name] if name == "grpo" else {})
+            if not isinstance(base, dict):
+                raise UsageError(f"{args.config}: field {name!r} must be an object, got {base!r}")
+            value = {**base, **value}
+        data[name] = value
+    if args.quiet:
+        data["progress"] = False
+    try:
+        config = TrainConfig.from_dict(data)
+        for split, episode in (("train", config.train_episode), (config.eval_split, config.eval_episode)):
+            check_make_arguments(config.env, **config.env_kwargs_for(split, episode))
+    except (ValueError, TypeError) as exc:
+        raise UsageError(str(exc)) from None
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {args.out}: exists and is not a directory")
+    return config
 
 
 def run(args: argparse.Namespace) -> int:
     from comam_env.cli import CommandError
 
-    from .comam import TrainConfig, train
+    config = config_from_args(args)  # before importing torch: bad input fails in milliseconds
+    from .comam import train
 
-    data: dict = {}
-    if args.config:
-        try:
-            with open(args.config, encoding="utf-8") as fh:
-                data = json.load(fh)
-        except (OSError, json.JSONDecodeError) as exc:
-            raise CommandError(f"{args.config}: cannot read config ({exc})") from None
-    for f in fields(TrainConfig):
-        value = getattr(args, f.name, None)
-        if value is None:
-            continue
-        if f.name in NESTED:
-            merged = dict(data.get(f.name, TrainConfig().__dict__[f.name] if f.name == "grpo" else {}))
-            merged.update(dict(value))
-            value = merged
-        data[f.name] = value
     try:
-        config = TrainConfig.from_dict(data)
         summary = train(config, args.out)
     except (ValueError, FileNotFoundError) as exc:
         raise CommandError(str(exc)) from None

@@ -55,7 +55,7 @@ from .rollout import RolloutBatch, collect_rollouts, evaluate
 def _make_envs(cfg: TrainConfig, n: int, split: str, episode: str):
     import comam_env
 
-    kwargs = dict(split=split, episode=episode, alpha=cfg.alpha, beta=cfg.beta, view=cfg.view, **cfg.env_kwargs)
+    kwargs = cfg.env_kwargs_for(split, episode)
     return [comam_env.make(cfg.env, **kwargs) for _ in range(n)]
 
 

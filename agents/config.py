@@ -9,6 +9,8 @@ so that ``comam-env train --help``, config validation and tools that only read a
 
 from __future__ import annotations
 
+import math
+import numbers
 import os
 from dataclasses import asdict, dataclass, field, fields
 
@@ -16,6 +18,33 @@ from .credit import CREDIT_OPTIONS, CREDIT_STRATEGIES
 
 #: how :func:`agents.grpo.grpo_loss` averages per-decision terms
 AGGREGATIONS = ("sequence", "token")
+
+
+def _matches(value, kind: str) -> bool:
+    if kind == "None":
+        return value is None
+    if kind == "bool":
+        return isinstance(value, bool)
+    if kind == "int":
+        return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    if kind == "float":
+        return isinstance(value, numbers.Real) and not isinstance(value, bool)
+    return isinstance(value, {"str": str, "dict": dict}.get(kind, object))
+
+
+def check_field_types(config) -> None:
+    """Raise ``TypeError`` naming the field when a value does not have its annotated type
+    (``int | None`` …; an int is a valid float, a bool is not a number), and ``ValueError``
+    for a non-finite float. Values from JSON configs or ``KEY=VALUE`` flags reach the
+    dataclasses unchecked; without this, ``lr="abc"`` fails deep inside a comparison."""
+    name = type(config).__name__
+    for f in fields(config):
+        value = getattr(config, f.name)
+        kinds = [k.strip() for k in str(f.type).split("|")]
+        if not any(_matches(value, k) for k in kinds):
+            raise TypeError(f"{name}.{f.name} must be {' or '.join(kinds)}, got {value!r}")
+        if isinstance(value, numbers.Real) and not isinstance(value, bool) and not math.isfinite(value):
+            raise ValueError(f"{name}.{f.name} must be a finite number, got {value!r}")
 
 
 @dataclass
@@ -33,6 +62,7 @@ class GRPOConfig:
     level: str = field(default="token", metadata={"help": "'token': one ratio per decision (generated token / candidate choice); 'sample': one ratio per whole action"})
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         if self.clip_eps <= 0:
             raise ValueError(f"GRPOConfig.clip_eps must be > 0, got {self.clip_eps}")
         if self.kl_coef < 0:
@@ -53,6 +83,8 @@ class GRPOConfig:
 
 
 MODES = ("joint", "independent", "none")
+#: ``comam_env.make`` arguments that TrainConfig sets from its own fields (see env_kwargs_for)
+ENV_KEYS_SET_BY_CONFIG = frozenset({"split", "episode", "alpha", "beta", "view"})
 #: GRPO learning rate per policy kind when ``TrainConfig.grpo`` gives none.
 DEFAULT_LR = {"selection": 1e-2, "llm": 1e-5}
 
@@ -123,6 +155,7 @@ class TrainConfig:
     progress: bool = field(default=True, metadata={"help": "show a progress bar"})
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         if self.credit not in CREDIT_STRATEGIES:
             raise ValueError(f"unknown credit strategy {self.credit!r}; choose from {sorted(CREDIT_STRATEGIES)}")
         if self.mode not in MODES:
@@ -132,6 +165,17 @@ class TrainConfig:
         for name in ("iterations", "batch_queries", "group_size", "eval_every", "checkpoint_every", "env_pool"):
             if getattr(self, name) < (0 if name == "iterations" else 1):
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        for name in ("temperature", "eval_temperature"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.eval_limit is not None and self.eval_limit < 1:
+            raise ValueError(f"eval_limit must be >= 1 or None, got {self.eval_limit}")
+        if self.target_accuracy is not None and not 0.0 <= self.target_accuracy <= 1.0:
+            raise ValueError(f"target_accuracy must be in [0, 1] or None, got {self.target_accuracy}")
+        clash = set(self.env_kwargs) & ENV_KEYS_SET_BY_CONFIG
+        if clash:
+            raise ValueError(f"env_kwargs {sorted(clash)} are set by TrainConfig itself; use its fields "
+                             "(alpha, beta, policy → view, train_episode / eval_episode, eval_split) instead")
         if self.policy == "llm" and not (self.policy_kwargs.get("model") or self.policy_kwargs.get("per_role_models")):
             raise ValueError("policy='llm' needs policy_kwargs['model'] (a local folder or hub id) "
                              "or policy_kwargs['per_role_models'] (e.g. --policy-kw model=Qwen/Qwen2.5-3B-Instruct)")
@@ -149,8 +193,9 @@ class TrainConfig:
         unknown = set(self.credit_kwargs) - CREDIT_OPTIONS
         if unknown:
             raise ValueError(f"unknown credit_kwargs {sorted(unknown)}; choose from {sorted(CREDIT_OPTIONS)}")
-        if self.credit_kwargs.get("temperature", 1.0) <= 0:
-            raise ValueError(f"credit_kwargs temperature must be > 0, got {self.credit_kwargs['temperature']}")
+        temp = self.credit_kwargs.get("temperature", 1.0)
+        if isinstance(temp, bool) or not isinstance(temp, numbers.Real) or not math.isfinite(temp) or temp <= 0:
+            raise ValueError(f"credit_kwargs temperature must be a finite number > 0, got {temp!r}")
         self.grpo_config()  # validate early
 
     def grpo_config(self) -> GRPOConfig:
@@ -159,7 +204,16 @@ class TrainConfig:
         docs/training.md — and 1e-5 for LoRA on LLMs)."""
         kw = dict(self.grpo)
         kw.setdefault("lr", DEFAULT_LR[self.policy])
+        unknown = set(kw) - {f.name for f in fields(GRPOConfig)}
+        if unknown:
+            raise ValueError(f"unknown grpo options {sorted(unknown)}; choose from "
+                             f"{sorted(f.name for f in fields(GRPOConfig))}")
         return GRPOConfig(**kw)
+
+    def env_kwargs_for(self, split: str, episode: str) -> dict:
+        """Keyword arguments of ``comam_env.make(self.env, ...)`` for one split's environments."""
+        return dict(split=split, episode=episode, alpha=self.alpha, beta=self.beta, view=self.view,
+                    **self.env_kwargs)
 
     @property
     def zero_variance_mode(self) -> str:

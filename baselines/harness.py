@@ -173,6 +173,12 @@ def _meta_path(out: Path) -> Path:
     return out.with_name(out.name + ".meta.json")
 
 
+def prediction_files(out: str | Path) -> list[Path]:
+    """The files an evaluation writes for predictions file ``out``: it, its details and its meta."""
+    out = Path(out)
+    return [out, _details_path(out), _meta_path(out)]
+
+
 def check_run_config(out: Path, config: dict) -> None:
     """Record ``config`` next to ``out``; refuse to resume a file made with a different one.
 

@@ -111,13 +111,54 @@ def resolve_id(env_id: str) -> EnvSpec:
     )
 
 
+def check_make_arguments(env_id: str, **kwargs: Any) -> EnvSpec:
+    """Validate :func:`make`'s arguments without loading any data (a 1M dataset takes a while):
+    the id, ``split``, ``view``, unknown keywords, the :class:`~comam_env.config.EnvConfig` values
+    and the selection view's keyword names. Raises the ``ValueError`` / ``TypeError`` that
+    ``make`` would; returns the env's spec."""
+    spec = resolve_id(env_id)
+    kwargs = {k: v for k, v in kwargs.items() if k not in _DATA_KEYS and k not in ("split_sizes", "split_seed")}
+    split = kwargs.pop("split", "train")
+    view = kwargs.pop("view", "text")
+    view_kwargs = kwargs.pop("view_kwargs", None) or {}
+    kwargs.pop("render_mode", None)
+    if split not in ("train", "validation", "all"):
+        raise ValueError(f"split must be 'train', 'validation' or 'all', got {split!r}")
+    if view not in ("text", "selection"):
+        raise ValueError(f"view must be 'text' or 'selection', got {view!r}")
+    if not isinstance(view_kwargs, dict):
+        raise TypeError(f"view_kwargs must be a dict, got {view_kwargs!r}")
+    if kwargs.get("episode", "auto") == "auto":
+        kwargs["episode"] = "evidence-session" if split == "train" else "full-history"
+
+    from comam_env.config import EnvConfig
+
+    unknown = set(kwargs) - set(EnvConfig.field_names())
+    if unknown:
+        valid = sorted(set(EnvConfig.field_names()) | {"render_mode", *_DATA_KEYS, *_SPLIT_KEYS, *_VIEW_KEYS})
+        raise TypeError(f"make({spec.env_id!r}): unknown argument(s) {sorted(unknown)}; valid: {valid}")
+    EnvConfig(**kwargs)
+    if view == "selection" and view_kwargs:
+        import inspect
+
+        from comam_env.views.selection import SelectionView
+
+        params = inspect.signature(SelectionView.__init__).parameters
+        accepted = set(params) - {"self", "env"}
+        takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+        unknown = set() if takes_any else set(view_kwargs) - accepted
+        if unknown:
+            raise TypeError(f"make({spec.env_id!r}): unknown view_kwargs {sorted(unknown)}; valid: {sorted(accepted)}")
+    return spec
+
+
 def make(env_id: str, **kwargs: Any) -> Any:
     """Build the environment ``env_id`` (see the module docstring for the arguments).
 
     Returns the ``OrderEnforcingWrapper``-wrapped AEC env (text view), or the
     selection-view wrapper when ``view="selection"``.
     """
-    spec = resolve_id(env_id)
+    spec = check_make_arguments(env_id, **kwargs)  # before loading: cheap errors first
     kwargs = dict(kwargs)
     data_dir = kwargs.pop("data_dir", None)
     data_kwargs = dict(kwargs.pop("data_kwargs", None) or {})
@@ -127,21 +168,10 @@ def make(env_id: str, **kwargs: Any) -> Any:
     split_seed = kwargs.pop("split_seed", 0)
     view = kwargs.pop("view", "text")
     view_kwargs = dict(kwargs.pop("view_kwargs", None) or {})
-    if split not in ("train", "validation", "all"):
-        raise ValueError(f"split must be 'train', 'validation' or 'all', got {split!r}")
-    if view not in ("text", "selection"):
-        raise ValueError(f"view must be 'text' or 'selection', got {view!r}")
     if kwargs.get("episode", "auto") == "auto":
         kwargs["episode"] = "evidence-session" if split == "train" else "full-history"
 
-    from comam_env.env import EnvConfig, env as make_env  # lazy: keeps `import comam_env` light
-
-    unknown = set(kwargs) - set(EnvConfig.field_names()) - {"render_mode"}
-    if unknown:
-        valid = sorted(set(EnvConfig.field_names()) | {"render_mode", *_DATA_KEYS, *_SPLIT_KEYS, *_VIEW_KEYS})
-        raise TypeError(f"make({spec.env_id!r}): unknown argument(s) {sorted(unknown)}; valid: {valid}")
-    # Validate the cheap arguments before loading (a 1M dataset takes a while).
-    EnvConfig(**{k: v for k, v in kwargs.items() if k != "render_mode"})
+    from comam_env.env import env as make_env  # lazy: keeps `import comam_env` light
 
     if dataset is None:
         from comam_env.data import load_dataset
@@ -185,9 +215,17 @@ def configure(parser: Any) -> None:
     """``comam-env envs``: list the environment ids."""
     parser.add_argument("--versioned", action="store_true", help="print the comam/<id>-v0 aliases")
     parser.add_argument("--describe", action="store_true", help="add a one-line description of each")
+    parser.add_argument("--json", action="store_true",
+                        help="print a JSON list of {id, versioned_id, dataset, description}")
 
 
 def run(args: Any) -> int:
+    if getattr(args, "json", False):
+        import json
+
+        print(json.dumps([{"id": s.env_id, "versioned_id": s.versioned_id, "dataset": s.dataset,
+                           "description": s.description} for s in ENV_IDS.values()], indent=2))
+        return 0
     for spec in ENV_IDS.values():
         name = spec.versioned_id if getattr(args, "versioned", False) else spec.env_id
         print(f"{name:28s} {spec.description}" if getattr(args, "describe", False) else name)

@@ -21,7 +21,12 @@ import argparse
 import json
 import sys
 
-from comam_env.cli import parse_key_value
+from comam_env.cli import Command, nonnegative_int, parse_key_value, positive_int
+
+#: registered with ``comam-env`` through the ``comam_env.commands`` entry point (pyproject.toml)
+COMMANDS = (
+    Command("leaderboard", "validate, score and render leaderboard submissions", "leaderboard.cli"),
+)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -37,28 +42,27 @@ def configure(parser: argparse.ArgumentParser) -> None:
     s = sub.add_parser("score", help="score one submission (accuracy, 95%% CI, per type, cost, probe margins)")
     s.add_argument("path", metavar="DIR_OR_ARCHIVE")
     s.add_argument("--json", action="store_true", help="print deterministic JSON (sorted keys)")
-    s.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
-    s.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (default 2000)")
+    s.add_argument("--seed", type=nonnegative_int, default=0, help="bootstrap seed (default 0)")
+    s.add_argument("--resamples", type=positive_int, default=2000, help="bootstrap resamples (default 2000)")
     s.add_argument("--out", default=None, help="also write the JSON score to this file")
     r = sub.add_parser("render", help="write the README table and the static index.html from the submissions")
     r.add_argument("--submissions", default=str(SUBMISSIONS_DIR), help="folder of submission folders")
     r.add_argument("--readme", default=str(LEADERBOARD_DIR / "README.md"), help="README to update between markers")
     r.add_argument("--html", default=str(LEADERBOARD_DIR / "index.html"), help="static page to write")
     r.add_argument("--skip-invalid", action="store_true", help="leave invalid entries out instead of failing")
-    r.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
-    r.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (default 2000)")
+    r.add_argument("--seed", type=nonnegative_int, default=0, help="bootstrap seed (default 0)")
+    r.add_argument("--resamples", type=positive_int, default=2000, help="bootstrap resamples (default 2000)")
     a = sub.add_parser("run-agent", help="evaluate an agent entry point on a hidden track (runs its code!)")
     a.add_argument("entry", metavar="ENTRY", help="module:callable, or an 'agent' submission folder/archive")
     a.add_argument("--track", required=True, help="hidden track, e.g. synthetic-32k-hidden")
     a.add_argument("--out", default=None, help="entry folder to write (default leaderboard/submissions/<track>--<name>)")
     a.add_argument("--secret-env", default="COMAM_HIDDEN_SEED", help="environment variable holding the secret")
-    a.add_argument("--limit", type=int, default=None, help="evaluate only the first N hidden questions (smoke run)")
+    a.add_argument("--limit", type=positive_int, default=None, help="evaluate only the first N hidden questions (smoke run)")
     a.add_argument("--knob", type=parse_key_value, action="append", default=None, metavar="KEY=VALUE",
                    help="synthetic generator knob (recorded in the entry's notes)")
     a.add_argument("--name", default=None, help="name shown in the table (default: the submission's)")
-    a.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    a.add_argument("--seed", type=nonnegative_int, default=0, help="bootstrap seed (default 0)")
     a.add_argument("--json", action="store_true", help="print the score as JSON")
-    a.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def _validate(args) -> int:
@@ -86,8 +90,6 @@ def _score(args) -> int:
     from .score import ScoreError, dumps, score_entry
     from .validate import SubmissionError
 
-    if args.resamples < 1:
-        raise CommandError(f"--resamples must be >= 1, got {args.resamples}")
     try:
         score = score_entry(args.path, seed=args.seed, n_resamples=args.resamples)
     except SubmissionError as exc:
@@ -130,8 +132,6 @@ def _run_agent(args) -> int:
     from .hidden import HiddenTrackError
     from .run_agent import run_agent
 
-    if args.limit is not None and args.limit < 1:
-        raise CommandError(f"--limit must be >= 1, got {args.limit}")
     out = args.out
     if out is None:
         import re

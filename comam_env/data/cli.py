@@ -31,6 +31,16 @@ def _size(value: str) -> str:
     return v
 
 
+def _url(value: str) -> str:
+    """argparse type of ``--url`` / ``--endpoint``: an http(s) URL (or file:// for local copies)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https", "file") or (parts.scheme != "file" and not parts.netloc):
+        raise argparse.ArgumentTypeError(f"expected an http(s):// or file:// URL, got {value!r}")
+    return value.strip()
+
+
 def _knob(value: str) -> tuple[str, Any]:
     """``--knob key=value``: :func:`comam_env.cli.parse_key_value` plus a valid field name."""
     from comam_env.cli import parse_key_value
@@ -42,52 +52,14 @@ def _knob(value: str) -> tuple[str, Any]:
     return key, parsed
 
 
-def _converter(type_text: str):
-    """argparse type for a SyntheticConfig field annotation (annotations are strings here)."""
-    optional = "None" in type_text
-    base = type_text.replace("| None", "").replace("None |", "").strip()
-    scalar = {"int": int, "float": float, "str": str, "bool": lambda v: v.lower() in ("1", "true", "yes")}
-
-    def convert(value: str):
-        if optional and value.strip().lower() == "none":
-            return None
-        if base.startswith("tuple["):
-            inner = scalar.get(base[6:-1].split(",")[0].strip(), str)
-            return tuple(inner(x) for x in value.replace(" ", "").split(","))
-        fn = scalar.get(base)
-        if fn is None:
-            return _knob(f"k={value}")[1]
-        try:
-            return fn(value)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {base}, got {value!r}") from None
-
-    convert.__name__ = base  # argparse names the type in its error messages
-    return convert
-
-
 def _add_knob_flags(parser: argparse.ArgumentParser) -> None:
-    """One ``--flag`` per :class:`SyntheticConfig` field (besides size/seed), when the generator exists."""
-    try:
-        import dataclasses
+    """One ``--flag`` per :class:`SyntheticConfig` field besides size/seed (dest ``knob__<field>``)."""
+    from comam_env.dataclass_args import add_dataclass_arguments
 
-        from comam_env.data.synthetic import SyntheticConfig
-    except ImportError:  # generator not installed: --knob still works
-        return
+    from .synthetic import SyntheticConfig
+
     group = parser.add_argument_group("generator knobs (SyntheticConfig; omitted flags keep their defaults)")
-    for f in dataclasses.fields(SyntheticConfig):
-        if f.name in ("size", "seed"):
-            continue
-        type_text = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
-        help_text = f.metadata.get("help", "")
-        default = f.default if f.default is not dataclasses.MISSING else None
-        if isinstance(default, tuple):
-            help_text += f" (comma-separated; default {','.join(map(str, default))})"
-        else:
-            help_text += f" (default {default})"
-        group.add_argument("--" + f.name.replace("_", "-"), dest=f"knob__{f.name}", type=_converter(type_text),
-                           metavar="MIN,MAX" if isinstance(default, tuple) else f.name.split("_")[-1].upper(),
-                           default=argparse.SUPPRESS, help=help_text.replace("%", "%%"))
+    add_dataclass_arguments(group, SyntheticConfig, exclude=("size", "seed"), dest_prefix="knob__")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -121,13 +93,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     d.add_argument("dataset", choices=["personamem", "locomo"], help="which benchmark")
     d.add_argument("--split", type=_size, default="32k", help="PersonaMem split: 32k, 128k or 1m (default 32k)")
     d.add_argument("--dest", type=Path, default=None, help="target folder (default: the cache)")
-    d.add_argument("--endpoint", default=None, help="hub endpoint (default $HF_ENDPOINT or huggingface.co)")
+    d.add_argument("--endpoint", type=_url, default=None, help="hub endpoint (default $HF_ENDPOINT or huggingface.co)")
     d.add_argument("--revision", default="main", help="dataset revision (default main)")
     d.add_argument("--backend", choices=["auto", "hub", "urllib"], default="auto",
                    help="download with huggingface_hub, urllib, or whichever is available (default)")
-    d.add_argument("--url", default=None, help="LoCoMo: URL of locomo10.json (default: the GitHub raw URL)")
+    d.add_argument("--url", type=_url, default=None, help="LoCoMo: URL of locomo10.json (default: the GitHub raw URL)")
     d.add_argument("--force", action="store_true", help="download even if verified files are present")
-    d.add_argument("--no-progress", action="store_true", help="no progress bars")
+    d.add_argument("--no-progress", dest="quiet", action="store_true", help=argparse.SUPPRESS)  # old name of --quiet
     d.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.set_defaults(_data_parser=parser)
 
@@ -146,10 +118,8 @@ def run(args: argparse.Namespace) -> int:
 def _generate(args: argparse.Namespace) -> int:
     from comam_env.cli import CommandError
 
-    try:
-        from comam_env.data.synthetic import generate
-    except ImportError as exc:
-        raise CommandError(f"the synthetic generator is not available: {exc}") from None
+    from .synthetic import generate
+
     knobs = {k[len("knob__"):]: v for k, v in vars(args).items() if k.startswith("knob__")}
     knobs.update(dict(args.knob))
     try:
@@ -172,7 +142,7 @@ def _generate(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------ stats
 
 
-def _folder_stats(folder: Path, size: str | None) -> list[dict]:
+def _folder_stats(folder: Path, size: str | None, progress: bool = True) -> list[dict]:
     from comam_env.cli import CommandError
     from .evidence import read_evidence_jsonl
     from .personamem import canonical_size, file_names, load_personamem_dir, read_questions_csv
@@ -197,7 +167,7 @@ def _folder_stats(folder: Path, size: str | None) -> list[dict]:
     for s in present:
         qname, cname = file_names(s)
         if (folder / cname).is_file():
-            out.append(dataset_stats(load_personamem_dir(folder, s, name=_folder_name(folder, s), progress=True)))
+            out.append(dataset_stats(load_personamem_dir(folder, s, name=_folder_name(folder, s), progress=progress)))
         else:
             skipped: dict[str, int] = {}
             qs = read_questions_csv(folder / qname, size=s, skipped=skipped)
@@ -207,7 +177,7 @@ def _folder_stats(folder: Path, size: str | None) -> list[dict]:
     return out
 
 
-def _file_stats(path: Path, size: str | None) -> list[dict]:
+def _file_stats(path: Path, size: str | None, progress: bool = True) -> list[dict]:
     """Stats of one data file: a LoCoMo ``.json`` file (any name) or a PersonaMem ``questions_<size>.csv``."""
     from comam_env.cli import CommandError
     from .stats import dataset_stats
@@ -218,7 +188,7 @@ def _file_stats(path: Path, size: str | None) -> list[dict]:
         return [dataset_stats(read_locomo(path))]
     m = re.fullmatch(r"questions_(32k|128k|1m)\.csv", path.name, re.IGNORECASE)
     if m:
-        return _folder_stats(path.parent, size or m.group(1))
+        return _folder_stats(path.parent, size or m.group(1), progress=progress)
     raise CommandError(f"{path}: not a LoCoMo .json file or a PersonaMem questions_<size>.csv")
 
 
@@ -235,14 +205,12 @@ def _folder_name(folder: Path, size: str) -> str:
 
 def _dataset_name(target: str) -> str | None:
     """The dataset behind a dataset name or an environment id/alias (``comam/synthetic-32k-v0``)."""
+    from comam_env.registry import resolve_id
+
     from . import DATASET_NAMES
 
     if target.strip().lower() in DATASET_NAMES:
         return target.strip().lower()
-    try:
-        from comam_env.registry import resolve_id
-    except ImportError:
-        return None
     try:
         return resolve_id(target).dataset
     except (ValueError, TypeError):
@@ -258,9 +226,9 @@ def _stats(args: argparse.Namespace) -> int:
     target = Path(args.target)
     try:
         if target.is_dir():
-            results = _folder_stats(target, args.size)
+            results = _folder_stats(target, args.size, progress=not args.quiet)
         elif target.is_file():
-            results = _file_stats(target, args.size)
+            results = _file_stats(target, args.size, progress=not args.quiet)
         else:
             name = _dataset_name(args.target)
             if name is None:
@@ -287,10 +255,10 @@ def _download(args: argparse.Namespace) -> int:
     try:
         if args.dataset == "personamem":
             paths = download_personamem(args.split, args.dest, endpoint=args.endpoint, revision=args.revision,
-                                        backend=args.backend, force=args.force, progress=not args.no_progress)
+                                        backend=args.backend, force=args.force, progress=not args.quiet)
         else:
             paths = {"locomo10.json": download_locomo(args.dest, url=args.url, force=args.force,
-                                                      progress=not args.no_progress)}
+                                                      progress=not args.quiet)}
     except (DownloadError, OSError) as exc:
         raise CommandError(str(exc)) from None
     if args.json:

@@ -39,7 +39,7 @@ from typing import Any, Mapping
 
 from .errors import ChecksumError, DownloadError
 from .paths import atomic_write_text, cache_dir
-from .personamem import canonical_size, file_names
+from .personamem_files import canonical_size, file_names
 
 PERSONAMEM_REPO = "bowen-upenn/PersonaMem"
 DEFAULT_ENDPOINT = "https://huggingface.co"

@@ -46,10 +46,9 @@ from typing import Any, Iterable, Mapping
 from .errors import DataFormatError
 from .evidence import AnnotatorConfig, HistoryIndex, annotate_evidence, read_evidence_jsonl
 from .paths import resolve_files
+from .personamem_files import SIZES, canonical_size, file_names  # noqa: F401  (SIZES: re-exported)
 from .schema import OPTION_LETTERS, QUESTION_TYPES, Dataset, History, Question
 
-#: Canonical split names as used in the file names.
-SIZES: tuple[str, ...] = ("32k", "128k", "1M")
 
 #: Columns a questions file must have (the others are optional metadata).
 REQUIRED_COLUMNS: tuple[str, ...] = (
@@ -88,21 +87,6 @@ _LABEL_RE = re.compile(r"^\s*\(([A-Za-z])\)\s?")
 _PREFIX_RE = re.compile(r"^\s*(?:User|Assistant):[ \t]*")
 _PERSONA_LABEL_RE = re.compile(r"^\s*Current user persona:\s*", re.IGNORECASE)
 _KEY_RE = re.compile(r'^\s*\{\s*"((?:[^"\\]|\\.)*)"\s*:')
-
-
-def canonical_size(size: str) -> str:
-    """``"32k"|"128k"|"1M"`` from any capitalisation (``"1m"`` → ``"1M"``)."""
-    s = str(size).strip()
-    for canon in SIZES:
-        if s.lower() == canon.lower():
-            return canon
-    raise ValueError(f"unknown PersonaMem size {size!r}; expected one of {', '.join(SIZES)}")
-
-
-def file_names(size: str) -> tuple[str, str]:
-    """``(questions csv, shared contexts jsonl)`` file names for a split."""
-    s = canonical_size(size)
-    return f"questions_{s}.csv", f"shared_contexts_{s}.jsonl"
 
 
 def normalize_question_type(raw: str, size: str | None = None) -> str | None:

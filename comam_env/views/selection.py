@@ -38,8 +38,13 @@ Actions (one encoding, documented)
 Bits on masked-out candidates are ignored. The text action is the chosen
 candidates, in candidate order, joined by ``"\\n"``; the retriever's is
 ``<information>\\nlines\\n</information>\\n<final_answer>(x)</final_answer>``.
-For an open-ended question (no options, e.g. LoCoMo) the selected lines are
-also given as the final answer (scored by token F1); the option entry is ignored.
+For an open-ended question (no options, e.g. LoCoMo) the final answer is the
+extractive short answer of the selected lines
+(:func:`comam_env.extractive.extractive_answer`: the best-supported line cut to the
+span that answers the query — answers are scored by token F1 against short gold
+answers, so whole lines scored 0.03–0.20 even when they were the gold evidence);
+selecting no line abstains ("Not mentioned in the conversation."), the right
+answer to an unanswerable question. The option entry is ignored.
 
 Candidates beyond K (pre-ranking rule)
 --------------------------------------
@@ -124,14 +129,24 @@ class SelectionState:
     obs: dict[str, Any] = field(repr=False)
 
 
-def render_selection(role: str, texts: Sequence[str], selected: Sequence[bool], option: int | None, n_options: int) -> str:
-    """The text action for a selection (see the module docstring)."""
-    lines = "\n".join(t for t, s in zip(texts, selected) if s)
+def render_selection(role: str, texts: Sequence[str], selected: Sequence[bool], option: int | None, n_options: int,
+                     query: str | None = None) -> str:
+    """The text action for a selection (see the module docstring).
+
+    ``query`` is the open question the retriever answers: its final answer is the
+    extractive span of the selected lines (``None``: the selected lines themselves).
+    """
+    chosen = [t for t, s in zip(texts, selected) if s]
+    lines = "\n".join(chosen)
     if role != "retriever":
         return lines
     if n_options > 0:
         letter = "abcdefgh"[int(option or 0)]
         answer = f"({letter})"
+    elif query is not None:
+        from comam_env.extractive import extractive_answer
+
+        answer = extractive_answer(query, chosen)
     else:
         answer = lines.replace("\n", " ")
     return retriever_action(lines, answer)
@@ -416,7 +431,8 @@ class SelectionView(AECEnv):
                 raise ValueError(f"{agent}: action must have {K} subset bits, got {a.shape[0]}")
             option = None
         bits = a[: len(st.texts)] != 0
-        return render_selection(st.role, st.texts, bits, option, len(st.options))
+        return render_selection(st.role, st.texts, bits, option, len(st.options),
+                                query=st.query if st.role == "retriever" and not st.options else None)
 
     def gold_action(self, agent: str) -> np.ndarray:
         """The action selecting exactly the gold-evidence candidates (and the gold option).

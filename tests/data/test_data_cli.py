@@ -109,6 +109,8 @@ def test_download_command(capsys, tmp_path):
 @pytest.fixture
 def fake_synthetic(monkeypatch):
     """A stand-in synthetic module that records calls (the real generator is tested separately)."""
+    import comam_env.data.synthetic as real_synthetic
+
     calls = []
     mod = types.ModuleType("comam_env.data.synthetic")
 
@@ -124,6 +126,7 @@ def fake_synthetic(monkeypatch):
                                  "a", (0,), 1),))
 
     mod.generate, mod.load_synthetic = generate, load_synthetic
+    mod.SyntheticConfig = real_synthetic.SyntheticConfig  # the knob flags are built from the real config
     monkeypatch.setitem(sys.modules, "comam_env.data.synthetic", mod)
     # load_dataset memoises datasets per process: keep the stand-in's datasets out of later tests.
     clear_dataset_cache()
@@ -142,12 +145,15 @@ def test_generate_passes_size_seed_and_knobs(capsys, tmp_path, fake_synthetic):
 
 
 def test_generate_bad_knob_exit_1(capsys, tmp_path, monkeypatch):
+    import comam_env.data.synthetic as real_synthetic
+
     mod = types.ModuleType("comam_env.data.synthetic")
 
     def generate(size, seed, out_dir, *, filler_ratio=0.3):
         raise AssertionError("not reached")
 
     mod.generate = generate
+    mod.SyntheticConfig = real_synthetic.SyntheticConfig  # the knob flags are built from the real config
     monkeypatch.setitem(sys.modules, "comam_env.data.synthetic", mod)
     rc, _, err = run(capsys, "data", "generate", "--size", "32k", "--out", str(tmp_path / "g"), "--knob", "nope=1")
     assert rc == 1 and "nope" in err

@@ -14,6 +14,9 @@ Four steps, each printing a short readable result:
 
 Everything is seeded: two runs print the same numbers. ``--quick`` shrinks every step
 (used by the test suite).
+
+The demo lives in :mod:`baselines`, the top of the import order (``comam_env`` ← ``agents`` ←
+``baselines``), because it uses all three; ``comam-env demo`` is registered from here.
 """
 
 from __future__ import annotations
@@ -25,10 +28,12 @@ from pathlib import Path
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    from comam_env.cli import nonnegative_int, positive_int
+
     parser.add_argument("--env", default="synthetic-32k", help="synthetic environment id to demo")
-    parser.add_argument("--seed", type=int, default=0, help="seed of every step")
-    parser.add_argument("--questions", type=int, default=128, help="validation questions for the baselines step")
-    parser.add_argument("--iterations", type=int, default=30, help="CoMAM training iterations")
+    parser.add_argument("--seed", type=nonnegative_int, default=0, help="seed of every step")
+    parser.add_argument("--questions", type=positive_int, default=128, help="validation questions for the baselines step")
+    parser.add_argument("--iterations", type=positive_int, default=30, help="CoMAM training iterations")
     parser.add_argument("--embedder", default="hashing", choices=["hashing", "minilm"],
                         help="embedder of the baselines (minilm is the paper's, slower on a CPU the first time)")
     parser.add_argument("--out", default=None, help="where the training run goes (default: a temporary folder)")
@@ -112,7 +117,7 @@ def _step_train(args) -> None:
         iterations=2 if args.quick else args.iterations,
         batch_queries=4 if args.quick else 16, group_size=4 if args.quick else 8,
         eval_every=1 if args.quick else 4, checkpoint_every=4, eval_episode="evidence-session",
-        eval_limit=10 if args.quick else args.questions, progress=not args.quick,
+        eval_limit=10 if args.quick else args.questions, progress=not (args.quick or args.quiet),
     )
     out = args.out or tempfile.mkdtemp(prefix="comam-demo-")
     print(f"CoMAM (adaptive credit), selection policies, {cfg.iterations} iterations × {cfg.batch_queries} "
@@ -136,7 +141,26 @@ def _step_train(args) -> None:
     print(f"curves: {out}/training.png")
 
 
+def _check_args(args: argparse.Namespace) -> None:
+    """Invalid flags fail here, before the first step runs."""
+    from comam_env.cli import UsageError
+    from comam_env.registry import resolve_id
+
+    try:
+        spec = resolve_id(args.env)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if not spec.dataset.startswith("synthetic"):
+        raise UsageError(f"--env {args.env}: the demo runs offline on synthetic data; choose one of "
+                         "synthetic-32k, synthetic-128k, synthetic-1m")
+    args.env = spec.env_id
+    out = Path(args.out) if args.out else None
+    if out is not None and out.exists() and not out.is_dir():
+        raise UsageError(f"--out {args.out}: exists and is not a directory")
+
+
 def run(args: argparse.Namespace) -> int:
+    _check_args(args)
     t0 = time.perf_counter()
     steps = [("data", "1/4 synthetic data", _step_data), ("env", "2/4 environment: oracle vs naive", _step_env),
              ("baselines", "3/4 baselines (evaluation harness)", _step_baselines),
