@@ -6,7 +6,7 @@ For each dataset size and system this runs the real command line::
                        [--limit N] --json --quiet --out <out-dir>/<size>__<name>.jsonl
 
 (resumable: rerunning the script continues interrupted runs and recomputes
-nothing), collects the JSON reports, measures cost with
+nothing; the LoCoMo section, written by ``benchmarks/locomo_results.py``, is kept), collects the JSON reports, measures cost with
 ``benchmarks/baselines_cost.py`` and writes ``docs/results.md`` (plus the raw
 reports in ``docs/results.json``, which the demo can print from). The paper's
 reference numbers (docs/design.md §5, real PersonaMem, Qwen backbones) are printed
@@ -198,6 +198,16 @@ def render(results: dict, cost_rows: list[dict], args, cmds: dict, started: str,
     return "\n".join(L)
 
 
+def keep_locomo_section(doc: str, path: Path) -> str:
+    """``doc`` plus the LoCoMo section that ``benchmarks/locomo_results.py`` wrote into ``path`` (kept as is)."""
+    from locomo_results import BEGIN, END, replace_section
+
+    old = path.read_text(encoding="utf-8") if path.exists() else ""
+    if BEGIN in old and END in old:
+        return replace_section(doc, old[old.index(BEGIN): old.index(END) + len(END)]).rstrip("\n")
+    return doc
+
+
 def atomic_write(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
@@ -286,6 +296,7 @@ def main(argv=None) -> int:
         print(baselines_cost.format_rows(cost_rows), flush=True)
     elapsed = time.perf_counter() - t0
     doc = render(results, cost_rows, args, cmds, started, elapsed)
+    doc = keep_locomo_section(doc, ROOT / args.doc)
     atomic_write(ROOT / args.doc, doc + "\n")
     atomic_write((ROOT / args.doc).with_suffix(".json"),
                  json.dumps({"generated": started, "args": args.argv, "results": results, "cost": cost_rows,

@@ -96,3 +96,16 @@ def test_llm_answerer_parses_final_answer_on_open_questions(locomo, tmp_path):
     system.prepare(locomo)
     pred = system.answer(q, locomo.history_for(q))
     assert pred.raw_output is not None and pred.answer == answer_text(pred.raw_output)
+
+
+@pytest.mark.slow
+def test_prompt_only_runs_on_open_questions_and_parses_final_answer(locomo, tmp_path):
+    from agents.tiny import build_tiny_llm
+
+    system = get_system("prompt-only", model=build_tiny_llm(tmp_path / "tiny"), max_new_tokens=8, env_id="locomo")
+    q = locomo.questions[0]
+    report = evaluate(system, locomo, [q.question_id], out=tmp_path / "p.jsonl", progress=False, n_resamples=10)
+    line = json.loads((tmp_path / "p.jsonl").read_text().splitlines()[0])
+    assert report["n_questions"] == 1 and report["metric"] == "token_f1"
+    assert set(report["probes"]) == {"always-abstain", "question-echo"}
+    assert isinstance(line["answer"], str) and line["tokens_in"] > 0
