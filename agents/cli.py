@@ -25,7 +25,8 @@ COMMANDS = (
 )
 
 #: dict-valued TrainConfig fields → their repeatable KEY=VALUE flag
-NESTED = {"env_kwargs": "--env-kw", "policy_kwargs": "--policy-kw", "credit_kwargs": "--credit-kw", "grpo": "--grpo"}
+NESTED = {"env_kwargs": "--env-kw", "policy_kwargs": "--policy-kw", "credit_kwargs": "--credit-kw", "grpo": "--grpo",
+          "sft": "--sft-kw"}
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
