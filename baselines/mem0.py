@@ -160,10 +160,8 @@ class Mem0StyleSystem:
             return spec
         if spec == "auto":
             spec = "gold" if len(dataset.profiles) else "embedding"
-        try:
-            from comam_env.judges import get_judge
-        except ImportError:  # profiler reward unavailable: reported as missing, never invented
-            return None
+        from comam_env.judges import get_judge
+
         return get_judge(spec)
 
     def memory_for(self, history: History, end: int) -> FactMemory:

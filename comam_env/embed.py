@@ -220,15 +220,9 @@ def message_text(role: str, content: str) -> str:
 
 
 def _default_cache_dir() -> Path:
-    try:  # the data layer owns the cache location rule; follow it when present
-        from comam_env.data.paths import cache_dir
+    from comam_env.data.paths import cache_dir  # the data layer owns the cache location rule
 
-        return Path(cache_dir())
-    except ImportError:  # same documented rule, for when the data layer is not installed
-        if os.environ.get("COMAM_CACHE_DIR"):
-            return Path(os.environ["COMAM_CACHE_DIR"])
-        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-        return Path(base) / "comam-env"
+    return cache_dir()
 
 
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]+")

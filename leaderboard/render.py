@@ -65,11 +65,7 @@ def collect(submissions_dir: str | os.PathLike, *, skip_invalid: bool = False, s
         raise RenderError(f"{root}: submissions folder not found")
     scores, pending, problems = [], [], []
     folders = sorted(p for p in root.iterdir() if not p.name.startswith(".") and (p.is_dir() or p.is_symlink()))
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # pragma: no cover
-        def tqdm(x, **_):  # type: ignore
-            return x
+    from tqdm.auto import tqdm
     from . import score as score_module
 
     for folder in tqdm(folders, desc="score entries", unit="entry", disable=len(folders) < 8):

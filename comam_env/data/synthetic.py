@@ -122,6 +122,7 @@ import numpy as np
 
 from ..text import estimate_tokens
 from . import synthetic_vocab as V
+from .paths import atomic_write_text, cache_dir
 from .schema import OPTION_LETTERS, QUESTION_TYPES
 
 __all__ = [
@@ -951,25 +952,10 @@ def _csv_rows(cfg: SyntheticConfig, p: _Persona, ctx: _Context, qs: list[_Q],
     return rows, ev_lines
 
 
-def _atomic_text(path: Path, text: str) -> None:
-    try:
-        from .paths import atomic_write_text
-    except ImportError:  # pragma: no cover - paths.py is part of the package
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        tmp.write_text(text, encoding="utf-8", newline="")
-        os.replace(tmp, path)
-        return
-    atomic_write_text(path, text)
-
-
 def default_cache_folder(cfg: SyntheticConfig, root: str | os.PathLike | None = None) -> Path:
     """``<root or cache_dir()>/synthetic/<size>-seed<seed>-<knobhash>``."""
     if root is None:
-        try:
-            from .paths import cache_dir
-            root = cache_dir()
-        except ImportError:  # pragma: no cover
-            root = Path(os.environ.get("COMAM_CACHE_DIR") or Path.home() / ".cache" / "comam-env")
+        root = cache_dir()
     return Path(root).expanduser() / "synthetic" / f"{cfg.size}-seed{cfg.seed}-{cfg.knob_hash()}"
 
 
@@ -1048,7 +1034,7 @@ def generate(size: str = "32k", seed: int = 0, out_dir: str | os.PathLike | None
     folder.mkdir(parents=True, exist_ok=True)
     # meta.json last: its presence marks a complete folder
     for name in sorted(files, key=lambda n: n == "meta.json"):
-        _atomic_text(folder / name, files[name])
+        atomic_write_text(folder / name, files[name])
     return folder
 
 
