@@ -35,7 +35,10 @@ Actions (one encoding, documented)
   question's options is rendered as-is (``(d)`` for a 3-option question) and
   scored wrong by the answer parser, like an invalid text answer.
 
-Bits on masked-out candidates are ignored. The text action is the chosen
+Actions outside the space raise ``ValueError`` naming the entry: a subset bit that is not
+exactly 0 or 1 (NaN, -1, 0.3), an option that is not an integer in ``0..3`` (inf, 2.5), a
+non-numeric array (the string ``"0"``) or a wrong length. Bits on masked-out candidates
+(which must still be 0 or 1) are ignored. The text action is the chosen
 candidates, in candidate order, joined by ``"\\n"``; the retriever's is
 ``<information>\\nlines\\n</information>\\n<final_answer>(x)</final_answer>``.
 For an open-ended question (no options, e.g. LoCoMo) the final answer is the
@@ -420,17 +423,25 @@ class SelectionView(AECEnv):
         st = self.state_of(agent)
         a = np.asarray(action).reshape(-1)
         K = self.K
+        if a.dtype.kind not in "biuf":  # strings ("0" is not 0), objects, complex: outside the space
+            raise ValueError(f"{agent}: action must be numeric (an array of 0/1 bits), got dtype {a.dtype}")
         if st.role == "retriever":
             if a.shape[0] != K + 1:
                 raise ValueError(f"{agent}: action must have {K + 1} entries (K subset bits + option), got {a.shape[0]}")
-            option = int(a[K])
-            if not 0 <= option < N_OPTIONS:
-                raise ValueError(f"{agent}: option index {option} out of range 0..{N_OPTIONS - 1}")
+            option = a[K]
+            if not (np.isfinite(option) and option == int(option) and 0 <= option < N_OPTIONS):
+                raise ValueError(f"{agent}: option index {option.item()!r} is not an integer in 0..{N_OPTIONS - 1}")
+            option = int(option)
         else:
             if a.shape[0] != K:
                 raise ValueError(f"{agent}: action must have {K} subset bits, got {a.shape[0]}")
             option = None
-        bits = a[: len(st.texts)] != 0
+        subset = a[:K]
+        if a.dtype.kind != "b" and not ((subset == 0) | (subset == 1)).all():
+            # NaN, -1 or 0.3 used to count as "keep": every bit must be exactly 0 or 1
+            bad = int(np.flatnonzero((subset != 0) & (subset != 1))[0])
+            raise ValueError(f"{agent}: subset bit {bad} is {subset[bad].item()!r}; every bit must be 0 or 1")
+        bits = subset[: len(st.texts)] != 0
         return render_selection(st.role, st.texts, bits, option, len(st.options),
                                 query=st.query if st.role == "retriever" and not st.options else None)
 
