@@ -8,6 +8,8 @@ Usage::
                                  [--html leaderboard/index.html] [--skip-invalid]
     COMAM_HIDDEN_SEED=... comam-env leaderboard run-agent ENTRY --track synthetic-32k-hidden --out DIR
                                  [--limit N] [--knob key=value ...]
+    comam-env leaderboard submit --predictions FILE | --run DIR [--name ... --authors ... --description ...]
+                                 [--out DIR] [--no-input]
 
 Exit codes: 0 success; 1 the command ran but the input is invalid or the run
 failed (every validation error is printed, naming file, line and field); 2 usage
@@ -63,6 +65,42 @@ def configure(parser: argparse.ArgumentParser) -> None:
     a.add_argument("--name", default=None, help="name shown in the table (default: the submission's)")
     a.add_argument("--seed", type=nonnegative_int, default=0, help="bootstrap seed (default 0)")
     a.add_argument("--json", action="store_true", help="print the score as JSON")
+    m = sub.add_parser("submit", help="write a submission folder (metadata.json, predictions, COMMAND) from an "
+                       "evaluation's predictions or a training run, asking only for what they cannot know")
+    src = m.add_mutually_exclusive_group(required=True)
+    src.add_argument("--predictions", metavar="FILE", help="predictions JSONL written by `comam-env evaluate --out`")
+    src.add_argument("--run", metavar="DIR", help="training run whose predictions `comam-env evaluate --run DIR` wrote "
+                     "(found in DIR or ./predictions through their .meta.json)")
+    m.add_argument("--out", default=None, help="entry folder to write (default leaderboard/submissions/<track>--<name>)")
+    m.add_argument("--name", default=None, help="system name shown in the table")
+    m.add_argument("--authors", type=_comma_list, default=None, help="comma-separated authors")
+    m.add_argument("--description", default=None, help="what the system does")
+    m.add_argument("--url", default=None, help="paper or code URL (http/https)")
+    m.add_argument("--models", type=_comma_list, default=None,
+                   help="comma-separated models used, 'none' for a model-free system (default: inferred)")
+    m.add_argument("--training-method", default=None, help="training column (default: inferred from the run)")
+    m.add_argument("--track", default=None, help="track (default: the evaluation's env)")
+    m.add_argument("--split", choices=["train", "validation", "all"], default=None,
+                   help="question split (default: the evaluation's)")
+    m.add_argument("--split-seed", type=nonnegative_int, default=None, help="split seed (default: the evaluation's)")
+    m.add_argument("--seeds", type=_int_list, default=None, help="comma-separated seeds (default: inferred)")
+    m.add_argument("--open-source", action=argparse.BooleanOptionalAction, default=None,
+                   help="whether the system is open source (default yes: comam-env's systems are)")
+    m.add_argument("--drop-retrieved-memory", action="store_true",
+                   help="leave the optional retrieved_memory field out of the copied predictions (smaller entry)")
+    m.add_argument("--no-input", action="store_true", help="never ask (also implied when stdin is not a terminal)")
+    m.add_argument("--force", action="store_true", help="replace an existing --out folder")
+
+
+def _comma_list(text: str) -> list[str]:
+    return [] if text.strip().lower() in ("", "none") else [p.strip() for p in text.split(",") if p.strip()]
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(p) for p in _comma_list(text)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
 def _validate(args) -> int:
@@ -156,6 +194,36 @@ def _run_agent(args) -> int:
     return 0
 
 
+def _submit(args) -> int:
+    import re
+
+    from comam_env.cli import CommandError
+
+    from . import SUBMISSIONS_DIR
+    from .submit import SubmitError, build_metadata, find_run_predictions, interactive, known_from_predictions, \
+        known_from_run, terminal_ask, write_entry
+
+    given = {"name": args.name, "authors": args.authors, "description": args.description, "url": args.url,
+             "models": args.models, "training_method": args.training_method, "track": args.track,
+             "split": args.split, "split_seed": args.split_seed, "seeds": args.seeds, "open_source": args.open_source}
+    try:
+        predictions = args.predictions or find_run_predictions(args.run, args.split)
+        known = known_from_predictions(predictions)
+        if args.run and known.run is None:
+            known_from_run(args.run, known)
+        ask = terminal_ask if interactive() and not args.no_input else None
+        meta = build_metadata(known, given, ask=ask)
+        out = args.out or str(SUBMISSIONS_DIR / (f"{meta['track']}--"
+                                                 + (re.sub(r"[^a-z0-9]+", "-", meta["name"].lower()).strip("-") or "entry")))
+        report = write_entry(known, meta, out, drop_retrieved_memory=args.drop_retrieved_memory, force=args.force)
+    except SubmitError as exc:
+        raise CommandError(str(exc)) from None
+    print(report.format())
+    print(f"entry written to {out}; check it with `comam-env leaderboard score {out}`")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
-    handlers = {"validate": _validate, "score": _score, "render": _render, "run-agent": _run_agent}
+    handlers = {"validate": _validate, "score": _score, "render": _render, "run-agent": _run_agent,
+                "submit": _submit}
     return handlers[args.lb_command](args)
