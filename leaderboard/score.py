@@ -21,7 +21,9 @@ declared split:
   ``longest-option`` and ``question-only`` (:mod:`comam_env.probes`) and the
   *expected* accuracy of a uniformly random choice (mean of ``1/#options``, no
   sampling noise); ``margin`` = accuracy − probe accuracy, and
-  ``margin_over_best_probe`` against the strongest of the three.
+  ``margin_over_best_probe`` against the strongest of the three. Open tracks
+  (LoCoMo) get the open-track probes instead: ``always-abstain`` and
+  ``question-echo`` (the question's own content words).
 
 Kind ``reported`` (published numbers nobody re-ran here) keeps its
 ``reported_accuracy`` with ``accuracy_ci95: null``, ``verified: false`` and no
@@ -98,17 +100,27 @@ def _summary(values: Sequence[float], *, p90: bool = False, total: bool = False)
 
 
 def probe_scores(questions: Sequence[Any]) -> dict[str, float | None]:
-    """Accuracy of the answer-only probes on the multiple-choice ``questions``."""
+    """Scores of the answer-only probes: the option probes on multiple-choice ``questions``,
+    the open-track probes (``always-abstain``, ``question-echo``, as in ``comam-env evaluate``)
+    on open ones."""
     from comam_env.probes import longest_option, question_similarity_option
 
     mcq = [q for q in questions if q.options]
-    if not mcq:
-        return {}
-    return {
-        "longest-option": _mean([1.0 if longest_option(q) == q.answer else 0.0 for q in mcq]),
-        "question-only": _mean([1.0 if question_similarity_option(q) == q.answer else 0.0 for q in mcq]),
-        "random-expectation": _mean([1.0 / len(q.options) for q in mcq]),
-    }
+    out: dict[str, float | None] = {}
+    if mcq:
+        out.update({
+            "longest-option": _mean([1.0 if longest_option(q) == q.answer else 0.0 for q in mcq]),
+            "question-only": _mean([1.0 if question_similarity_option(q) == q.answer else 0.0 for q in mcq]),
+            "random-expectation": _mean([1.0 / len(q.options) for q in mcq]),
+        })
+    open_qs = [q for q in questions if not q.options]
+    if open_qs:
+        from comam_env.extractive import ABSTAIN_ANSWER, content_words
+        from comam_env.scoring import score_answer
+
+        out["always-abstain"] = _mean([score_answer(q, ABSTAIN_ANSWER) for q in open_qs])
+        out["question-echo"] = _mean([score_answer(q, " ".join(content_words(q.query))) for q in open_qs])
+    return out
 
 
 def _info(meta: Mapping[str, Any]) -> dict:

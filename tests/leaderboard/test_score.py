@@ -109,7 +109,7 @@ def test_cli_exit_codes_and_json(tmp_path, small_ds, capsys):
     assert exc.value.code == 2
 
 
-def test_open_track_scores_token_f1_without_probes(tmp_path):
+def test_open_track_scores_token_f1_with_the_open_probes(tmp_path):
     from comam_env.data.schema import Dataset, History, Question
 
     h = History(history_id="h0", roles=("user",), contents=("I moved to Lisbon.",), session_starts=(0,))
@@ -121,7 +121,10 @@ def test_open_track_scores_token_f1_without_probes(tmp_path):
     sub = write_entry(tmp_path / "open", base_meta(track="locomo", split="all"), lines)
     s = score_entry(sub, dataset=ds)
     assert s["metric"] == "token_f1" and s["accuracy"] == pytest.approx(0.5)
-    assert s["probes"] == {} and s["n_correct"] is None and s["margin_over_best_probe"] is None
+    # the open-track probes (as in comam-env evaluate) instead of the option probes
+    assert set(s["probes"]) == {"always-abstain", "question-echo"}
+    assert s["probes"]["always-abstain"]["accuracy"] == 0.0  # no category-5 question here
+    assert s["n_correct"] is None and s["margin_over_best_probe"] == pytest.approx(0.5)
     assert s["efficiency"]["tokens_in"]["n"] == 0 and s["efficiency"]["tokens_in"]["mean"] is None
 
 
