@@ -44,7 +44,7 @@ def _gold_scores(tmp_path):
 
 
 def test_gold_selection_gives_extractive_answers(tmp_path):
-    ds, new, whole, rewards = _gold_scores(tmp_path)
+    _, new, whole, rewards = _gold_scores(tmp_path)
     mean = statistics.fmean
     assert mean(new[4]) == 1.0 and mean(whole[4]) < 0.4  # single hop: the span, not the whole line
     assert mean(new[5]) == 1.0 and mean(whole[5]) == 0.0  # an empty selection abstains
