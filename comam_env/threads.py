@@ -79,7 +79,10 @@ def add_threads_argument(parser: argparse.ArgumentParser) -> None:
 
 def set_threads(n: int | None = None) -> int:
     """Use ``n`` threads (default :func:`default_threads`) from now on; returns the count."""
-    n = default_threads() if n is None else threads_type(str(n))
+    if n is None:
+        n = default_threads()
+    elif isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"threads must be an integer >= 1, got {n!r}")
     for var in THREAD_ENV_VARS:
         os.environ[var] = str(n)
     torch = sys.modules.get("torch")

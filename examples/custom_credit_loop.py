@@ -23,7 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +32,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import comam_env  # noqa: E402
+from comam_env.dataclass_args import add_dataclass_arguments, dataclass_values  # noqa: E402
+from comam_env.threads import set_threads  # noqa: E402
 from agents.base import ROLE_NAMES, make_policy  # noqa: E402
 from agents.credit import assign_credit_batch  # noqa: E402
 from agents.grpo import GRPOConfig, PerAgentGRPO, RoleBatch, group_advantages  # noqa: E402
@@ -52,6 +54,8 @@ class Args:
     eval_limit: int = field(default=128, metadata={"help": "validation questions per evaluation"})
     env_pool: int = field(default=64, metadata={"help": "environments stepped in lockstep"})
     json: bool = field(default=False, metadata={"help": "print the final summary as JSON"})
+    threads: int | None = field(default=None, metadata={
+        "help": "CPU threads for torch (None: $OMP_NUM_THREADS, else the CPUs this process may use, capped at 8)"})
 
 
 def answer_gated_credit(local: dict[str, np.ndarray], answer: np.ndarray) -> dict[str, np.ndarray]:
@@ -62,17 +66,13 @@ def answer_gated_credit(local: dict[str, np.ndarray], answer: np.ndarray) -> dic
 
 def parse_args(argv=None) -> Args:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    for f in fields(Args):
-        flag = "--" + f.name.replace("_", "-")
-        if f.type in (bool, "bool"):
-            p.add_argument(flag, action="store_true", help=f.metadata["help"])
-        else:
-            p.add_argument(flag, type=type(f.default), default=f.default, help=f.metadata["help"])
-    return Args(**vars(p.parse_args(argv)))
+    add_dataclass_arguments(p, Args, defaults=Args())
+    return Args(**dataclass_values(p.parse_args(argv), Args))
 
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    set_threads(args.threads)  # torch's default (one per machine core) oversubscribes shared CPUs
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
     gen = torch.Generator().manual_seed(args.seed)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 
 import comam_env
+from comam_env.threads import add_threads_argument, set_threads
 from comam_env.policies import CopyAllPolicy, OraclePolicy, run_episode
 
 
@@ -54,7 +55,9 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=5, help="questions to play")
     parser.add_argument("--episode", default="auto", help="evidence-session | full-history | auto")
     parser.add_argument("--seed", type=int, default=0)
+    add_threads_argument(parser)
     args = parser.parse_args()
+    set_threads(args.threads)
 
     env = comam_env.make(args.env, split="train", episode=args.episode)
     print(f"{args.env}: {len(env.unwrapped.question_ids)} training questions, "

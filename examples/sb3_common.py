@@ -60,7 +60,8 @@ class Config:
     others: Sequence[str] = field(default=(), metadata={
         "help": "fixed policies of the other roles as role=policy (similarity|all|random|oracle); default similarity"})
     out: str = field(default="", metadata={"help": "output folder (default runs/sb3-<role>)"})
-    threads: int = field(default=1, metadata={"help": "torch threads"})
+    threads: int | None = field(default=None, metadata={
+        "help": "CPU threads for torch (None: $OMP_NUM_THREADS, else the CPUs this process may use, capped at 8)"})
     references_only: bool = field(default=False, metadata={
         "help": "only evaluate the fixed reference policies (heuristic, keep all, oracle) and exit"})
 
@@ -148,12 +149,13 @@ def _model_act(model: Any) -> Callable[[dict], np.ndarray]:
 def train_seed(cfg: Config, seed: int, dataset: Any, train: list[str], val: list[str], cache: Any,
                progress: bool = True) -> dict[str, Any]:
     """Untrained eval → PPO training with a validation learning curve → trained eval, for one seed."""
-    import torch
     from stable_baselines3 import PPO
     from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.monitor import Monitor
 
-    torch.set_num_threads(cfg.threads)
+    from comam_env.threads import set_threads
+
+    set_threads(cfg.threads)
     from comam_env.views.heuristics import SimilarityPolicy
 
     train_env = Monitor(make_env(cfg, dataset, cache, train))
@@ -300,26 +302,11 @@ ROLE_DEFAULTS: dict[str, dict[str, Any]] = {
 
 def parse_args(role: str, argv: Sequence[str] | None = None) -> Config:
     cfg = Config(role=role, **ROLE_DEFAULTS.get(role, {}))
+    from comam_env.dataclass_args import add_dataclass_arguments, dataclass_values
+
     p = argparse.ArgumentParser(description=f"PPO (Stable-Baselines3) on the {role} single-agent selection view")
-    for name, f in Config.__dataclass_fields__.items():
-        if name == "role":
-            continue
-        default = getattr(cfg, name)
-        flag = "--" + name.replace("_", "-")
-        helptext = f.metadata.get("help", "")
-        if name in ("seeds", "net_arch"):
-            p.add_argument(flag, type=int, nargs="+", default=list(default), help=helptext)
-        elif name == "others":
-            p.add_argument(flag, nargs="*", default=list(default), help=helptext)
-        elif name == "n_eval":
-            p.add_argument(flag, type=int, default=default, help=helptext)
-        elif isinstance(default, bool):
-            p.add_argument(flag, action="store_true", help=helptext)
-        else:
-            p.add_argument(flag, type=type(default), default=default, help=helptext)
-    args = p.parse_args(argv)
-    kw = {k: getattr(args, k) for k in Config.__dataclass_fields__ if k != "role"}
-    return Config(role=role, **kw)
+    add_dataclass_arguments(p, Config, exclude=("role",), defaults=cfg)
+    return Config(role=role, **dataclass_values(p.parse_args(argv), Config))
 
 
 def main(role: str, argv: Sequence[str] | None = None) -> int:

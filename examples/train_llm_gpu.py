@@ -32,6 +32,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from comam_env.threads import add_threads_argument, set_threads  # noqa: E402
+
 #: The paper's models (hub ids; a local folder works too).
 EXTRACTOR_PROFILER_MODEL = "Qwen/Qwen2.5-3B-Instruct"
 RETRIEVER_MODEL = "Qwen/Qwen2.5-7B-Instruct"
@@ -105,7 +107,9 @@ def main(argv=None) -> int:
     p.add_argument("--eval-every", type=int, default=10)
     p.add_argument("--checkpoint-every", type=int, default=5)
     p.add_argument("--dry-run", action="store_true", help="build and print the TrainConfig as JSON, do not train")
+    add_threads_argument(p)  # CPU threads of the host-side work (tokenising, rewards)
     args = p.parse_args(argv)
+    set_threads(args.threads)
 
     n_train = count_train_questions(args.env) if args.iterations is None else None
     if n_train is None and args.iterations is None and args.dry_run:

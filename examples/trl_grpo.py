@@ -22,6 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from comam_env.threads import add_threads_argument, set_threads  # noqa: E402
+
 
 def build_trainer(args, out_dir: str):
     from transformers import AutoTokenizer
@@ -76,9 +78,11 @@ def main(argv=None) -> int:
     p.add_argument("--gpu", action="store_true", help="let TRL use a GPU (default: CPU)")
     p.add_argument("--out", help="output folder (default: a temporary one)")
     p.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
+    add_threads_argument(p)
     args = p.parse_args(argv)
     if not args.tiny and not args.model:
         p.error("give --model or --tiny")
+    set_threads(args.threads)
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # rollout_func is experimental in TRL 1.16
     with tempfile.TemporaryDirectory() as tmp:
         trainer, info = build_trainer(args, args.out or tmp)
