@@ -338,6 +338,7 @@ class Trainer:
             record[f"local_{r}"] = float(np.nanmean(vals)) if np.isfinite(vals).any() else None
             if credit.weights is not None:
                 record[f"w_{r}"] = float(credit.weights[:, i].mean())
+                record[f"w_std_{r}"] = float(credit.weights[:, i].std())  # spread of w_n over the batch's groups
             if credit.consistency is not None:
                 record[f"v_{r}"] = float(credit.consistency[:, i].mean())
         return credit

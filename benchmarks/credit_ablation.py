@@ -1,200 +1,349 @@
-"""The paper's ablations as a CPU benchmark: every credit strategy, no training, independent
-optimisation and a shared policy, on synthetic-32k with selection policies.
+"""The paper's ablations as a CPU benchmark, at two budgets, with paired tests.
 
-Every variant gets the same rollout budget (iterations × batch_queries × group_size
-trajectories) and is run for several seeds. The script prints, per variant, validation
-accuracy (mean ± 95% t-interval over seeds), per-agent local rewards, the iteration at which
-validation accuracy first reaches ``--target`` (the paper's convergence-steps table) and wall
-time; it writes the table into ``docs/credit_ablation.md`` (between two marker comments, so the
-hand-written reading around it survives a re-run) and the figure ``docs/credit_ablation.png``
-(validation accuracy curves, mean over seeds; ``--name`` changes the file stem).
+Variants (selection policies): no training, local-only, global-only, equal share, adaptive
+(CoMAM), adaptive-alg1, leave-one-out, independent optimisation and one shared policy network for
+all three roles (the role embedding tells them apart). ``--variants`` also accepts the extras
+``adaptive-decoupled`` and ``adaptive, w temperature 0.1``.
 
-Validation runs through ``--eval-episode`` episodes (default ``evidence-session``: held-out
-questions, episodes of the training kind); the final policy is also evaluated once on the other
-kind (``full-history``), which the selection view caps near chance — see docs/credit_ablation.md.
+Two budgets, because "the same budget" means two different things for these variants:
 
-    python benchmarks/credit_ablation.py --seeds 0 1 2 3 4 --iterations 60 --batch-queries 8 --group-size 8 \
-        --eval-every 5 --target 0.45 --out runs/credit_ablation_v3       # what docs/credit_ablation.md used
+* **rollouts** — every variant samples the same number of environment episodes. Leave-one-out
+  spends 3 counterfactual re-runs per trajectory on top of its rollouts, so it gets
+  ``iterations / 4`` iterations.
+* **updates** — every agent receives the same number of GRPO updates. Independent optimisation
+  updates one agent per iteration, so it gets ``3 × iterations``; leave-one-out gets
+  ``iterations`` (and 4× the rollouts).
 
-Runs are resumable: an interrupted sweep continues from each run's checkpoint. The sweep may be
-split over processes with ``--variants`` / ``--seeds`` (never two processes on the same run);
-``--report-only`` then tabulates the finished runs without training.
+Every other variant has the same run under both budgets (it is trained once). For each run the
+script reports the final policy's validation accuracy on both episode kinds (evidence-session and
+full-history; mean ± 95% t-interval over seeds), the rollouts until the periodic validation first
+reaches ``--target`` (the paper's convergence table), the local rewards, the adaptive weights'
+per-role rank consistency v_n and spread of w_n, and a paired test against joint-adaptive under
+the same budget: the mean difference over seeds × questions with a two-way bootstrap interval and
+p-value (:func:`comam_env.stats.two_way_bootstrap`). A claims table says, for each of the paper's
+claims, whether it holds here at p < 0.05. Answer-only probes on the same questions are printed
+beside the numbers.
+
+The report goes between two marker comments in ``DOCS/NAME.md`` (the hand-written reading around
+it survives a re-run), with ``DOCS/NAME.png`` (validation curves) and ``DOCS/NAME.json`` (every
+number of the report).
+
+    python benchmarks/credit_ablation.py --jobs 2            # the default sweep (docs/credit_ablation.md)
+
+Runs are resumable (an interrupted sweep continues from each run's checkpoint); ``--jobs N`` trains
+N runs at a time in separate processes (1 torch thread each); ``--report-only`` tabulates finished
+runs without training.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-#: variant name -> (run directory name, TrainConfig overrides)
-VARIANTS: dict[str, tuple[str, dict]] = {
-    "no-training": ("no-training", {"mode": "none", "credit": "local"}),
-    "independent": ("independent", {"mode": "independent", "credit": "equal"}),
-    "local": ("local", {"credit": "local"}),
-    "global": ("global", {"credit": "global"}),
-    "equal": ("equal", {"credit": "equal"}),
-    "adaptive (CoMAM)": ("adaptive", {"credit": "adaptive"}),
-    "adaptive, w temperature 0.1": ("adaptive-t0.1", {"credit": "adaptive", "credit_kwargs": {"temperature": 0.1}}),
-    "adaptive-alg1": ("adaptive-alg1", {"credit": "adaptive-alg1"}),
-    "adaptive-decoupled": ("adaptive-decoupled", {"credit": "adaptive-decoupled"}),
-    "leave-one-out": ("leave-one-out", {"credit": "leave-one-out"}),
-    "shared policy (adaptive)": ("shared", {"credit": "adaptive", "shared_policy": True}),
+ROLES = ("extractor", "profiler", "retriever")
+EPISODES = ("evidence-session", "full-history")
+BUDGETS = ("rollouts", "updates")
+REFERENCE = "adaptive (CoMAM)"
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One ablation variant: its run-directory name, TrainConfig overrides and cost model."""
+
+    key: str
+    overrides: dict
+    rollouts_per_trajectory: int = 1
+    """environment episodes per training trajectory (leave-one-out: 1 + 3 counterfactual re-runs)"""
+    agents_per_update: int = 3
+    """agents updated per iteration (independent optimisation: 1)"""
+
+
+VARIANTS: dict[str, Variant] = {
+    "no training": Variant("no-training", {"mode": "none", "credit": "local"}),
+    "local": Variant("local", {"credit": "local"}),
+    "global": Variant("global", {"credit": "global"}),
+    "equal": Variant("equal", {"credit": "equal"}),
+    REFERENCE: Variant("adaptive", {"credit": "adaptive"}),
+    "adaptive-alg1": Variant("adaptive-alg1", {"credit": "adaptive-alg1"}),
+    "leave-one-out": Variant("leave-one-out", {"credit": "leave-one-out"}, rollouts_per_trajectory=4),
+    # The same credit as the reference: only the schedule (one agent at a time) differs.
+    "independent": Variant("independent", {"mode": "independent", "credit": "adaptive"}, agents_per_update=1),
+    "shared policy": Variant("shared", {"credit": "adaptive", "shared_policy": True}),
 }
+EXTRA_VARIANTS: dict[str, Variant] = {
+    "adaptive-decoupled": Variant("adaptive-decoupled", {"credit": "adaptive-decoupled"}),
+    "adaptive, w temperature 0.1": Variant("adaptive-t0.1", {"credit": "adaptive", "credit_kwargs": {"temperature": 0.1}}),
+}
+ALL_VARIANTS = {**VARIANTS, **EXTRA_VARIANTS}
+
+#: The paper's claims: (claim, better variant, worse variant, budgets where it is tested).
+CLAIMS = (
+    ("training > none", REFERENCE, "no training", BUDGETS),
+    ("joint > independent", REFERENCE, "independent", BUDGETS),
+    ("heterogeneous > shared", REFERENCE, "shared policy", ("rollouts",)),
+    ("local+global > local alone", REFERENCE, "local", ("rollouts",)),
+    ("local+global > global alone", REFERENCE, "global", ("rollouts",)),
+    ("adaptive > equal", REFERENCE, "equal", ("rollouts",)),
+)
 
 
-def t_interval(values: list[float]) -> tuple[float, float]:
-    """Mean and half-width of the 95% Student-t interval (0 half-width for one value)."""
+def iterations_for(variant: Variant, budget: str, base: int) -> int:
+    """Training iterations of ``variant`` under ``budget`` (see the module docstring)."""
+    if variant.overrides.get("mode") == "none":
+        return 0
+    if budget == "rollouts":
+        return max(1, round(base / variant.rollouts_per_trajectory))
+    return base * (3 // variant.agents_per_update)
+
+
+def t_interval(values) -> tuple[float, float]:
+    """Mean and half-width of the 95% Student-t interval over seeds (0 half-width for one value)."""
     from scipy import stats
 
     x = np.asarray(values, dtype=float)
     if len(x) < 2:
         return float(x.mean()), 0.0
-    half = stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x))
-    return float(x.mean()), float(half)
+    return float(x.mean()), float(stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x)))
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--env", default="synthetic-32k")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--iterations", type=int, default=30)
-    p.add_argument("--batch-queries", type=int, default=16)
-    p.add_argument("--group-size", type=int, default=8)
-    p.add_argument("--eval-every", type=int, default=5)
-    p.add_argument("--eval-limit", type=int, default=None)
-    p.add_argument("--train-episode", choices=("evidence-session", "full-history"), default="evidence-session",
-                   help="training episodes (the paper trains on evidence sessions)")
-    p.add_argument("--eval-episode", choices=("evidence-session", "full-history"), default="evidence-session",
-                   help="episodes of the periodic validation (the curves, the headline column and steps to target); "
-                        "the final policy is also evaluated once on the other kind (see docs/credit_ablation.md)")
-    p.add_argument("--target", type=float, default=None, help="accuracy for the convergence-steps column")
-    p.add_argument("--lr", type=float, default=1e-2, help="GRPO learning rate (selection policies: 1e-2, see docs/training.md)")
-    p.add_argument("--inner-epochs", type=int, default=2, help="GRPO inner epochs per batch")
-    p.add_argument("--variants", nargs="+", default=list(VARIANTS), help="subset of variants to run")
-    p.add_argument("--out", default="runs/credit_ablation")
-    p.add_argument("--docs", default="docs", help="where the markdown table and the figure go")
-    p.add_argument("--name", default="credit_ablation",
-                   help="file stem of the report: DOCS/NAME.md and DOCS/NAME.png")
-    p.add_argument("--report-only", action="store_true",
-                   help="do not train: tabulate the finished runs under --out (runs without summary.json are skipped and listed)")
-    p.add_argument("--env-kw", action="append", default=[], metavar="KEY=VALUE", help="extra comam_env.make kwargs (JSON values)")
-    p.add_argument("--policy-kw", action="append", default=[], metavar="KEY=VALUE",
-                   help="extra SelectionPolicy fields (JSON values), e.g. position_features=true")
-    args = p.parse_args(argv)
+# ----------------------------------------------------------------------------- one run
 
+
+def _config(args, variant: Variant, iterations: int, seed: int):
+    from agents.config import TrainConfig
+    from comam_env.cli import parse_key_value
+
+    return TrainConfig(
+        env=args.env, seed=seed, iterations=iterations, batch_queries=args.batch_queries,
+        group_size=args.group_size, eval_every=args.eval_every, checkpoint_every=args.eval_every,
+        eval_limit=args.eval_limit, train_episode=args.train_episode, eval_episode=args.eval_episode,
+        target_accuracy=args.target, progress=False,
+        env_kwargs=dict(parse_key_value(kv) for kv in args.env_kw),
+        policy_kwargs=dict(parse_key_value(kv) for kv in args.policy_kw),
+        grpo={"lr": args.lr, "inner_epochs": args.inner_epochs}, **variant.overrides,
+    )
+
+
+def _run_dir(args, variant: Variant, iterations: int, seed: int) -> Path:
+    return Path(args.out) / variant.key / f"it{iterations}" / f"seed{seed}"
+
+
+def train_and_evaluate(args, name: str, iterations: int, seed: int) -> dict:
+    """Train (or resume) one run, then evaluate its final policy per question on both episode
+    kinds (cached in ``final_eval.json``). Returns the run's record for the report."""
     import torch
 
     torch.set_num_threads(1)
-    from agents.comam import TrainConfig, train
+    from agents.checkpoint import atomic_json
+    from agents.comam import train
+
+    variant = ALL_VARIANTS[name]
+    cfg = _config(args, variant, iterations, seed)
+    run_dir = _run_dir(args, variant, iterations, seed)
+    # Wall time is measured when a run actually trains and kept next to it, so re-running the
+    # sweep (which resumes finished runs instantly) still reports the real cost.
+    wall_file = run_dir / "wall_seconds.json"
+    if args.report_only:
+        if not (run_dir / "summary.json").exists() or not wall_file.exists():
+            return {"missing": f"{name} ({iterations} it) seed {seed}"}
+        summary = json.loads((run_dir / "summary.json").read_text())
+    else:
+        t0 = time.perf_counter()
+        summary = train(cfg, run_dir)
+        if not wall_file.exists():
+            atomic_json(wall_file, {"wall_seconds": time.perf_counter() - t0})
+    final = _final_eval(cfg, run_dir, summary["iteration"])
     from agents.plots import read_metrics
-    from comam_env.cli import parse_key_value
 
-    env_kwargs = dict(parse_key_value(kv) for kv in args.env_kw)
-    policy_kwargs = dict(parse_key_value(kv) for kv in args.policy_kw)
-    unknown = set(args.variants) - set(VARIANTS)
-    if unknown:
-        p.error(f"unknown variants {sorted(unknown)}; choose from {list(VARIANTS)}")
-
-    rows = []
-    curves: dict[str, list[list[tuple[int, float]]]] = {}
-    train_curves: dict[str, list[list[tuple[int, float]]]] = {}
-    args.missing = []
-    for name in args.variants:
-        per_seed = []
-        for seed in args.seeds:
-            cfg = TrainConfig(
-                env=args.env, seed=seed, iterations=args.iterations, batch_queries=args.batch_queries,
-                group_size=args.group_size, eval_every=args.eval_every, checkpoint_every=args.eval_every,
-                eval_limit=args.eval_limit, train_episode=args.train_episode, eval_episode=args.eval_episode,
-                target_accuracy=args.target, progress=False, env_kwargs=env_kwargs, policy_kwargs=policy_kwargs,
-                grpo={"lr": args.lr, "inner_epochs": args.inner_epochs}, **VARIANTS[name][1],
-            )
-            run_dir = Path(args.out) / VARIANTS[name][0] / f"seed{seed}"
-            # Wall time is measured when a run actually trains and kept next to it, so re-running
-            # the sweep (which resumes finished runs instantly) still reports the real cost.
-            wall_file = run_dir / "wall_seconds.json"
-            if args.report_only:
-                if not (run_dir / "summary.json").exists() or not wall_file.exists():
-                    args.missing.append(f"{name} seed {seed}")
-                    continue
-                summary = json.loads((run_dir / "summary.json").read_text())
-            else:
-                t0 = time.perf_counter()
-                summary = train(cfg, run_dir)
-                if not wall_file.exists():
-                    wall_file.write_text(json.dumps({"wall_seconds": time.perf_counter() - t0}))
-            wall = json.loads(wall_file.read_text())["wall_seconds"]
-            records = read_metrics(run_dir)
-            curves.setdefault(name, []).append(
-                [(r["iteration"], r["val_accuracy"]) for r in records if r.get("val_accuracy") is not None])
-            train_curves.setdefault(name, []).append(
-                [(r["iteration"], r["train_accuracy"]) for r in records if r.get("train_accuracy") is not None])
-            other = _other_episode_eval(cfg, run_dir, summary["iteration"])
-            per_seed.append({**summary, "wall_seconds": wall, "seed": seed, "train_last5": _train_last(records),
-                             "other": other})
-            if not args.report_only:
-                print(f"{name:28s} seed {seed}: val acc {summary['val_accuracy']:.3f} ({args.eval_episode}), "
-                      f"{other['accuracy']:.3f} ({other['episode']})  ({wall:.0f} s)", flush=True)
-        if not per_seed:
-            continue
-        acc = t_interval([s["val_accuracy"] for s in per_seed])
-        row = {"variant": name, "acc_mean": acc[0], "acc_ci": acc[1], "n_seeds": len(per_seed),
-               "per_seed": {s["seed"]: s["val_accuracy"] for s in per_seed},
-               "wall_seconds": float(np.mean([s["wall_seconds"] for s in per_seed]))}
-        for role in ("extractor", "profiler", "retriever"):
-            vals = [s.get(f"val_local_{role}") for s in per_seed if s.get(f"val_local_{role}") is not None]
-            row[f"local_{role}"] = float(np.mean(vals)) if vals else None
-        other = t_interval([s["other"]["accuracy"] for s in per_seed])
-        row["other_mean"], row["other_ci"] = other
-        last = [s["train_last5"] for s in per_seed if s["train_last5"] is not None]
-        row["train_last5"] = float(np.mean(last)) if last else None
-        steps = [s.get("steps_to_target") for s in per_seed]
-        row["steps_to_target"] = steps
-        rows.append(row)
-
-    _write_docs(args, rows, curves, train_curves)
-    print()
-    print(_generated_section(args))
-    return 0
+    return {"name": name, "iterations": iterations, "seed": seed, "summary": summary, "final": final,
+            "wall_seconds": json.loads(wall_file.read_text())["wall_seconds"], "metrics": read_metrics(run_dir)}
 
 
-OTHER_EPISODE = {"evidence-session": "full-history", "full-history": "evidence-session"}
+_EVAL_ENVS: dict[str, list] = {}
 
 
-def _other_episode_eval(cfg, run_dir: Path, iteration: int) -> dict:
-    """Greedy validation accuracy of the run's final policy (at ``iteration``) on the episode kind
-    the periodic evaluation did not use; computed once and kept in ``run_dir/other_episode_eval.json``
-    (recomputed when the run has trained further since)."""
-    episode = OTHER_EPISODE[cfg.eval_episode]
-    path = run_dir / "other_episode_eval.json"
+def _eval_envs(cfg, episode: str) -> list:
+    """Validation envs of one episode kind, built once per process and reused by every run of the
+    worker (the env settings are the same for every variant of a sweep)."""
+    from agents.comam import _make_eval_envs
+
+    key = json.dumps([cfg.env, episode, cfg.eval_split, cfg.alpha, cfg.beta, cfg.env_kwargs], sort_keys=True)
+    if key not in _EVAL_ENVS:
+        _EVAL_ENVS[key] = _make_eval_envs(cfg, cfg.eval_split, episode)
+    return _EVAL_ENVS[key]
+
+
+def _final_eval(cfg, run_dir: Path, iteration: int) -> dict:
+    """Per-question greedy validation results of the run's final policy on both episode kinds."""
+    path = run_dir / "final_eval.json"
     if path.exists():
         cached = json.loads(path.read_text())
-        if cached.get("episode") == episode and cached.get("iteration") == iteration:
+        if cached.get("iteration") == iteration and set(cached.get("episodes", {})) == set(EPISODES):
             return cached
     from agents.base import load_policy
+    from agents.checkpoint import atomic_json
     from agents.comam import evaluate_policy
     from baselines.trained import policy_dir
 
-    res = evaluate_policy(cfg, load_policy(policy_dir(run_dir)), episode=episode)
-    out = {"iteration": iteration, **res}
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(out))
-    os.replace(tmp, path)
+    policy = load_policy(policy_dir(run_dir))
+    out = {"iteration": iteration, "episodes": {}}
+    for episode in EPISODES:
+        res = evaluate_policy(cfg, policy, episode=episode, per_question=True, envs=_eval_envs(cfg, episode))
+        out["episodes"][episode] = {
+            "accuracy": res["accuracy"],
+            "local": {r: res[f"local_{r}"] for r in ROLES},
+            "correct": {q: r["reward"] for q, r in res["per_question"].items()},
+        }
+    atomic_json(path, out)
     return out
 
 
-def _train_last(records, n=5):
-    """Mean training-rollout accuracy (T = 1.0, evidence-session episodes) of the last ``n`` iterations."""
-    vals = [r["train_accuracy"] for r in records if r.get("iteration", 0) > 0 and "train_accuracy" in r]
-    return float(np.mean(vals[-n:])) if vals else None
+# ----------------------------------------------------------------------------- the sweep
+
+
+def plan(args) -> list[tuple[str, int, int]]:
+    """(variant, iterations, seed) of every run the report needs, each once."""
+    runs = []
+    for name in args.variants:
+        for budget in BUDGETS:
+            it = iterations_for(ALL_VARIANTS[name], budget, args.iterations)
+            runs += [(name, it, s) for s in args.seeds if (name, it, s) not in runs]
+    # the longest runs first, so that two workers finish together
+    return sorted(runs, key=lambda r: -r[1] * ALL_VARIANTS[r[0]].rollouts_per_trajectory)
+
+
+def run_all(args, runs) -> list[dict]:
+    if args.jobs <= 1 or args.report_only:
+        return [_report_progress(train_and_evaluate(args, *r)) for r in runs]
+    import multiprocessing
+
+    with ProcessPoolExecutor(max_workers=args.jobs, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_worker_init) as pool:
+        futures = [pool.submit(train_and_evaluate, args, *r) for r in runs]
+        return [_report_progress(f.result()) for f in futures]
+
+
+def _worker_init() -> None:
+    os.environ["OMP_NUM_THREADS"] = "1"
+
+
+def _report_progress(rec: dict) -> dict:
+    if "missing" not in rec:
+        f = rec["final"]["episodes"]
+        print(f"{rec['name']:28s} {rec['iterations']:4d} it  seed {rec['seed']}: "
+              + "  ".join(f"{e} {f[e]['accuracy']:.3f}" for e in EPISODES) + f"  ({rec['wall_seconds']:.0f} s)", flush=True)
+    return rec
+
+
+def rollouts_to_target(rec: dict, args) -> int | None:
+    """Environment rollouts until the periodic validation first reached ``--target`` (None: never)."""
+    steps = rec["summary"].get("steps_to_target")
+    if steps is None or args.target is None:
+        return None
+    v = ALL_VARIANTS[rec["name"]]
+    return int(steps) * args.batch_queries * args.group_size * v.rollouts_per_trajectory
+
+
+def summarise(args, records: list[dict]) -> dict:
+    """Every number of the report, from the run records."""
+    from comam_env.stats import two_way_bootstrap
+
+    by = {}
+    for rec in records:
+        by.setdefault((rec["name"], rec["iterations"]), []).append(rec)
+    report = {"budgets": {}, "claims": [], "weights": {}}
+    for budget in BUDGETS:
+        rows = {}
+        for name in args.variants:
+            v = ALL_VARIANTS[name]
+            it = iterations_for(v, budget, args.iterations)
+            recs = sorted(by.get((name, it), []), key=lambda r: r["seed"])
+            if not recs:
+                continue
+            row = {"iterations": it, "seeds": [r["seed"] for r in recs],
+                   "env_rollouts": it * args.batch_queries * args.group_size * v.rollouts_per_trajectory,
+                   "updates_per_agent": it * v.agents_per_update // 3 if v.overrides.get("mode") != "none" else 0,
+                   "wall_seconds": float(np.mean([r["wall_seconds"] for r in recs]))}
+            for e in EPISODES:
+                accs = [r["final"]["episodes"][e]["accuracy"] for r in recs]
+                row[e] = {"mean": t_interval(accs)[0], "ci": t_interval(accs)[1], "per_seed": accs}
+                for role in ROLES:
+                    vals = [r["final"]["episodes"][e]["local"][role] for r in recs]
+                    vals = [x for x in vals if x is not None]
+                    row[e][f"local_{role}"] = float(np.mean(vals)) if vals else None
+            rt = [rollouts_to_target(r, args) for r in recs]
+            row["rollouts_to_target"] = rt
+            reached = sorted(x for x in rt if x is not None)
+            row["rollouts_to_target_median"] = float(np.median(reached)) if len(reached) * 2 > len(rt) else None
+            rows[name] = row
+        ref = sorted(by.get((REFERENCE, iterations_for(VARIANTS[REFERENCE], budget, args.iterations)), []),
+                     key=lambda r: r["seed"])
+        for name, row in rows.items():
+            if name == REFERENCE or not ref:
+                continue
+            recs = {r["seed"]: r for r in by[(name, row["iterations"])]}
+            row["vs_reference"] = {}
+            for e in EPISODES:
+                seeds = [r["seed"] for r in ref if r["seed"] in recs]
+                qids = sorted(ref[0]["final"]["episodes"][e]["correct"])
+                d = np.array([[recs[s]["final"]["episodes"][e]["correct"][q] for q in qids] for s in seeds]) - \
+                    np.array([[r["final"]["episodes"][e]["correct"][q] for q in qids] for r in ref if r["seed"] in recs])
+                row["vs_reference"][e] = two_way_bootstrap(d, seed=0)
+        report["budgets"][budget] = rows
+    for claim, better, worse, budgets in CLAIMS:
+        for budget in budgets:
+            row = report["budgets"].get(budget, {}).get(worse)
+            if row is None or "vs_reference" not in row or better != REFERENCE:
+                continue
+            entry = {"claim": claim, "budget": budget, "better": better, "worse": worse}
+            for e in EPISODES:
+                t = row["vs_reference"][e]
+                # the test is worse - reference; the claim is reference - worse
+                entry[e] = {"diff": -t["mean"], "ci95": [-t["ci95"][1], -t["ci95"][0]], "p_value": t["p_value"],
+                            "holds": bool(-t["mean"] > 0 and t["p_value"] < 0.05)}
+            report["claims"].append(entry)
+    # adaptive credit: per-role rank consistency v_n and the weights w_n during training
+    for name in args.variants:
+        v = ALL_VARIANTS[name]
+        recs = by.get((name, iterations_for(v, "rollouts", args.iterations)), [])
+        metrics = [m for r in recs for m in r["metrics"] if f"v_{ROLES[0]}" in m]
+        if not metrics:
+            continue
+        report["weights"][name] = {
+            role: {"v_mean": float(np.mean([m[f"v_{role}"] for m in metrics])),
+                   "w_mean": float(np.mean([m[f"w_{role}"] for m in metrics])),
+                   "w_std_within_batch": float(np.mean([m.get(f"w_std_{role}", np.nan) for m in metrics])),
+                   "w_min": float(min(m[f"w_{role}"] for m in metrics)),
+                   "w_max": float(max(m[f"w_{role}"] for m in metrics))}
+            for role in ROLES}
+    return report
+
+
+def probes(args) -> dict:
+    """Answer-only probe accuracies on the validation questions the report evaluates."""
+    from baselines.harness import probe_accuracies
+    from comam_env.data import load_dataset
+    from comam_env.data.splits import split_question_ids
+    from comam_env.registry import resolve_id
+
+    ds = load_dataset(resolve_id(args.env).dataset)
+    ids = list(split_question_ids(ds, "validation", seed=0))
+    ids = ids[: args.eval_limit] if args.eval_limit else ids
+    return {k: v["accuracy"] for k, v in probe_accuracies(ds, ids, probes=("random", "longest-option", "question-only")).items()}
+
+
+# ----------------------------------------------------------------------------- the report
 
 
 GENERATED_START = "<!-- credit_ablation.py: generated table (start) -->"
@@ -202,97 +351,177 @@ GENERATED_END = "<!-- credit_ablation.py: generated table (end) -->"
 
 
 def _write_report(path: Path, table: str) -> None:
-    """Write the generated table into ``path`` between the two markers, keeping any hand-written
-    text around them (the reading of the results); a new file holds just the table."""
+    """Write the generated block into ``path`` between the two markers, keeping any hand-written
+    text around them; a new file holds just the block."""
     block = f"{GENERATED_START}\n{table}\n{GENERATED_END}"
     text = path.read_text(encoding="utf-8") if path.exists() else ""
     if GENERATED_START in text and GENERATED_END in text:
         head, rest = text.split(GENERATED_START, 1)
-        tail = rest.split(GENERATED_END, 1)[1]
-        text = head + block + tail
+        text = head + block + rest.split(GENERATED_END, 1)[1]
     else:
         text = block + "\n"
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    from comam_env.data.paths import atomic_write_text
 
-
-def _generated_section(args) -> str:
-    text = (Path(args.docs) / f"{args.name}.md").read_text(encoding="utf-8")
-    return text.split(GENERATED_START, 1)[1].split(GENERATED_END, 1)[0].strip()
+    atomic_write_text(path, text)
 
 
 def _fmt(x, nd=3):
-    return "–" if x is None else f"{x:.{nd}f}"
+    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{nd}f}"
 
 
-def _write_docs(args, rows, curves, train_curves=None) -> None:
+def _p(p):
+    return "–" if p is None else ("< 0.001" if p < 0.001 else f"{p:.3f}")
+
+
+def markdown(args, report: dict, probe: dict, wall: float | None, missing: list[str]) -> str:
+    cmd = "python benchmarks/credit_ablation.py " + " ".join(sys.argv[1:])
+    head = args.eval_episode
+    lines = [
+        f"Command: `{cmd.strip()}`" + (f" — {wall / 60:.1f} min wall for the whole sweep" if wall else ""),
+        "",
+        (f"Environment `{args.env}`, seeds {args.seeds}, {args.iterations} iterations × {args.batch_queries} queries × "
+        f"G = {args.group_size} per run at the base budget; training on {args.train_episode} episodes; periodic "
+        f"validation (curves, rollouts to target {args.target}) on {head} episodes. Accuracies: the final policy, "
+        "greedy, on the validation split, mean ± 95% t-interval over seeds. Δ vs adaptive: mean paired difference "
+        "over seeds × questions with a two-way bootstrap 95% interval and p-value."),
+        "",
+        "Answer-only probes on the same questions: " + ", ".join(f"{k} {v:.3f}" for k, v in probe.items()) + ".",
+    ]
+    for budget in BUDGETS:
+        rows = report["budgets"].get(budget, {})
+        title = {"rollouts": "Equal environment rollouts", "updates": "Equal updates per agent"}[budget]
+        lines += ["", f"### {title}", "",
+                  ("| variant | iterations | env rollouts | updates/agent | evidence-session acc | Δ vs adaptive [95% CI] p "
+                  "| full-history acc | Δ vs adaptive [95% CI] p | rollouts to target (median; reached) "
+                  "| r_ext | r_prof | r_ret | wall s/run |"),
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        for name, r in rows.items():
+            cells = []
+            for e in EPISODES:
+                cells.append(f"{r[e]['mean']:.3f} ± {r[e]['ci']:.3f}")
+                t = r.get("vs_reference", {}).get(e)
+                cells.append("(reference)" if t is None else
+                             f"{t['mean']:+.3f} [{t['ci95'][0]:+.3f}, {t['ci95'][1]:+.3f}] {_p(t['p_value'])}")
+            rt = r["rollouts_to_target"]
+            reached = sum(x is not None for x in rt)
+            med = r["rollouts_to_target_median"]
+            rt_cell = f"{'–' if med is None else f'{med:,.0f}'}; {reached}/{len(rt)}" if args.target is not None else "n/a"
+            loc = r[head]
+            lines.append(f"| {name} | {r['iterations']} | {r['env_rollouts']:,} | {r['updates_per_agent']} | {cells[0]} | "
+                         f"{cells[1]} | {cells[2]} | {cells[3]} | {rt_cell} | {_fmt(loc['local_extractor'])} | "
+                         f"{_fmt(loc['local_profiler'])} | {_fmt(loc['local_retriever'])} | {r['wall_seconds']:.0f} |")
+    lines += ["", "### The paper's claims here (p < 0.05, two-sided, paired over seeds × questions)", "",
+              "| claim | budget | evidence-session Δ [95% CI] p | holds | full-history Δ [95% CI] p | holds |",
+              "|---|---|---|---|---|---|"]
+    for c in report["claims"]:
+        cells = []
+        for e in EPISODES:
+            x = c[e]
+            cells += [f"{x['diff']:+.3f} [{x['ci95'][0]:+.3f}, {x['ci95'][1]:+.3f}] {_p(x['p_value'])}",
+                      "yes" if x["holds"] else "no"]
+        lines.append(f"| {c['claim']} ({c['better']} vs {c['worse']}) | {c['budget']} | " + " | ".join(cells) + " |")
+    if report["weights"]:
+        lines += ["", "### Adaptive credit during training (equal-rollouts runs, all iterations and seeds)", "",
+                  ("| variant | role | mean rank consistency v_n | mean w_n | w_n spread within a batch (std) | "
+                  "batch-mean w_n range |"), "|---|---|---|---|---|---|"]
+        for name, roles in report["weights"].items():
+            for role, w in roles.items():
+                lines.append(f"| {name} | {role} | {w['v_mean']:.3f} | {w['w_mean']:.3f} | "
+                             f"{_fmt(w['w_std_within_batch'])} | {w['w_min']:.3f}–{w['w_max']:.3f} |")
+    if missing:
+        lines += ["", "Runs not finished when this table was made (left out): " + "; ".join(missing) + "."]
+    lines += ["", f"![validation accuracy per variant]({args.name}.png)"]
+    return "\n".join(lines)
+
+
+def plot(args, records: list[dict], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    fig, axes = plt.subplots(1, 2, figsize=(14, 5), sharey=True)
+    for ax, budget in zip(axes, BUDGETS):
+        for k, name in enumerate(args.variants):
+            it = iterations_for(ALL_VARIANTS[name], budget, args.iterations)
+            runs = [r for r in records if r["name"] == name and r["iterations"] == it]
+            if not runs:
+                continue
+            scale = args.batch_queries * args.group_size * ALL_VARIANTS[name].rollouts_per_trajectory
+            curves = [{m["iteration"]: m["val_accuracy"] for m in r["metrics"] if m.get("val_accuracy") is not None}
+                      for r in runs]
+            its = sorted(set().union(*curves))
+            mean = [np.mean([c[i] for c in curves if i in c]) for i in its]
+            color = f"C{k % 10}"
+            if len(its) == 1:
+                ax.axhline(mean[0], color=color, ls="--", label=name)
+            else:
+                ax.plot([i * scale for i in its], mean, marker="o", ms=3, color=color, label=name)
+        ax.set(xlabel="environment rollouts", title=f"{args.env}: {budget} budget (mean over seeds)")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel(f"validation accuracy (greedy, {args.eval_episode})")
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--env", default="synthetic-32k", help="environment id")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4], help="training seeds (>= 5 for the report)")
+    p.add_argument("--iterations", type=int, default=60, help="base budget: iterations of a joint run")
+    p.add_argument("--batch-queries", type=int, default=8, help="queries per iteration")
+    p.add_argument("--group-size", type=int, default=8, help="G trajectories per query")
+    p.add_argument("--eval-every", type=int, default=5, help="periodic validation every N iterations")
+    p.add_argument("--eval-limit", type=int, default=None, help="validate on the first N questions only (smoke tests)")
+    p.add_argument("--train-episode", choices=EPISODES, default="evidence-session", help="training episodes")
+    p.add_argument("--eval-episode", choices=EPISODES, default="evidence-session",
+                   help="episodes of the periodic validation (curves and rollouts to target); the final policies "
+                        "are evaluated on both kinds")
+    p.add_argument("--target", type=float, default=0.45, help="accuracy for the rollouts-to-target column")
+    p.add_argument("--lr", type=float, default=1e-2, help="GRPO learning rate (selection policies: 1e-2, docs/training.md)")
+    p.add_argument("--inner-epochs", type=int, default=2, help="GRPO inner epochs per batch")
+    p.add_argument("--variants", nargs="+", default=list(VARIANTS),
+                   help=f"variants to run (default: the paper's nine); extras: {list(EXTRA_VARIANTS)}")
+    p.add_argument("--jobs", type=int, default=1, help="runs trained at a time, each in its own process")
+    p.add_argument("--out", default="runs/credit_ablation", help="folder of the runs")
+    p.add_argument("--docs", default="docs", help="where the report, figure and JSON go")
+    p.add_argument("--name", default="credit_ablation", help="file stem of the report: DOCS/NAME.{md,png,json}")
+    p.add_argument("--report-only", action="store_true", help="do not train: tabulate the finished runs under --out")
+    p.add_argument("--env-kw", action="append", default=[], metavar="KEY=VALUE", help="extra comam_env.make kwargs (JSON values)")
+    p.add_argument("--policy-kw", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra SelectionPolicy fields (JSON values), e.g. position_features=true")
+    args = p.parse_args(argv)
+    unknown = set(args.variants) - set(ALL_VARIANTS)
+    if unknown:
+        p.error(f"unknown variants {sorted(unknown)}; choose from {list(ALL_VARIANTS)}")
+    if REFERENCE not in args.variants:
+        args.variants = [REFERENCE] + list(args.variants)  # every paired test is against it
+
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    from agents.checkpoint import atomic_json
+    t0 = time.perf_counter()
+    records = run_all(args, plan(args))
+    wall = None if args.report_only else time.perf_counter() - t0
+    missing = [r["missing"] for r in records if "missing" in r]
+    records = [r for r in records if "missing" not in r]
+    report = summarise(args, records)
+    probe = probes(args)
     docs = Path(args.docs)
     docs.mkdir(parents=True, exist_ok=True)
-    budget = args.iterations * args.batch_queries * args.group_size
-    cmd = "python benchmarks/credit_ablation.py " + " ".join(sys.argv[1:])
-    other_episode = OTHER_EPISODE[args.eval_episode]
-    lines = [
-        "# Credit-assignment ablation (selection policies, CPU)",
-        "",
-        f"Command: `{cmd.strip()}`",
-        "",
-        f"Environment `{args.env}`, seeds {args.seeds}, {args.iterations} iterations × {args.batch_queries} "
-        f"queries × G = {args.group_size} = {budget} training trajectories per run (the same budget for every "
-        f"variant). Val accuracy: greedy evaluation on the validation split ({args.eval_episode} episodes; the curves, "
-        "the headline column and steps to target), mean ± 95% t-interval over seeds. "
-        f"Other episodes: the final policy evaluated once, greedily, on {other_episode} validation episodes. "
-        "Train acc: mean answer accuracy of the sampled training rollouts (T = 1.0, evidence-session episodes) over "
-        "the last 5 iterations, mean over seeds. Local rewards: validation means. Steps to target: first "
-        f"iteration whose validation accuracy ≥ {args.target} (per seed; – = never).",
-        "",
-        f"| variant | seeds | val accuracy ({args.eval_episode}) | per seed | val accuracy ({other_episode}) | "
-        "train acc (last 5 it) | extractor r_ext | profiler r_prof | retriever r_ret | steps to target | wall s/run |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        steps = ", ".join("–" if s is None else str(s) for s in r["steps_to_target"]) if args.target else "n/a"
-        seeds = ", ".join(f"{v:.3f}" for _, v in sorted(r["per_seed"].items()))
-        lines.append(
-            f"| {r['variant']} | {r['n_seeds']} | {r['acc_mean']:.3f} ± {r['acc_ci']:.3f} | {seeds} | "
-            f"{r['other_mean']:.3f} ± {r['other_ci']:.3f} | {_fmt(r['train_last5'])} | {_fmt(r['local_extractor'])} | "
-            f"{_fmt(r['local_profiler'])} | {_fmt(r['local_retriever'])} | {steps} | {r['wall_seconds']:.0f} |"
-        )
-    if args.missing:
-        lines += ["", "Runs not finished when this table was made (left out): " + "; ".join(args.missing) + "."]
-    lines += ["", f"![validation accuracy per variant]({args.name}.png)"]
-    _write_report(docs / f"{args.name}.md", "\n".join(lines))
-
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(14, 5))
-    for k, (name, runs) in enumerate(curves.items()):
-        color = f"C{k}" if k < 10 else "black"  # matplotlib cycles 10 colours
-        its = sorted({i for run in runs for i, _ in run})
-        mean = [np.mean([dict(run).get(i, np.nan) for run in runs]) for i in its]
-        if len(its) == 1:  # no training: the untrained level as a reference line
-            ax.axhline(mean[0], color=color, ls="--", label=name)
-        else:
-            ax.plot(its, mean, marker="o", color=color, label=name)
-        tr = (train_curves or {}).get(name)
-        if tr and any(tr):
-            its = sorted({i for run in tr for i, _ in run})
-            m = np.array([np.mean([dict(run).get(i, np.nan) for run in tr]) for i in its])
-            smooth = np.convolve(m, np.ones(5) / 5, mode="valid") if len(m) >= 5 else m
-            ax2.plot(its[len(its) - len(smooth):], smooth, color=color, label=name)
-    ax.set(xlabel="iteration", ylabel=f"validation accuracy (greedy, {args.eval_episode})",
-           title=f"{args.env}: validation accuracy (mean over seeds)")
-    ax2.set(xlabel="iteration", ylabel="training-rollout accuracy (T=1, evidence session)",
-            title="training rollouts (mean over seeds, 5-iteration moving average)")
-    for a in (ax, ax2):
-        a.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(docs / f"{args.name}.png", dpi=100)
-    plt.close(fig)
+    wall_file = Path(args.out) / "sweep_wall_seconds.json"
+    if wall is not None and not missing:
+        atomic_json(wall_file, {"wall_seconds": wall, "jobs": args.jobs})
+    elif wall_file.exists():
+        wall = json.loads(wall_file.read_text())["wall_seconds"]
+    table = markdown(args, report, probe, wall, missing)
+    _write_report(docs / f"{args.name}.md", table)
+    atomic_json(docs / f"{args.name}.json", {"command": sys.argv[1:], "probes": probe, "wall_seconds": wall, **report})
+    plot(args, records, docs / f"{args.name}.png")
+    print()
+    print(table)
+    return 0
 
 
 if __name__ == "__main__":

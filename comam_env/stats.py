@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -31,3 +31,62 @@ def bootstrap_ci(values: Sequence[float], seed: int = 0, n_resamples: int = DEFA
     res = bootstrap((x,), np.mean, n_resamples=n_resamples, confidence_level=confidence, method="percentile",
                     vectorized=True, rng=np.random.default_rng(seed))
     return float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+def paired_difference_ci(a: Sequence[float], b: Sequence[float], seed: int = 0,
+                         n_resamples: int = DEFAULT_RESAMPLES, confidence: float = 0.95) -> dict:
+    """Mean of ``a - b`` over paired observations (e.g. the same questions answered by a system
+    and by an ablated copy) with a paired percentile bootstrap interval.
+
+    Uses ``scipy.stats.bootstrap`` with ``paired=True`` (resampling the pairs); a constant
+    difference returns ``(d, d)`` without resampling. Returns ``{"mean", "ci95", "n"}``.
+    """
+    from scipy import stats
+
+    x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if x.shape != y.shape or x.ndim != 1:
+        raise ValueError(f"paired_difference_ci: a and b must be 1-D of equal length, got {x.shape} and {y.shape}")
+    if x.size == 0:
+        raise ValueError("paired_difference_ci: no pairs")
+    d = x - y
+    if np.all(d == d[0]):
+        return {"mean": float(d[0]), "ci95": [float(d[0]), float(d[0])], "n": int(x.size)}
+    res = stats.bootstrap((x, y), lambda u, v, axis=-1: np.mean(u - v, axis=axis), paired=True,
+                          vectorized=True, n_resamples=n_resamples, confidence_level=confidence,
+                          method="percentile", rng=np.random.default_rng(seed))
+    ci = res.confidence_interval
+    return {"mean": float(d.mean()), "ci95": [float(ci.low), float(ci.high)], "n": int(x.size)}
+
+
+def two_way_bootstrap(diff: np.ndarray, seed: int = 0, n_resamples: int = 10_000,
+                      confidence: float = 0.95) -> dict:
+    """Paired test of a mean difference measured on seeds × questions (``diff[s, q]`` = score of
+    system A minus system B, trained with seed ``s``, on question ``q``).
+
+    Seeds and questions are both random factors: a training seed gives a different policy, a
+    question a different test item. Each resample draws seeds and questions independently with
+    replacement (a two-way, crossed bootstrap) and takes the mean of the selected cells, so the
+    interval covers both training variance and question sampling. ``scipy.stats.bootstrap``
+    resamples along one axis only, hence this numpy version. The two-sided p-value is twice the
+    smaller share of resampled means on either side of 0 (at least ``1 / n_resamples``).
+
+    Returns ``{"mean", "ci95", "p_value", "n_seeds", "n_questions"}``.
+    """
+    d = np.asarray(diff, dtype=np.float64)
+    if d.ndim != 2 or 0 in d.shape:
+        raise ValueError(f"two_way_bootstrap: expected a non-empty (seeds, questions) matrix, got shape {d.shape}")
+    S, Q = d.shape
+    mean = float(d.mean())
+    out = {"mean": mean, "n_seeds": S, "n_questions": Q}
+    if np.all(d == d.flat[0]):
+        return {**out, "ci95": [mean, mean], "p_value": 1.0 if mean == 0 else 1.0 / n_resamples}
+    rng = np.random.default_rng(seed)
+    # Resampling with replacement = multinomial counts per seed and per question; the mean of the
+    # selected cells is w_s^T D w_q / (S Q).
+    ws = rng.multinomial(S, np.full(S, 1.0 / S), size=n_resamples).astype(np.float64)
+    wq = rng.multinomial(Q, np.full(Q, 1.0 / Q), size=n_resamples).astype(np.float64)
+    means = np.einsum("ns,sq,nq->n", ws, d, wq) / (S * Q)
+    alpha = (1.0 - confidence) / 2.0
+    lo, hi = np.quantile(means, [alpha, 1.0 - alpha])
+    p = 2.0 * min(float(np.mean(means <= 0.0)), float(np.mean(means >= 0.0)))
+    return {**out, "ci95": [float(lo), float(hi)], "p_value": float(min(1.0, max(p, 1.0 / n_resamples)))}

@@ -1,8 +1,11 @@
-"""benchmarks/credit_ablation.py end to end on a tiny budget: runs, table, figure, report-only."""
+"""benchmarks/credit_ablation.py end to end on a tiny budget: budgets, paired tests, claims,
+report between markers, report-only."""
 
 from __future__ import annotations
 
 import importlib.util
+import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,35 +16,58 @@ ROOT = Path(__file__).resolve().parents[2]
 def _load():
     spec = importlib.util.spec_from_file_location("credit_ablation", ROOT / "benchmarks" / "credit_ablation.py")
     mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # dataclasses look their module up there
     spec.loader.exec_module(mod)
     return mod
 
 
-@pytest.mark.slow  # two tiny runs + evaluations: ~15 s
-def test_sweep_writes_the_table_between_markers_and_report_only_reproduces_it(tmp_path, capsys):
+def test_budgets_give_each_variant_its_iterations():
+    bench = _load()
+    v = bench.VARIANTS
+    assert bench.iterations_for(v["equal"], "rollouts", 60) == bench.iterations_for(v["equal"], "updates", 60) == 60
+    # leave-one-out spends 4 env episodes per trajectory; independent updates one agent per iteration
+    assert bench.iterations_for(v["leave-one-out"], "rollouts", 60) == 15
+    assert bench.iterations_for(v["leave-one-out"], "updates", 60) == 60
+    assert bench.iterations_for(v["independent"], "rollouts", 60) == 60
+    assert bench.iterations_for(v["independent"], "updates", 60) == 180
+    assert bench.iterations_for(v["no training"], "updates", 60) == 0
+
+
+@pytest.mark.slow  # 8 tiny runs + per-question evaluations on both episode kinds: ~30 s
+def test_sweep_reports_budgets_paired_tests_and_claims(tmp_path, capsys):
     bench = _load()
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "abl.md").write_text(f"# Hand-written intro\n\n{bench.GENERATED_START}\nold\n{bench.GENERATED_END}\n\nReading.\n")
-    args = ["--seeds", "0", "--iterations", "1", "--batch-queries", "2", "--group-size", "2", "--eval-every", "1",
-            "--eval-limit", "4", "--target", "0.5", "--variants", "no-training", "adaptive, w temperature 0.1",
+    args = ["--seeds", "0", "1", "--iterations", "2", "--batch-queries", "2", "--group-size", "2", "--eval-every", "1",
+            "--eval-limit", "6", "--target", "0.3", "--variants", "no training", "independent",
             "--out", str(tmp_path / "runs"), "--docs", str(docs), "--name", "abl"]
     assert bench.main(args) == 0
     text = (docs / "abl.md").read_text()
     assert text.startswith("# Hand-written intro") and text.rstrip().endswith("Reading.")
     assert "\nold\n" not in text
-    rows = [line for line in text.splitlines() if line.startswith("| no-training") or line.startswith("| adaptive, w")]
-    assert len(rows) == 2
-    assert "val accuracy (evidence-session)" in text and "val accuracy (full-history)" in text
+    assert "### Equal environment rollouts" in text and "### Equal updates per agent" in text
+    report = json.loads((docs / "abl.json").read_text())
+    # the reference is added to every sweep; independent trains 2 and 6 iterations under the two budgets
+    assert report["budgets"]["rollouts"]["independent"]["iterations"] == 2
+    assert report["budgets"]["updates"]["independent"]["iterations"] == 6
+    assert report["budgets"]["updates"]["independent"]["updates_per_agent"] == 2
+    for budget in ("rollouts", "updates"):
+        test = report["budgets"][budget]["no training"]["vs_reference"]["full-history"]
+        assert test["n_seeds"] == 2 and test["n_questions"] == 6 and 0 < test["p_value"] <= 1
+    claims = {(c["claim"], c["budget"]) for c in report["claims"]}
+    assert ("training > none", "rollouts") in claims and ("joint > independent", "updates") in claims
+    w = report["weights"]["adaptive (CoMAM)"]["profiler"]
+    assert 0 <= w["w_min"] <= w["w_mean"] <= w["w_max"] <= 1 and 0 <= w["v_mean"] <= 1
+    run = tmp_path / "runs" / "independent" / "it6" / "seed1"
+    final = json.loads((run / "final_eval.json").read_text())
+    assert set(final["episodes"]) == {"evidence-session", "full-history"}
+    assert len(final["episodes"]["full-history"]["correct"]) == 6
     assert (docs / "abl.png").stat().st_size > 0
-    # the run's config carries the variant's credit options; the other-episode evaluation is cached
-    run = tmp_path / "runs" / "adaptive-t0.1" / "seed0"
-    assert '"temperature": 0.1' in (run / "config.json").read_text()
-    assert '"episode": "full-history"' in (run / "other_episode_eval.json").read_text()
 
     capsys.readouterr()
     assert bench.main(args + ["--report-only"]) == 0
     again = (docs / "abl.md").read_text()
-    # the same rows (metrics and the wall time measured when the run trained), without training again
+    # the same rows (metrics and the wall time measured when the runs trained), without training again
     assert [line for line in again.splitlines() if line.startswith("| ")] == [
         line for line in text.splitlines() if line.startswith("| ")]

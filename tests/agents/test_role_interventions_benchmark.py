@@ -1,0 +1,69 @@
+"""benchmarks/role_interventions.py: the empty-output interventions and the drop report."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location("role_interventions", ROOT / "benchmarks" / "role_interventions.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_empty_output_keeps_nothing_and_the_retriever_answers_from_the_question_alone():
+    import comam_env
+    from agents.base import make_policy
+
+    bench = _load()
+    env = comam_env.make("synthetic-32k", split="validation", view="selection")
+    env.reset(seed=0)
+    dim = int(env.observation_space(env.possible_agents[0])["candidates"].shape[-1])
+    policy = make_policy("selection", dim=dim, seed=0)
+    while env.unwrapped.agent_selection != "retriever_0":
+        env.step(np.ones(env.action_space(env.agent_selection).shape, np.int64))
+    obs = env.observe("retriever_0")
+    assert obs["mask"].sum() > 0
+    out = bench.EmptyOutput(policy, "retriever").act(2, [obs], greedy=True)
+    blind = policy.act(2, [{**obs, "mask": np.zeros_like(obs["mask"]), "candidates": np.zeros_like(obs["candidates"])}],
+                       greedy=True)
+    assert out.actions[0][:-1].sum() == 0  # nothing retrieved
+    assert out.actions[0][-1] == blind.actions[0][-1]  # the option chosen without memory
+    ext = bench.EmptyOutput(policy, "extractor").act(0, [obs], greedy=True)
+    assert ext.actions[0].sum() == 0 and ext.actions[0].shape == obs["mask"].shape
+
+
+def test_drops_report_shape_and_paired_interval():
+    bench = _load()
+    per_q = {None: {"a": 1.0, "b": 1.0, "c": 0.0, "d": 1.0},
+             "extractor": {"a": 0.0, "b": 0.0, "c": 0.0, "d": 0.0},
+             "profiler": {"a": 1.0, "b": 1.0, "c": 0.0, "d": 1.0},
+             "retriever": {"a": 0.0, "b": 1.0, "c": 1.0, "d": 0.0}}
+    r = bench.drops(per_q, seed=0)
+    assert r["n_questions"] == 4 and r["accuracy_full"] == 0.75
+    assert r["roles"]["extractor"]["drop"] == pytest.approx(0.75)
+    assert r["roles"]["profiler"] == {"accuracy_full": 0.75, "accuracy_ablated": 0.75, "drop": 0.0,
+                                      "drop_ci95": [0.0, 0.0], "necessary": False}
+    lo, hi = r["roles"]["retriever"]["drop_ci95"]
+    assert r["roles"]["retriever"]["drop"] == pytest.approx(0.25)
+    assert lo < 0.25 < hi and not r["roles"]["retriever"]["necessary"]
+
+
+@pytest.mark.slow  # 48 evidence-session questions × 4 conditions through the heuristic pipeline
+def test_heuristic_pipeline_needs_extractor_and_retriever(capsys):
+    bench = _load()
+    assert bench.main(["--systems", "heuristic", "--episodes", "evidence-session", "--limit", "48",
+                       "--embedder", "hashing", "--headline-system", "heuristic",
+                       "--headline-episode", "evidence-session", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert set(report["roles"]) == {"extractor", "profiler", "retriever"}
+    for role in ("extractor", "retriever"):
+        assert report["roles"][role]["drop_ci95"][0] > 0, (role, report["roles"][role])
