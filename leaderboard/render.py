@@ -64,7 +64,16 @@ def collect(submissions_dir: str | os.PathLike, *, skip_invalid: bool = False, s
     if not root.is_dir():
         raise RenderError(f"{root}: submissions folder not found")
     scores, pending, problems = [], [], []
-    folders = sorted(p for p in root.iterdir() if not p.name.startswith(".") and (p.is_dir() or p.is_symlink()))
+    folders = []
+    for p in sorted(root.iterdir()):
+        if p.name.startswith(".") or not (p.is_dir() or p.is_symlink()):
+            continue
+        try:
+            p.name.encode("utf-8")
+        except UnicodeEncodeError:  # a non-UTF-8 byte in the folder name could not be written to the page
+            problems.append(f"{os.fsencode(p.name).decode('utf-8', 'backslashreplace')}: folder name is not valid UTF-8")
+            continue
+        folders.append(p)
     from tqdm.auto import tqdm
     from . import score as score_module
 
@@ -96,6 +105,11 @@ def is_ranked(s: dict) -> bool:
 def _rank_key(s: dict) -> tuple:
     acc = s.get("accuracy")
     return (not is_ranked(s), -(acc if acc is not None else -1.0), str(s.get("name") or ""), str(s.get("entry") or ""))
+
+
+def track_probes(entries: Sequence[dict]) -> dict:
+    """The answer-only probes of a track, from an entry scored here (never an unverified score.json)."""
+    return next((s["probes"] for s in entries if s.get("probes") and s.get("verified")), None) or {}
 
 
 def ranks(entries: Sequence[dict]) -> list[int | None]:
@@ -194,10 +208,10 @@ def markdown_tables(groups: dict[str, list[dict]], pending: Sequence[dict] = ())
     for track, entries in groups.items():
         out.append(f"### `{track}`")
         out.append("")
-        probes = next((s["probes"] for s in entries if s.get("probes")), None)
+        probes = track_probes(entries)
         if probes:
             out.append("Answer-only probes on the same questions: " + ", ".join(
-                f"{name} {_f(p['accuracy'])}" for name, p in probes.items()) + ".")
+                f"{_md(name)} {_f(p['accuracy'])}" for name, p in probes.items()) + ".")
             out.append("")
         out.append("| # | system | status | accuracy | 95% CI | n | Δ longest option | Δ best probe "
                    "| tokens in / q | latency ms / q | models | training | open |")
@@ -467,7 +481,7 @@ def html_page(groups: dict[str, list[dict]], pending: Sequence[dict] = ()) -> st
     """The whole self-contained page (``templates/index.html.j2``, autoescaped)."""
     tracks = []
     for track, entries in groups.items():
-        probes = next((s["probes"] for s in entries if s.get("probes")), None) or {}
+        probes = track_probes(entries)
         tracks.append({"track": track, "slug": _slug(track), "rows": _main_rows(entries), "types": _type_rows(entries),
                        "probes": [(name, _f(p["accuracy"])) for name, p in probes.items()],
                        "plot": plot_model(entries)})

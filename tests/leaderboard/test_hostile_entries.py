@@ -182,3 +182,22 @@ def test_markup_in_metadata_is_escaped_in_the_readme_and_the_page(tmp_path, smal
     html = page.read_text()
     assert "<script>alert" not in html and "<img src=x" not in html and 'href="javascript:' not in html
     assert 'href="https://example.org/a_(b)"' in html
+
+
+def test_a_non_utf8_folder_name_and_forged_probe_figures_do_not_reach_the_page(tmp_path, small_ds):
+    import os
+
+    subs = tmp_path / "subs"
+    write_entry(subs / "good", base_meta(name="Good system"), gold_lines(small_ds))
+    bad = os.fsencode(str(subs)) + b"/bad\xff-name"
+    os.makedirs(bad)
+    readme, page = _readme(tmp_path), tmp_path / "index.html"
+    result = render(subs, readme, page, skip_invalid=True)  # used to raise UnicodeEncodeError writing README.md
+    assert result["entries"] == ["good"] and "bad\\xff-name: folder name is not valid UTF-8" in result["skipped"][0]
+    # a hidden run's self-written probe figures: names are restricted, and never shown as the track's probes
+    junk = dict(GOOD_SCORE, probes={"<img src=x onerror=alert(1)>": {"accuracy": 0.1, "margin": 0.4}})
+    assert any(i.field == "probes" for i in V.validate_submission(_hidden_run(tmp_path / "p1", junk)).issues)
+    forged = dict(GOOD_SCORE, probes={"longest-option": {"accuracy": 0.01, "margin": 0.49}})
+    _hidden_run(subs / "forged", forged)
+    assert render(subs, readme, page, skip_invalid=True)["entries"] == ["forged", "good"]
+    assert "0.010" not in readme.read_text() and "longest-option 0.010" not in page.read_text()
