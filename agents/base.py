@@ -194,12 +194,9 @@ def write_policy_json(directory: str | os.PathLike, payload: dict) -> None:
     """Atomically write `policy.json` (must contain "kind") into `directory`."""
     if "kind" not in payload:
         raise ValueError("policy.json payload needs a 'kind'")
-    os.makedirs(directory, exist_ok=True)
-    path = os.path.join(directory, POLICY_FILE)
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(payload, fh, indent=2, sort_keys=True)
-    os.replace(tmp, path)
+    from comam_env.data.paths import atomic_write_text
+
+    atomic_write_text(os.path.join(directory, POLICY_FILE), json.dumps(payload, indent=2, sort_keys=True))
 
 
 def read_policy_json(directory: str | os.PathLike) -> dict:

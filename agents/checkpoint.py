@@ -25,6 +25,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from comam_env.data.paths import atomic_write_text
+
 from .base import Policy, load_policy
 
 #: Folder names inside a run directory.
@@ -34,10 +36,8 @@ OPTIMIZER_FILE = "optimizer.safetensors"
 
 
 def atomic_json(path: Path, payload: Any) -> None:
-    """Write ``payload`` as indented JSON to ``path`` (temp file + ``os.replace``)."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=jsonable))
-    os.replace(tmp, path)
+    """Write ``payload`` as indented JSON to ``path`` atomically (:mod:`comam_env.data.paths`)."""
+    atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=True, default=jsonable))
 
 
 def jsonable(x):
@@ -176,6 +176,4 @@ def keep_metrics_upto(metrics_path: Path, iteration: int) -> None:
         return
     lines = [l for l in metrics_path.read_text().splitlines() if l.strip()]
     kept = [l for l in lines if json.loads(l).get("iteration", 0) <= iteration]
-    tmp = metrics_path.with_suffix(".tmp")
-    tmp.write_text("".join(l + "\n" for l in kept))
-    os.replace(tmp, metrics_path)
+    atomic_write_text(metrics_path, "".join(l + "\n" for l in kept))

@@ -53,7 +53,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping, Sequence
 
@@ -462,18 +461,12 @@ class SelectionPolicy(Policy):
 
     def save(self, directory: str | os.PathLike) -> None:
         """Write ``model.safetensors`` (atomically) and ``policy.json`` (kind + config)."""
-        from safetensors.torch import save_file
+        from safetensors.torch import save
 
-        os.makedirs(directory, exist_ok=True)
+        from comam_env.data.paths import atomic_write_bytes
+
         state = {k: v.detach().cpu().contiguous() for k, v in self.nets.state_dict().items()}
-        fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
-        os.close(fd)
-        try:
-            save_file(state, tmp)
-            os.replace(tmp, os.path.join(directory, WEIGHTS_FILE))
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+        atomic_write_bytes(os.path.join(directory, WEIGHTS_FILE), save(state))
         cfg = asdict(self.config)
         cfg["roles"] = list(cfg["roles"])
         write_policy_json(directory, {"kind": "selection", "config": cfg})

@@ -33,9 +33,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import statistics
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -68,16 +66,11 @@ def normalise_letter(answer: str) -> str:
 
 
 def _atomic_write_lines(path: Path, lines: Iterable[str]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=str(path.parent), prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            for line in lines:
-                fh.write(line + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    from comam_env.data.paths import atomic_writer
+
+    with atomic_writer(path, "w", newline="") as fh:
+        for line in lines:
+            fh.write(line + "\n")
 
 
 def validate_prediction(obj: Any, where: str, valid_ids: set[str] | None = None) -> dict:

@@ -33,7 +33,6 @@ import os
 import platform
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -209,12 +208,9 @@ def keep_locomo_section(doc: str, path: Path) -> str:
 
 
 def atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.chmod(tmp, 0o644)  # mkstemp creates 0600; these are ordinary repository files
-    os.replace(tmp, path)
+    from comam_env.data.paths import atomic_write_text
+
+    atomic_write_text(path, text)  # the package's helper (keeps ordinary umask permissions)
 
 
 def main(argv=None) -> int:

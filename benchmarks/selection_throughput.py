@@ -131,10 +131,9 @@ def main(argv=None) -> int:
                 note = f"extrapolated from {r['embedded']} texts" if r["extrapolated"] else ""
                 print(f"{name:<16} {model:<8} {r['texts']:>7d} {r['wall_s']:>8.1f} {r['cpu_s']:>8.1f}  {note}")
     if args.json:
-        tmp = args.json + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(results, f, indent=1)
-        os.replace(tmp, args.json)
+        from comam_env.data.paths import atomic_write_text
+
+        atomic_write_text(args.json, json.dumps(results, indent=1))
     return 0
 
 

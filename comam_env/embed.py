@@ -33,7 +33,6 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 import weakref
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -273,22 +272,16 @@ class EmbeddingCache:
         self.loaded_from_disk = True
 
     def save(self, path: str | os.PathLike | None = None) -> Path:
-        """Write the cache atomically (temp file + ``os.replace``); returns the path."""
+        """Write the cache atomically (:func:`comam_env.data.paths.atomic_writer`); returns the path."""
         target = Path(path) if path is not None else self.path
         if target is None:
             raise ValueError("EmbeddingCache.save: no path given and the cache has none")
         self._consolidate()
-        target.parent.mkdir(parents=True, exist_ok=True)
+        from comam_env.data.paths import atomic_writer
+
         keys = np.array(sorted(self._rows, key=self._rows.__getitem__), dtype="<U64")
-        fd, tmp = tempfile.mkstemp(prefix=target.name + ".", suffix=".tmp.npz", dir=target.parent)
-        os.close(fd)
-        try:
-            np.savez(tmp, model=np.array(self.embedder.name), dim=np.array(self.embedder.dim), keys=keys, vectors=self._matrix)
-            os.replace(tmp, target)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        with atomic_writer(target, "wb", encoding=None) as f:
+            np.savez(f, model=np.array(self.embedder.name), dim=np.array(self.embedder.dim), keys=keys, vectors=self._matrix)
         self.path = target
         self.dirty = False
         return target
@@ -451,8 +444,7 @@ def embed_dataset(
 
 def _write_manifest(path: Path, dataset: "Dataset", emb: Embedder, n: int) -> None:
     """A small human-readable JSON next to the matrix (what it is, for whom)."""
+    from comam_env.data.paths import atomic_write_text
+
     info = {"dataset": dataset.name, "model": emb.name, "dim": emb.dim, "texts": n, "file": path.name}
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp.json", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(info, f, indent=2)
-    os.replace(tmp, path.with_suffix(".json"))
+    atomic_write_text(path.with_suffix(".json"), json.dumps(info, indent=2))
