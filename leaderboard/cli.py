@@ -61,7 +61,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     a.add_argument("--secret-env", default="COMAM_HIDDEN_SEED", help="environment variable holding the secret")
     a.add_argument("--limit", type=positive_int, default=None, help="evaluate only the first N hidden questions (smoke run)")
     a.add_argument("--knob", type=parse_key_value, action="append", default=None, metavar="KEY=VALUE",
-                   help="synthetic generator knob (recorded in the entry's notes)")
+                   help="synthetic generator knob (leaderboard.hidden.KNOB_BOUNDS; recorded as generator_knobs)")
     a.add_argument("--name", default=None, help="name shown in the table (default: the submission's)")
     a.add_argument("--seed", type=nonnegative_int, default=0, help="bootstrap seed (default 0)")
     a.add_argument("--json", action="store_true", help="print the score as JSON")

@@ -53,6 +53,9 @@ def test_huge_integers_are_errors_not_overflows(tmp_path, small_ds):
     first = next(i for i in report.issues if i.line == 1)
     assert "too large" in first.message and "401 digits" in first.message
     assert any(i.line == 2 and "too large" in i.message for i in report.issues)
+    huge = [dict(line, latency_ms=1e308) for line in gold_lines(small_ds)]  # finite, but the sum is not
+    report = V.validate_submission(write_entry(tmp_path / "slow", base_meta(), huge))
+    assert any(i.field == "latency_ms" and "must be <= " in i.message for i in report.issues)
     meta = base_meta(seeds=[10 ** 400])
     report = V.validate_submission(write_entry(tmp_path / "bigmeta", meta, gold_lines(small_ds)))
     assert any(i.file == "metadata.json" and "too large" in i.message for i in report.issues)
