@@ -663,7 +663,8 @@ def _validate_folder(folder: Path, src: Path, issues: _Issues, warnings: list[st
                    field="url")
     sub = Submission(name=_entry_name(src), metadata=meta, files=tuple(files))
     kind = meta.get("kind", "predictions")
-    track = meta.get("track")
+    kind = kind if isinstance(kind, str) else "?"  # a non-string kind is a schema error already
+    track = meta.get("track") if isinstance(meta.get("track"), str) else None  # else a schema error
     hidden = isinstance(track, str) and track in hidden_tracks()
     if isinstance(track, str) and track not in known_tracks():
         issues.add("metadata.json", f"unknown track {track!r}; known: {', '.join(known_tracks())}", field="track")

@@ -204,3 +204,50 @@ def test_a_non_utf8_folder_name_and_forged_probe_figures_do_not_reach_the_page(t
     _hidden_run(subs / "forged", forged)
     assert render(subs, readme, page, skip_invalid=True)["entries"] == ["forged", "good"]
     assert "0.010" not in readme.read_text() and "longest-option 0.010" not in page.read_text()
+
+
+HOSTILE_VALUES = [None, True, -1, 0, 2 ** 60, 1e308, -0.0, "", " ", "x" * 6000, "<script>alert(1)</script>",
+                  "\u202e\u0000", [], [None], {}, {"a": {"b": [1]}}, "2026-02-30", "javascript:x"]
+
+
+def _never_crashes(folder: Path) -> None:
+    """Validation never raises; when it passes, scoring and both renderings never raise either."""
+    from leaderboard.render import group_by_track, html_page, markdown_tables
+    from leaderboard.score import dumps, score_entry
+
+    report = V.validate_submission(folder)
+    report.format(), json.dumps(report.to_dict())
+    if report.ok and report.submission.kind != "agent":
+        score = score_entry(folder)
+        dumps(score)
+        groups = group_by_track([score])
+        markdown_tables(groups).encode("utf-8")
+        html_page(groups).encode("utf-8")
+
+
+def test_every_metadata_field_with_hostile_values(tmp_path, small_ds):
+    fields = list(base_meta(kind="reported", reported_accuracy=0.5, reported_source="x", verified=False)) + [
+        "kind", "split_seed", "questions_sha256", "command", "system", "notes", "entry_point", "generator_knobs"]
+    n = 0
+    for field in dict.fromkeys(fields):
+        for k, value in enumerate(HOSTILE_VALUES):
+            for kind in ("predictions", "reported"):
+                extra = {} if kind == "predictions" else {"kind": "reported", "reported_accuracy": 0.5,
+                                                          "reported_source": "x", "verified": False}
+                meta = dict(base_meta(**extra), **{field: value})
+                folder = write_entry(tmp_path / f"{field}-{k}-{kind}", meta,
+                                     gold_lines(small_ds) if kind == "predictions" else None)
+                _never_crashes(folder)
+                n += 1
+    assert n > 500
+
+
+def test_every_prediction_and_score_field_with_hostile_values(tmp_path, small_ds):
+    for field in ("question_id", "answer", "retrieved_memory", "tokens_in", "tokens_out", "latency_ms", "extra"):
+        for k, value in enumerate(HOSTILE_VALUES):
+            lines = gold_lines(small_ds)
+            lines[0][field] = value
+            _never_crashes(write_entry(tmp_path / f"p-{field}-{k}", base_meta(), lines))
+    for field in list(GOOD_SCORE) + ["n_correct", "bootstrap", "signature", "info"]:
+        for k, value in enumerate(HOSTILE_VALUES):
+            _never_crashes(_hidden_run(tmp_path / f"s-{field}-{k}", dict(GOOD_SCORE, **{field: value})))
