@@ -68,6 +68,8 @@ class Command:
 COMMANDS: tuple[Command, ...] = (
     Command("envs", "list the registered environment ids", "comam_env.registry"),
     Command("data", "generate, inspect and download datasets", "comam_env.data.cli"),
+    Command("serve", "serve an env over HTTP/WebSocket per the OpenEnv spec (integrations extra)",
+            "comam_env.integrations.openenv"),
 )
 
 _registered: dict[str, Command] = {}

@@ -102,6 +102,11 @@ class RoleEpisode:
         self.returns: dict[str, float] = {}
         self.counts: Counter = Counter()
         self._turn: Turn | None = None
+        self.last_info: dict[str, Any] = {}
+        """The acting agent's ``infos`` entry right after the last :meth:`act`."""
+        self.last_rewards: dict[str, float] = {}
+        """Every agent's scalar reward collected by the last :meth:`act` (its step and the
+        end-of-episode steps it triggered)."""
 
     def reset(self, question_id: str | None = None, seed: int | None = None) -> Turn:
         """Start an episode (on ``question_id`` when given) and return its first turn."""
@@ -110,6 +115,7 @@ class RoleEpisode:
         self.returns = {a: 0.0 for a in self.env.possible_agents}
         self.counts = Counter()
         self._turn = None
+        self.last_info, self.last_rewards = {}, {}
         turn = self.turn()
         if turn is None:  # every episode has at least the three agents' steps
             raise RuntimeError("the env ended its episode at reset")
@@ -145,11 +151,15 @@ class RoleEpisode:
         turn = self.turn()
         if turn is None:
             raise RuntimeError("the episode is over; reset first")
+        before = dict(self.returns)
         self.env.step(action)
         self._add_rewards()
+        self.last_info = dict(self.env.infos.get(turn.agent, {}))  # before finished agents are stepped past
         self.counts[turn.role] += 1
         self._turn = None
-        return self.turn()
+        nxt = self.turn()
+        self.last_rewards = {a: self.returns[a] - before.get(a, 0.0) for a in self.returns}
+        return nxt
 
     def play(self, fixed: Mapping[str, TextPolicy], until: tuple[str, int] | None = None) -> Turn | None:
         """Answer turns with the ``fixed`` policies until the turn ``until = (role, index)`` comes up

@@ -73,7 +73,7 @@ def test_role_dataset_has_one_row_per_decision_of_a_multi_step_role(tok):
     for qid in dict.fromkeys(data["question_id"]):
         traj = run_episode(env, CopyAllPolicy(), seed=0, options={"question_id": qid})
         n_chunks = sum(s["agent"] == "extractor_0" for s in traj["steps"])
-        assert [s for q, s in zip(data["question_id"], data["step"]) if q == qid] == list(range(n_chunks))
+        assert [s for q, s in zip(data["question_id"], data["step"], strict=True) if q == qid] == list(range(n_chunks))
     assert max(data["step"]) >= 1  # the test exercises several chunks
 
 
