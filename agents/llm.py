@@ -178,7 +178,7 @@ def truncate_prompt(tokenizer, text: str, obs: Any, budget: int, *, context: int
     rendered from (its ``chunk`` / ``memory`` fields are located in ``text``). ``context`` and
     ``max_new_tokens`` only name the window in the error raised when ``budget`` is too small.
     Used by :class:`LLMPolicy` and by adapters that hand prompts to other trainers
-    (:mod:`comam_env.integrations.trl`), so every path truncates the same way.
+    (:mod:`agents.integrations.trl`), so every path truncates the same way.
     """
     enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     ids = list(enc["input_ids"])

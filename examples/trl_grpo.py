@@ -29,7 +29,7 @@ def build_trainer(args, out_dir: str):
     from transformers import AutoTokenizer
     from trl import GRPOConfig, GRPOTrainer
 
-    from comam_env.integrations import trl as comam_trl
+    from agents.integrations import trl as comam_trl
 
     model = args.model
     if args.tiny:

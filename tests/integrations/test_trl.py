@@ -12,7 +12,7 @@ from agents.credit import assign_credit_batch  # noqa: E402
 from agents.llm import TRUNCATION_MARKER, LLMPolicy  # noqa: E402
 from agents.tiny import build_tiny_llm  # noqa: E402
 from comam_env.charset import normalize_text  # noqa: E402
-from comam_env.integrations import trl as comam_trl  # noqa: E402
+from agents.integrations import trl as comam_trl  # noqa: E402
 from comam_env.integrations.episodes import ROLES, RoleEpisode, make_env_factory  # noqa: E402
 from comam_env.policies import CopyAllPolicy, OraclePolicy, run_episode  # noqa: E402
 

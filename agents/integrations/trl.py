@@ -6,7 +6,7 @@ Two ways in, both through the env's public API (:class:`~comam_env.integrations.
 
     from trl import GRPOConfig, GRPOTrainer
     from transformers import AutoTokenizer
-    from comam_env.integrations.trl import RoleReward, role_dataset
+    from agents.integrations.trl import RoleReward, role_dataset
 
     tok = AutoTokenizer.from_pretrained(model)
     data = role_dataset("synthetic-32k", "retriever", tok, max_completion_length=64, limit=64)
