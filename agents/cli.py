@@ -27,6 +27,8 @@ COMMANDS = (
 #: dict-valued TrainConfig fields → their repeatable KEY=VALUE flag
 NESTED = {"env_kwargs": "--env-kw", "policy_kwargs": "--policy-kw", "credit_kwargs": "--credit-kw", "grpo": "--grpo",
           "sft": "--sft-kw"}
+#: names of agents.presets.PRESETS (listed here so `train --help` stays free of the presets' imports)
+PRESET_NAMES = ("paper-1gpu", "smollm2-cpu", "smollm2-gpu")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -36,6 +38,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--out", required=True, help="run directory (created; an existing checkpoint is resumed)")
     parser.add_argument("--config", help="JSON file with TrainConfig fields (flags given explicitly override it)")
+    parser.add_argument("--preset", choices=sorted(PRESET_NAMES),
+                        help="named LLM configuration (agents/presets.py): smollm2-cpu (the CPU track), "
+                             "smollm2-gpu (one GPU, vLLM, offline), paper-1gpu (the paper's Qwen2.5-3B/3B/7B "
+                             "roles on one 80 GB GPU); --config and flags override it")
     parser.add_argument("--json", action="store_true", help="print the final summary as JSON")
     add_dataclass_arguments(parser, TrainConfig, key_value=NESTED)
 
@@ -64,6 +70,10 @@ def config_from_args(args: argparse.Namespace):
     from .config import TrainConfig
 
     data = _read_config_file(args.config) if args.config else {}
+    if getattr(args, "preset", None):
+        from .presets import merge_preset, preset_fields
+
+        data = merge_preset(preset_fields(args.preset), data)
     for name, value in dataclass_values(args, TrainConfig).items():
         if name in NESTED:  # KEY=VALUE flags add to (and override keys of) the config file's dict
             base = data.get(name, TrainConfig().__dict__[name] if name == "grpo" else {})

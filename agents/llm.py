@@ -485,6 +485,8 @@ class LLMPolicy(Policy):
             with torch.no_grad():
                 lp = self.logprobs_of(role, samples)
             summed = lp.sum.detach().cpu()
+            for smp, own in zip(samples, lps):  # the engine's own values, for measuring the gap
+                smp["backend_token_logprobs"] = torch.as_tensor(own, dtype=torch.float32).cpu()
             lps = [row[m > 0].cpu() for row, m in zip(lp.token.detach(), lp.mask)]
         # the behaviour log-probs of every generated token: the GRPO update's "old" log-probs
         # without a second forward pass (agents.comam.Trainer passes them on)
