@@ -55,6 +55,7 @@ class GRPOConfig:
     kl_coef: float = field(default=0.0, metadata={"help": "weight of the k3 KL to a frozen reference policy (0 = off, DESIGN §4)"})
     inner_epochs: int = field(default=2, metadata={"help": "passes over each role's batch per update (PPO-style reuse of one rollout batch)"})
     minibatch_size: int | None = field(default=None, metadata={"help": "samples per role per optimisation step; None = the whole role batch (one step per epoch)"})
+    micro_batch_size: int | None = field(default=None, metadata={"help": "samples per forward/backward pass inside an optimisation step (gradient accumulation: same gradient, less activation memory); None = the whole minibatch at once"})
     lr: float = field(default=3e-4, metadata={"help": "AdamW learning rate (selection policies: ~1e-2, measured faster than 1e-3 on synthetic-32k; LoRA on LLMs: ~1e-5..5e-5)"})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
     max_grad_norm: float | None = field(default=1.0, metadata={"help": "clip each optimizer's gradient norm to this (None = no clipping)"})
@@ -69,6 +70,8 @@ class GRPOConfig:
             raise ValueError(f"GRPOConfig.kl_coef must be >= 0, got {self.kl_coef}")
         if self.inner_epochs < 1:
             raise ValueError(f"GRPOConfig.inner_epochs must be >= 1, got {self.inner_epochs}")
+        if self.micro_batch_size is not None and self.micro_batch_size < 1:
+            raise ValueError(f"GRPOConfig.micro_batch_size must be >= 1 or None, got {self.micro_batch_size}")
         if self.minibatch_size is not None and self.minibatch_size < 1:
             raise ValueError(f"GRPOConfig.minibatch_size must be >= 1 or None, got {self.minibatch_size}")
         if self.lr <= 0:

@@ -449,6 +449,40 @@ class PerAgentGRPO:
         ref = None if prep["ref"] is None else _scatter_rows([prep["ref"][i] for i in idx], lp.mask)
         return grpo_loss(lp.token, old, adv, lp.mask, cfg.clip_eps, ref, cfg.kl_coef, cfg.aggregation)
 
+    def _role_backward(self, role: int, batch: RoleBatch, prep: dict, idx: list[int]) -> dict[str, float]:
+        """Back-propagate the role's loss on minibatch ``idx``, in micro-batches of
+        ``micro_batch_size`` samples when set (gradient accumulation: each micro-batch's loss is
+        weighted by its share of the minibatch's samples — or of its decisions for
+        ``aggregation="token"`` — so the summed gradient equals the whole minibatch's)."""
+        cfg = self.config
+        mb = cfg.micro_batch_size or len(idx)
+        parts = [idx[i:i + mb] for i in range(0, len(idx), mb)]
+        if len(parts) == 1:
+            loss, st = self._role_loss(role, batch, prep, idx)
+            loss.backward()
+            return st
+        if cfg.aggregation == "token" and cfg.level == "token":
+            try:
+                sizes = [float(sum(len(batch.samples[i]["completion_ids"]) for i in p)) for p in parts]
+            except (TypeError, KeyError):
+                raise ValueError("GRPOConfig.micro_batch_size with aggregation='token' needs samples that "
+                                 "carry 'completion_ids' (LLM policies)") from None
+        else:
+            sizes = [float(len(p)) for p in parts]
+        total = sum(sizes) or 1.0
+        acc: dict[str, float] = {}
+        for p, size in zip(parts, sizes):
+            loss, st = self._role_loss(role, batch, prep, p)
+            (loss * (size / total)).backward()
+            for key, val in st.items():
+                if key == "ratio_max":
+                    acc[key] = max(acc.get(key, val), val)
+                elif key == "n_decisions":
+                    acc[key] = acc.get(key, 0.0) + val
+                else:
+                    acc[key] = acc.get(key, 0.0) + val * size / total
+        return acc
+
     def update(self, batch_by_role: Mapping[Any, RoleBatch]) -> dict[str, float]:
         """Run ``inner_epochs`` passes of minibatch GRPO steps over every active role.
 
@@ -493,8 +527,7 @@ class PerAgentGRPO:
                 for r in active:
                     if k >= len(chunks[r]):
                         continue
-                    loss, st = self._role_loss(r, batches[r], preps[r], chunks[r][k])
-                    loss.backward()
+                    st = self._role_backward(r, batches[r], preps[r], chunks[r][k])
                     stepped_roles.append(r)
                     for key, val in st.items():
                         if key != "n_decisions":

@@ -80,6 +80,11 @@ class LLMPolicyConfig:
     """LoRA dropout; 0 keeps act-time and learn-time log-probs identical."""
     lora_target_modules: Any = ("q_proj", "k_proj", "v_proj", "o_proj")
     """Module names (or peft's "all-linear") that receive LoRA adapters."""
+    lora_layers: int | None = None
+    """LoRA only in the last N decoder layers (None = every layer). The layers below hold no
+    trainable parameter, so autograd records nothing there: the update's backward pass and its
+    activation memory shrink to the top N layers (the forward pass is unchanged) — what makes
+    GRPO on a CPU affordable."""
     device: str = "auto"
     """"auto" (cuda > mps > cpu) or any torch device string."""
     dtype: str = "auto"
@@ -330,7 +335,8 @@ class LLMPolicy(Policy):
                     names.append(n)
             for i, name in enumerate(names):
                 lcfg = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                                  target_modules=targets, bias="none", task_type="CAUSAL_LM")
+                                  target_modules=targets, bias="none", task_type="CAUSAL_LM",
+                                  **self._layer_selection(model))
                 seed = cfg.seed + (ROLE_NAMES.index(name) if name in ROLE_NAMES else 0)
                 with torch.random.fork_rng(devices=[]):  # deterministic A init, global RNG untouched
                     torch.manual_seed(seed)
@@ -360,6 +366,16 @@ class LLMPolicy(Policy):
                 model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kw)
         backend = self._make_backend(load_from, model)
         return _Unit(key, model, tok, backend, context)
+
+    def _layer_selection(self, model) -> dict:
+        """peft's ``layers_to_transform`` for ``lora_layers`` (the last N decoder layers)."""
+        n = self.config.lora_layers
+        if n is None:
+            return {}
+        total = int(getattr(model.config, "num_hidden_layers", 0) or 0)
+        if not 1 <= int(n) <= total:
+            raise ValueError(f"LLMPolicyConfig.lora_layers must be in 1..{total} (the model's decoder layers), got {n}")
+        return {"layers_to_transform": list(range(total - int(n), total)), "layers_pattern": "layers"}
 
     def _make_backend(self, path: str, model) -> GenerationBackend:
         if self.config.backend == "transformers":

@@ -316,3 +316,36 @@ def test_repeated_prompts_are_prefilled_once(policy):
     greedy = policy.act(2, obs, greedy=True)
     assert greedy.actions[0] == greedy.actions[2] == greedy.actions[3]
     assert greedy.actions[0] == policy.act(2, [OBS[1]], greedy=True).actions[0]
+
+
+@pytest.mark.parametrize("aggregation", ["sequence", "token"])
+def test_micro_batches_accumulate_the_whole_batch_gradient(policy, aggregation):
+    from agents.grpo import GRPOConfig, PerAgentGRPO, RoleBatch
+
+    out = policy.act(2, OBS[:5], generator=torch.Generator().manual_seed(3))
+    batch = RoleBatch(out.samples, advantages=[1.0, -0.5, 0.25, -1.0, 0.5],
+                      old_logprobs=[s["token_logprobs"] for s in out.samples])
+    grads = []
+    for micro in (None, 2):
+        up = PerAgentGRPO(policy, GRPOConfig(micro_batch_size=micro, aggregation=aggregation), roles=[2])
+        prep = up._prepare(2, batch)
+        for p in policy.trainable_parameters(2):
+            p.grad = None
+        st = up._role_backward(2, batch, prep, list(range(5)))
+        grads.append([p.grad.clone() for p in policy.trainable_parameters(2)])
+        assert st["n_decisions"] == sum(len(s["completion_ids"]) for s in out.samples)
+    for p in policy.trainable_parameters(2):
+        p.grad = None
+    assert any(g.abs().sum() > 0 for g in grads[0])
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(*grads))
+
+
+def test_lora_layers_puts_adapters_only_in_the_top_layers(tiny_path):
+    pol = LLMPolicy(model=tiny_path, max_new_tokens=6, roles=(2,), lora_layers=1)
+    names = [n for n, _ in pol.model(2).named_parameters() if "lora_" in n]
+    assert names and all(".layers.1." in n for n in names)  # the tiny model has layers 0 and 1
+    out = pol.act(2, OBS[:2], generator=torch.Generator().manual_seed(0))
+    pol.logprobs_of(2, out.samples).sum.sum().backward()
+    assert all(p.grad is not None for p in pol.trainable_parameters(2))
+    with pytest.raises(ValueError, match="lora_layers must be in 1..2"):
+        LLMPolicy(model=tiny_path, roles=(2,), lora_layers=3)
