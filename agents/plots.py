@@ -16,14 +16,9 @@ def read_metrics(run_dir: str | Path) -> list[dict]:
     path = Path(run_dir) / "metrics.jsonl"
     if not path.exists():
         raise FileNotFoundError(f"{path}: no metrics (has the run started?)")
-    records = []
-    for n, line in enumerate(path.read_text().splitlines(), 1):
-        if line.strip():
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}: line {n}: invalid JSON ({exc.msg})") from None
-    return records
+    from comam_env.data.jsonl import iter_jsonl
+
+    return [record for _, record in iter_jsonl(path)]
 
 
 def _series(records: list[dict], key: str) -> tuple[list[int], list[float]]:

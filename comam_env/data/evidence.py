@@ -129,34 +129,30 @@ def read_evidence_jsonl(path: str | os.PathLike) -> dict[str, tuple[int, ...]]:
     Blank lines are ignored. Raises :class:`DataFormatError` naming the file,
     line and field for any malformed line.
     """
+    from .jsonl import iter_jsonl
+
     path = Path(path)
     out: dict[str, tuple[int, ...]] = {}
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataFormatError(path, f"invalid JSON ({exc.msg} at column {exc.colno})", line=lineno) from None
-            if not isinstance(obj, dict):
-                raise DataFormatError(path, f"expected a JSON object, got {type(obj).__name__}", line=lineno)
-            qid = obj.get("question_id")
-            if not isinstance(qid, str) or not qid:
-                raise DataFormatError(path, f"missing or non-string question id: {qid!r}", line=lineno,
-                                      field="question_id")
-            ev = obj.get("evidence")
-            if not isinstance(ev, list):
-                raise DataFormatError(path, f"expected a list of message indices, got {ev!r}", line=lineno,
-                                      field="evidence")
-            for v in ev:
-                # bool is an int subclass; True is not a message index
-                if not isinstance(v, int) or isinstance(v, bool) or v < 0:
-                    raise DataFormatError(path, f"message indices must be integers >= 0, got {v!r}",
-                                          line=lineno, field="evidence")
-            if qid in out:
-                raise DataFormatError(path, f"duplicate question id {qid!r}", line=lineno, field="question_id")
-            out[qid] = tuple(sorted(set(ev)))
+    error = lambda p, message, lineno: DataFormatError(p, message, line=lineno)  # noqa: E731
+    for lineno, obj in iter_jsonl(path, error):
+        if not isinstance(obj, dict):
+            raise DataFormatError(path, f"expected a JSON object, got {type(obj).__name__}", line=lineno)
+        qid = obj.get("question_id")
+        if not isinstance(qid, str) or not qid:
+            raise DataFormatError(path, f"missing or non-string question id: {qid!r}", line=lineno,
+                                  field="question_id")
+        ev = obj.get("evidence")
+        if not isinstance(ev, list):
+            raise DataFormatError(path, f"expected a list of message indices, got {ev!r}", line=lineno,
+                                  field="evidence")
+        for v in ev:
+            # bool is an int subclass; True is not a message index
+            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+                raise DataFormatError(path, f"message indices must be integers >= 0, got {v!r}",
+                                      line=lineno, field="evidence")
+        if qid in out:
+            raise DataFormatError(path, f"duplicate question id {qid!r}", line=lineno, field="question_id")
+        out[qid] = tuple(sorted(set(ev)))
     return out
 
 

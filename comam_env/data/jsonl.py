@@ -1,0 +1,44 @@
+"""Reading JSON Lines files: one value per non-blank line, errors naming the file and line.
+
+Used by the readers of ``metrics.jsonl`` (:func:`agents.plots.read_metrics`, checkpoint
+trimming) and ``evidence.jsonl`` (:func:`comam_env.data.evidence.read_evidence_jsonl`). A
+bad line — invalid JSON, bytes that are not UTF-8, nesting too deep for the parser — raises
+the caller's error type instead of a bare ``JSONDecodeError`` / ``UnicodeDecodeError`` /
+``RecursionError``. (The prediction-file reader of :mod:`baselines.harness` keeps its own
+loop: it drops a torn last line and rewrites the file.)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+
+def _value_error(path: Path, message: str, line: int) -> Exception:
+    return ValueError(f"{path}: line {line}: {message}")
+
+
+def iter_jsonl(path: str | os.PathLike,
+               error: Callable[[Path, str, int], Exception] = _value_error) -> Iterator[tuple[int, Any]]:
+    """Yield ``(line number, value)`` for every non-blank line of ``path`` (1-based numbers).
+
+    ``error(path, message, line)`` builds the exception raised for a bad line (default
+    ``ValueError("<path>: line <n>: <message>")``).
+    """
+    path = Path(path)
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise error(path, f"not UTF-8 ({exc.reason} at byte {exc.start})", lineno) from None
+            if not line.strip():
+                continue
+            try:
+                yield lineno, json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise error(path, f"invalid JSON ({exc.msg} at column {exc.colno})", lineno) from None
+            except RecursionError:
+                raise error(path, "JSON nested too deeply", lineno) from None
