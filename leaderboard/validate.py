@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import lzma
 import math
 import os
 import re
@@ -361,7 +362,8 @@ def _zip_members(path: Path, issues: _Issues, label: str) -> list[_Member] | Non
     try:
         zf = zipfile.ZipFile(path)
         _OPEN.append(zf)
-    except (zipfile.BadZipFile, OSError) as exc:
+    except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError, ValueError) as exc:
+        # a damaged central directory: unknown "zip file version", a non-UTF-8 name flagged UTF-8, ...
         issues.add(label, f"not a readable zip archive ({exc})")
         return None
     out = []
@@ -401,7 +403,7 @@ def _tar_members(path: Path, issues: _Issues, label: str) -> list[_Member] | Non
                 issues.add(label, f"more than {LIMITS['archive_members']} members or {LIMITS['archive_total']} "
                            "bytes once extracted; stopped reading")
                 return None
-    except (tarfile.TarError, OSError, EOFError) as exc:
+    except (tarfile.TarError, OSError, EOFError, zlib.error, lzma.LZMAError, ValueError) as exc:
         issues.add(label, f"not a readable tar archive ({exc})")
         return None
     out = []
@@ -466,8 +468,10 @@ def open_submission(path: str | os.PathLike, issues: _Issues | None = None) -> I
 
 #: what reading a damaged member raises (zipfile: BadZipFile for a bad CRC or a size header that
 #: lies, zlib.error for a corrupt deflate stream, EOFError when the data ends early; tarfile and
-#: gzip: ReadError, BadGzipFile (an OSError) or EOFError; NotImplementedError: an unknown compression method).
-_CORRUPT_MEMBER = (zipfile.BadZipFile, zlib.error, EOFError, OSError, tarfile.TarError, NotImplementedError)
+#: gzip: ReadError, BadGzipFile (an OSError) or EOFError; LZMAError for damaged xz/lzma data;
+#: NotImplementedError: an unknown compression method; UnicodeDecodeError, a ValueError: a damaged name).
+_CORRUPT_MEMBER = (zipfile.BadZipFile, zlib.error, lzma.LZMAError, EOFError, OSError, tarfile.TarError,
+                   NotImplementedError, ValueError)
 
 
 @contextlib.contextmanager

@@ -251,3 +251,40 @@ def test_every_prediction_and_score_field_with_hostile_values(tmp_path, small_ds
     for field in list(GOOD_SCORE) + ["n_correct", "bootstrap", "signature", "info"]:
         for k, value in enumerate(HOSTILE_VALUES):
             _never_crashes(_hidden_run(tmp_path / f"s-{field}-{k}", dict(GOOD_SCORE, **{field: value})))
+
+
+def test_damaged_archives_of_every_format_are_errors_never_tracebacks(tmp_path, small_ds):
+    """Random byte flips and truncations of valid gzip/xz/bz2/plain tars and deflate/stored/bzip2/lzma
+    zips: validation reports a problem or passes, and never raises (it used to raise
+    NotImplementedError, UnicodeDecodeError and LZMAError from zipfile's internals)."""
+    import random
+
+    entry = write_entry(tmp_path / "e", base_meta(), gold_lines(small_ds))
+    blobs = []
+    for mode, suffix in (("w:gz", ".tar.gz"), ("w:xz", ".tgz"), ("w:bz2", ".tar.gz"), ("w", ".tgz")):
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode=mode) as tf:
+            for f in sorted(entry.iterdir()):
+                tf.add(f, f.name)
+        blobs.append((suffix, buf.getvalue()))
+    for method in (zipfile.ZIP_DEFLATED, zipfile.ZIP_STORED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA):
+        blobs.append((".zip", _zip_of(entry, tmp_path / f"m{method}.zip", method).read_bytes()))
+    rng = random.Random(0)
+    n_invalid = 0
+    for k, (suffix, data) in enumerate(blobs):
+        assert V.validate_submission(_write(tmp_path / f"ok{k}{suffix}", data)).ok
+        for trial in range(25):
+            damaged = bytearray(data)
+            for _ in range(rng.choice((1, 4, 16))):
+                damaged[rng.randrange(len(damaged))] = rng.randrange(256)
+            if trial % 8 == 0:
+                damaged = damaged[: rng.randrange(len(damaged))]
+            report = V.validate_submission(_write(tmp_path / f"d{k}-{trial}{suffix}", bytes(damaged)))
+            report.format()
+            n_invalid += not report.ok
+    assert n_invalid > 120  # most damage is detected (a flipped byte in a stored zip's text may stay valid JSON)
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
