@@ -216,3 +216,14 @@ def test_stats_takes_a_file_as_well_as_a_folder(capsys, tmp_path, personamem_dir
     (tmp_path / "notes.txt").write_text("hello")
     rc, _, err = run(capsys, "data", "stats", str(tmp_path / "notes.txt"))
     assert rc == 1 and "not a LoCoMo .json file" in err
+
+
+def test_stats_on_a_malformed_locomo_file_names_file_and_field(capsys, tmp_path):
+    from comam_env.data.locomo_fixture import make_locomo_samples
+
+    data = make_locomo_samples(n_samples=1)
+    data[0]["qa"][2]["category"] = 9
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(data))
+    rc, _, err = run(capsys, "data", "stats", str(path))
+    assert rc == 1 and str(path) in err and "qa[2].category" in err and "Traceback" not in err
