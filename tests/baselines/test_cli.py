@@ -54,3 +54,48 @@ def test_evaluate_errors(tmp_path, capsys):
     assert "not found" in capsys.readouterr().err
     with pytest.raises(SystemExit):  # unknown system name: argparse usage error
         main(["evaluate", "--env", "synthetic-32k", "--system", "nope"])
+
+
+def test_default_output_is_keyed_and_resume_is_loud(tmp_path, capsys, monkeypatch):
+    """Issue 16 item 9: the default file is keyed by options, run files and code; a resume says
+    so on stderr; --fresh recomputes."""
+    import baselines.cli as bcli
+
+    monkeypatch.chdir(tmp_path)
+    args = ["evaluate", "--env", "synthetic-32k", "--system", "longest-option", "--limit", "3", "--json",
+            "--no-probes", "--resamples", "50"]
+    assert main(args) == 0
+    first = _json(capsys)
+    path = tmp_path / first["predictions_file"]
+    assert path.parent.name == "predictions" and path.exists()
+    assert path.name.startswith("synthetic-32k__longest-option__validation__s0__")
+    assert main(args) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out.strip().splitlines()[-1])["n_resumed"] == 3
+    assert "resumed 3 of 3 predictions" in err and "--fresh" in err
+    assert main([*args, "--fresh"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out.strip().splitlines()[-1])["n_resumed"] == 0 and "resumed" not in err
+    # other options or other code -> another file, never a refusal or a silent resume
+    assert main([*args, "--split-seed", "1"]) == 0
+    assert _json(capsys)["predictions_file"] != first["predictions_file"]
+    monkeypatch.setattr(bcli, "code_fingerprint", lambda: "edited code")
+    assert main(args) == 0
+    changed = _json(capsys)
+    assert changed["predictions_file"] != first["predictions_file"] and changed["n_resumed"] == 0
+
+
+def test_run_files_digest_tells_runs_and_their_progress_apart(tmp_path):
+    from baselines.cli import _run_files_digest
+
+    runs = []
+    for name, seed in (("a", 0), ("b", 1)):
+        run = tmp_path / name
+        (run / "checkpoint").mkdir(parents=True)
+        (run / "config.json").write_text(json.dumps({"seed": seed}))
+        (run / "checkpoint" / "state.json").write_text('{"iteration": 5}')
+        runs.append(run)
+    a, b = (_run_files_digest(str(r)) for r in runs)
+    assert a != b and _run_files_digest(None) is None
+    (runs[0] / "checkpoint" / "state.json").write_text('{"iteration": 10}')  # trained further
+    assert _run_files_digest(str(runs[0])) != a
