@@ -198,7 +198,7 @@ class TrainConfig:
             raise ValueError(f"unknown credit_kwargs {sorted(unknown)}; choose from {sorted(CREDIT_OPTIONS)}")
         temp = self.credit_kwargs.get("temperature", 1.0)
         if isinstance(temp, bool) or not isinstance(temp, numbers.Real) or not math.isfinite(temp) or temp <= 0:
-            raise ValueError(f"credit_kwargs temperature must be a finite number > 0, got {temp!r}")
+            raise ValueError(f"credit_kwargs temperature must be > 0 and finite, got {temp!r}")
         self.grpo_config()  # validate early
 
     def grpo_config(self) -> GRPOConfig:
