@@ -13,7 +13,7 @@ Usage::
 
 Exit codes: 0 success; 1 the command ran but the input is invalid or the run
 failed (every validation error is printed, naming file, line and field); 2 usage
-errors. ``validate``, ``score`` and ``render`` never execute submission content;
+errors; 3 internal errors (``comam_env.cli``). ``validate``, ``score`` and ``render`` never execute submission content;
 ``run-agent`` imports and runs the agent's code (see :mod:`leaderboard.run_agent`).
 """
 
