@@ -288,11 +288,8 @@ def _png_size(path: Path) -> tuple[int, int]:
     return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
 
 
-@pytest.mark.browser
-def test_page_fits_1400px_and_scatter_labels_do_not_overlap(tmp_path, small_ds):
-    subs = _crowded(tmp_path, small_ds)
-    readme, page = tmp_path / "README.md", tmp_path / "index.html"
-    render(subs, readme, page)
+def _layout_at_1400(page: Path, tmp_path: Path, png_name: str) -> dict:
+    """Measure ``page`` in a 1,400 px wide window; asserts the width checks; returns the layout."""
     with _chromium_page(page, tmp_path, width=1400, height=1000) as (cdp, session, js):
         layout = js("""(() => {
           const box = e => { const b = e.getBoundingClientRect(); return [b.left, b.top, b.right, b.bottom]; };
@@ -309,17 +306,34 @@ def test_page_fits_1400px_and_scatter_labels_do_not_overlap(tmp_path, small_ds):
         shot = cdp.call("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True, "clip": {
             "x": 0, "y": 0, "width": width, "height": min(metrics["cssContentSize"]["height"], 6000), "scale": 1}},
             session)
-    png = tmp_path / "crowded-1400.png"
+    png = tmp_path / png_name
     png.write_bytes(base64.b64decode(shot["data"]))
     assert _png_size(png)[0] <= 1400 and width <= 1400 and layout["scrollWidth"] <= 1400
-    assert len(layout["tables"]) == 2
     for t in layout["tables"]:
         assert t["overflow"] <= 0 and t["right"] <= t["parentRight"] + 0.5, t
-    (svg,) = layout["svgs"]
-    labels = svg["labels"]
-    assert len(labels) == 13  # 10 points and 3 published lines, all labelled
-    px0, py0, px1, py1 = svg["plot"]
-    for i, (text, l, t, r, b) in enumerate(labels):
-        assert px0 - 0.5 <= l and r <= px1 + 0.5 and py0 - 0.5 <= t and b <= py1 + 0.5, text
-        for other, l2, t2, r2, b2 in labels[i + 1:]:
-            assert min(r, r2) <= max(l, l2) or min(b, b2) <= max(t, t2), f"{text!r} overlaps {other!r}"
+    for svg in layout["svgs"]:
+        px0, py0, px1, py1 = svg["plot"]
+        labels = svg["labels"]
+        for i, (text, l, t, r, b) in enumerate(labels):
+            assert px0 - 0.5 <= l and r <= px1 + 0.5 and py0 - 0.5 <= t and b <= py1 + 0.5, text
+            for other, l2, t2, r2, b2 in labels[i + 1:]:
+                assert min(r, r2) <= max(l, l2) or min(b, b2) <= max(t, t2), f"{text!r} overlaps {other!r}"
+    return layout
+
+
+@pytest.mark.browser
+def test_page_fits_1400px_and_scatter_labels_do_not_overlap(tmp_path, small_ds):
+    subs = _crowded(tmp_path, small_ds)
+    readme, page = tmp_path / "README.md", tmp_path / "index.html"
+    render(subs, readme, page)
+    layout = _layout_at_1400(page, tmp_path, "crowded-1400.png")
+    assert len(layout["tables"]) == 2 and len(layout["svgs"]) == 1
+    assert len(layout["svgs"][0]["labels"]) == 13  # 10 points and 3 published lines, all labelled
+
+
+@pytest.mark.browser
+def test_the_committed_leaderboard_page_fits_1400px(tmp_path):
+    from leaderboard import LEADERBOARD_DIR
+
+    layout = _layout_at_1400(LEADERBOARD_DIR / "index.html", tmp_path, "committed-1400.png")
+    assert len(layout["tables"]) >= 5 and sum(len(s["labels"]) for s in layout["svgs"]) >= 9
