@@ -29,6 +29,13 @@ candidates in chronological order), and for an option the position of its best-m
 kept candidate (0 if nothing is kept). Measured without gain at the CPU budget of
 docs/credit_ablation_minilm.md.
 
+With ``source_features=True`` (the default for new policies; policies saved before it existed
+load with it off) both get one more entry after the position: the candidate's ``source`` flag
+from the observation (1 = a profile unit, which the selection view shows the retriever first
+and outside the fine-memory budget; 0 when the observation has no ``source``), and for an
+option the flag of its best-matching kept candidate — so a retriever can learn to trust the
+profile, and the profiler's output is an input the policy reads.
+
 Decisions and log-probs. A sample's decisions are its valid candidates' keep bits plus,
 for the retriever, the option: ``logprobs_of`` returns ``(B, K + 1)`` per-decision
 log-probs with a mask (candidate slots masked by the observation mask; the last slot is
@@ -89,6 +96,7 @@ class SelectionPolicyConfig:
     keep_prob: float = field(default=0.5, metadata={"help": "initial probability of keeping a candidate (sets the keep-bias)"})
     shared: bool = field(default=False, metadata={"help": "one network for all roles (shared-policy ablation) instead of one per role"})
     position_features: bool = field(default=False, metadata={"help": "recency features: each candidate's relative position among the valid rows (the view keeps them in chronological order), and for each option the position of its best-matching kept candidate"})
+    source_features: bool = field(default=True, metadata={"help": "profile features: each candidate's 'source' flag (1 = a profile unit) and, for each option, the flag of its best-matching kept candidate (policies saved without this field load with it off)"})
     roles: tuple = field(default=ALL_ROLES, metadata={"help": "roles this policy acts for (ints 0..2)"})
     seed: int = field(default=0, metadata={"help": "seed of the parameter initialisation and of the fallback sampling generator"})
     device: str = field(default="cpu", metadata={"help": "torch device of the parameters"})
@@ -106,11 +114,14 @@ class SelectionPolicyConfig:
 class _SelectionNet(nn.Module):
     """Keep-logit scorer for candidates (+ option scorer when it serves the retriever)."""
 
-    def __init__(self, dim: int, hidden: int, role_dim: int, with_option: bool, position: bool = False) -> None:
+    def __init__(self, dim: int, hidden: int, role_dim: int, with_option: bool, position: bool = False,
+                 source: bool = False) -> None:
         super().__init__()
         # + one "best match" similarity (see keep/option_logits) and, optionally, one position
-        feat = 5 * dim + 2 + role_dim + 1 + int(position)
+        # and one source flag (in that order, after the match)
+        feat = 5 * dim + 2 + role_dim + 1 + int(position) + int(source)
         self.position = position
+        self.source = source
         self.role_emb = nn.Embedding(len(ALL_ROLES), role_dim)
         self.keep = nn.Sequential(nn.Linear(feat, hidden), nn.Tanh(), nn.Linear(hidden, 1))
         self.option = (
@@ -135,8 +146,8 @@ class _SelectionNet(nn.Module):
                 self.option[-1].bias.zero_()
 
     @staticmethod
-    def _score(mlp: nn.Sequential, x, ctx1, ctx2, role, match, pos=None) -> torch.Tensor:
-        """``mlp`` applied to ``[x, c1, x⊙c1, c2, x⊙c2, x·c1, x·c2, role, match(, pos)]`` per row of ``x``.
+    def _score(mlp: nn.Sequential, x, ctx1, ctx2, role, match, pos=None, src=None) -> torch.Tensor:
+        """``mlp`` applied to ``[x, c1, x⊙c1, c2, x⊙c2, x·c1, x·c2, role, match(, pos)(, src)]`` per row of ``x``.
 
         The first layer is linear in that feature vector, so instead of materialising the
         ``(B, N, 5d + 2 + r)`` features it is folded into one per-sample matrix
@@ -158,21 +169,25 @@ class _SelectionNet(nn.Module):
         )  # (B, d, h)
         bias = ctx1 @ Wc1.t() + ctx2 @ Wc2.t() + role @ Wr.t() + lin.bias  # (B, h)
         h = torch.bmm(x, M) + bias[:, None, :] + match[..., None] * w_match
+        col = 5 * d + 3 + r
         if pos is not None:
-            h = h + pos[..., None] * W[:, 5 * d + 3 + r]
+            h = h + pos[..., None] * W[:, col]
+            col += 1
+        if src is not None:
+            h = h + src[..., None] * W[:, col]
         for layer in list(mlp)[1:]:
             h = layer(h)
         return h.squeeze(-1)
 
     @staticmethod
-    def _features(x, ctx1, ctx2, role, match, pos=None) -> torch.Tensor:
+    def _features(x, ctx1, ctx2, role, match, pos=None, src=None) -> torch.Tensor:
         """The explicit feature vector (reference for :meth:`_score`; used in tests)."""
         c1 = ctx1[:, None, :].expand_as(x)
         c2 = ctx2[:, None, :].expand_as(x)
         dot1 = (x * c1).sum(-1, keepdim=True)
         dot2 = (x * c2).sum(-1, keepdim=True)
         r = role[:, None, :].expand(x.shape[0], x.shape[1], role.shape[-1])
-        extra = [] if pos is None else [pos[..., None]]
+        extra = [t[..., None] for t in (pos, src) if t is not None]
         return torch.cat([x, c1, x * c1, c2, x * c2, dot1, dot2, r, match[..., None], *extra], dim=-1)
 
     @staticmethod
@@ -191,15 +206,23 @@ class _SelectionNet(nn.Module):
         idx = torch.cumsum(m, dim=1) - 1.0
         return torch.where(mask, idx / (m.sum(1, keepdim=True) - 1.0).clamp(min=1.0), torch.zeros_like(m))
 
-    def keep_logits(self, cand, mask, query, role_ids, options) -> torch.Tensor:
+    def keep_logits(self, cand, mask, query, role_ids, options, source=None) -> torch.Tensor:
         m = mask.to(cand.dtype)
         ctx = (cand * m[..., None]).sum(1) / m.sum(1, keepdim=True).clamp(min=1.0)
         # How well the candidate supports its best option (0 without options).
         match = self._best_match(cand, options, options.abs().sum(-1) > 0)
         pos = self._positions(mask).to(cand.dtype) if self.position else None
-        return self._score(self.keep, cand, query, ctx, self.role_emb(role_ids), match, pos)
+        src = self._source(source, mask, cand.dtype) if self.source else None
+        return self._score(self.keep, cand, query, ctx, self.role_emb(role_ids), match, pos, src)
 
-    def option_logits(self, options, query, cand, kept, role_ids, mask=None) -> torch.Tensor:
+    @staticmethod
+    def _source(source, mask, dtype) -> torch.Tensor:
+        """The per-candidate profile flag (0 where masked, or everywhere without a ``source``)."""
+        if source is None:
+            return torch.zeros(mask.shape, dtype=dtype, device=mask.device)
+        return (source.to(dtype) * mask.to(dtype))
+
+    def option_logits(self, options, query, cand, kept, role_ids, mask=None, source=None) -> torch.Tensor:
         k = kept.to(cand.dtype)
         sel = (cand * k[..., None]).sum(1) / k.sum(1, keepdim=True).clamp(min=1.0)
         # How well the option is supported by its best kept candidate (0 if nothing kept).
@@ -212,7 +235,13 @@ class _SelectionNet(nn.Module):
             where = sims.argmax(dim=-1)  # (B, 4)
             cand_pos = self._positions(mask if mask is not None else kept).to(cand.dtype)
             pos = torch.where(kept.any(-1, keepdim=True), cand_pos.gather(1, where), torch.zeros_like(match))
-        return self._score(self.option, options, query, sel, self.role_emb(role_ids), match, pos)
+        src = None
+        if self.source:
+            # Whether the option's best-matching kept candidate is a profile unit.
+            sims = torch.bmm(options, cand.transpose(1, 2)).masked_fill(~kept[:, None, :], float("-inf"))
+            flag = self._source(source, kept, cand.dtype)
+            src = torch.where(kept.any(-1, keepdim=True), flag.gather(1, sims.argmax(dim=-1)), torch.zeros_like(match))
+        return self._score(self.option, options, query, sel, self.role_emb(role_ids), match, pos, src)
 
 
 def _as_batch(observations: Any) -> dict[str, np.ndarray]:
@@ -221,12 +250,15 @@ def _as_batch(observations: Any) -> dict[str, np.ndarray]:
         cand = np.asarray(observations["candidates"])
         if cand.ndim == 2:  # a single observation dict
             return stack_observations([observations])
+        mask = np.asarray(observations["mask"])
+        source = observations.get("source")
         return {
             "role": np.asarray(observations["role"]).reshape(-1),
             "candidates": cand,
-            "mask": np.asarray(observations["mask"]),
+            "mask": mask,
             "query": np.asarray(observations["query"]),
             "options": np.asarray(observations["options"]),
+            "source": np.zeros(mask.shape, np.int8) if source is None else np.asarray(source, np.int8),
         }
     return stack_observations(list(observations))
 
@@ -247,6 +279,7 @@ def stack_observations(observations: Sequence[Mapping[str, Any]]) -> dict[str, n
     B = len(observations)
     cand = np.zeros((B, K, d), np.float32)
     mask = np.zeros((B, K), np.int8)
+    source = np.zeros((B, K), np.int8)  # 0 for observations without a "source" (older views)
     for i, o in enumerate(observations):
         c = np.asarray(o["candidates"], np.float32)
         m = np.asarray(o["mask"]).reshape(-1)
@@ -256,12 +289,18 @@ def stack_observations(observations: Sequence[Mapping[str, Any]]) -> dict[str, n
             )
         cand[i, : c.shape[0]] = c
         mask[i, : c.shape[0]] = m
+        if o.get("source") is not None:
+            src = np.asarray(o["source"]).reshape(-1)
+            if src.shape[0] != c.shape[0]:
+                raise ValueError(f"selection observation {i}: source {src.shape} and candidates {c.shape} disagree")
+            source[i, : c.shape[0]] = src
     return {
         "role": np.array([int(np.asarray(o.get("role", -1))) for o in observations]),
         "candidates": cand,
         "mask": mask,
         "query": np.stack([np.asarray(o["query"], np.float32).reshape(d) for o in observations]),
         "options": np.stack([np.asarray(o["options"], np.float32).reshape(-1, d) for o in observations]),
+        "source": source,
     }
 
 
@@ -290,11 +329,11 @@ class SelectionPolicy(Policy):
         nets: dict[str, _SelectionNet] = {}
         if config.shared:
             nets["shared"] = _SelectionNet(config.dim, config.hidden, config.role_dim, RETRIEVER in self.roles,
-                                           config.position_features)
+                                           config.position_features, config.source_features)
         else:
             for r in self.roles:
                 nets[ROLE_NAMES[r]] = _SelectionNet(config.dim, config.hidden, config.role_dim, r == RETRIEVER,
-                                                    config.position_features)
+                                                    config.position_features, config.source_features)
         self.nets = nn.ModuleDict(nets)
         for key in self.nets:  # deterministic, insertion order
             self.nets[key].reset(gen, config.keep_prob)
@@ -332,9 +371,11 @@ class SelectionPolicy(Policy):
         mask = torch.as_tensor(np.asarray(batch["mask"]) > 0, device=dev)
         query = torch.as_tensor(np.asarray(batch["query"], np.float32), device=dev)
         options = torch.as_tensor(np.asarray(batch["options"], np.float32), device=dev)
-        return cand, mask, query, options
+        src = batch.get("source")
+        source = torch.as_tensor(np.asarray(src if src is not None else np.zeros(mask.shape, np.int8)) > 0, device=dev)
+        return cand, mask, query, options, source
 
-    def _decision_logprobs(self, role, cand, mask, query, options, bits, option, temperature, logits=None):
+    def _decision_logprobs(self, role, cand, mask, query, options, bits, option, temperature, logits=None, source=None):
         """Per-decision log-probs ``(B, K+1)`` and mask for given bits/options (differentiable).
 
         ``logits``: already computed tempered keep-logits (``act`` passes them to avoid a
@@ -344,7 +385,7 @@ class SelectionPolicy(Policy):
         B, K = mask.shape
         role_ids = torch.full((B,), role, dtype=torch.long, device=cand.device)
         if logits is None:
-            logits = net.keep_logits(cand, mask, query, role_ids, options) / temperature[:, None]
+            logits = net.keep_logits(cand, mask, query, role_ids, options, source) / temperature[:, None]
         b = bits.to(logits.dtype)
         lp_bits = b * nn.functional.logsigmoid(logits) + (1 - b) * nn.functional.logsigmoid(-logits)
         maskf = mask.to(logits.dtype)
@@ -354,7 +395,7 @@ class SelectionPolicy(Policy):
         if role == RETRIEVER:
             opt_valid = options.abs().sum(-1) > 0  # (B, 4)
             has = opt_valid.any(-1)
-            ol = net.option_logits(options, query, cand, bits.bool() & mask, role_ids, mask) / temperature[:, None]
+            ol = net.option_logits(options, query, cand, bits.bool() & mask, role_ids, mask, source) / temperature[:, None]
             ol = ol.masked_fill(~opt_valid, -1e9)
             logp_all = torch.log_softmax(ol, dim=-1)
             idx = option.clamp(min=0)[:, None]
@@ -389,14 +430,14 @@ class SelectionPolicy(Policy):
         roles_in = batch["role"]
         if np.any((roles_in >= 0) & (roles_in != r)):
             raise ValueError(f"SelectionPolicy.act: observations carry role ids {sorted(set(roles_in.tolist()))}, act called for {r}")
-        cand, mask, query, options = self._tensors(batch)
+        cand, mask, query, options, source = self._tensors(batch)
         B, K = mask.shape
         T = 1.0 if greedy else float(temperature)
         temp = torch.full((B,), T, dtype=torch.float32, device=self._device)
         net = self.net(r)
         role_ids = torch.full((B,), r, dtype=torch.long, device=self._device)
         with torch.no_grad():
-            logits = net.keep_logits(cand, mask, query, role_ids, options) / temp[:, None]
+            logits = net.keep_logits(cand, mask, query, role_ids, options, source) / temp[:, None]
             if greedy:
                 bits = logits > 0
             else:
@@ -407,7 +448,7 @@ class SelectionPolicy(Policy):
             if r == RETRIEVER:
                 opt_valid = options.abs().sum(-1) > 0
                 has = opt_valid.any(-1)
-                ol = net.option_logits(options, query, cand, bits, role_ids, mask) / temp[:, None]
+                ol = net.option_logits(options, query, cand, bits, role_ids, mask, source) / temp[:, None]
                 ol = ol.masked_fill(~opt_valid, -1e9)
                 if greedy:
                     chosen = ol.argmax(-1)
@@ -415,7 +456,7 @@ class SelectionPolicy(Policy):
                     probs = torch.softmax(ol, dim=-1)
                     chosen = torch.multinomial(probs.cpu(), 1, generator=gen).squeeze(1).to(self._device)
                 option = torch.where(has, chosen, option)
-            token, dmask = self._decision_logprobs(r, cand, mask, query, options, bits, option, temp, logits)
+            token, dmask = self._decision_logprobs(r, cand, mask, query, options, bits, option, temp, logits, source)
             logprobs = (token * dmask).sum(1).float().cpu()
         bits_np = bits.cpu().numpy().astype(np.int8)
         opt_np = option.cpu().numpy()
@@ -431,6 +472,7 @@ class SelectionPolicy(Policy):
                     "mask": np.array(batch["mask"][i], np.int8),
                     "query": np.array(batch["query"][i], np.float32),
                     "options": np.array(batch["options"][i], np.float32),
+                    "source": np.array(batch["source"][i], np.int8),
                     "bits": bits_np[i].copy(),
                     "option": int(opt_np[i]),
                     "temperature": T,
@@ -450,11 +492,11 @@ class SelectionPolicy(Policy):
         for i, s in enumerate(samples):
             bb = np.asarray(s["bits"]).reshape(-1)
             bits[i, : bb.shape[0]] = bb
-        cand, mask, query, options = self._tensors(batch)
+        cand, mask, query, options, source = self._tensors(batch)
         bits_t = torch.as_tensor(bits, device=self._device).bool() & mask
         option = torch.as_tensor([int(s["option"]) for s in samples], dtype=torch.long, device=self._device)
         temp = torch.as_tensor([float(s.get("temperature", 1.0)) for s in samples], dtype=torch.float32, device=self._device)
-        token, dmask = self._decision_logprobs(r, cand, mask, query, options, bits_t, option, temp)
+        token, dmask = self._decision_logprobs(r, cand, mask, query, options, bits_t, option, temp, source=source)
         return LogProbs(sum=(token * dmask).sum(1), token=token * dmask, mask=dmask)
 
     # ------------------------------------------------------------------ persistence
@@ -483,6 +525,8 @@ class SelectionPolicy(Policy):
         if not isinstance(meta.get("config"), dict):
             raise ValueError(f"{path}: field 'config' missing or not an object")
         cfg = dict(meta["config"])
+        # Policies saved before the source features existed were trained without them.
+        cfg.setdefault("source_features", False)
         cfg.update(overrides)
         try:
             config = SelectionPolicyConfig(**cfg)

@@ -1,8 +1,8 @@
 """Environment ids, ``comam_env.make`` / ``list_envs``, and the ``comam-env envs`` command.
 
 Ids (one per benchmark, see :data:`ENV_IDS`): ``personamem-32k``,
-``personamem-128k``, ``personamem-1m``, ``synthetic-32k``, ``synthetic-128k``,
-``synthetic-1m``, ``locomo``. Each also answers to its versioned alias
+``personamem-128k``, ``personamem-1m``, ``synthetic-mini``, ``synthetic-32k``,
+``synthetic-128k``, ``synthetic-1m``, ``locomo``. Each also answers to its versioned alias
 ``comam/<id>-v0`` (and ``comam/<id>``, the latest version); ids are matched
 case-insensitively (``personamem-1M`` works). An unknown id raises a
 ``ValueError`` listing the valid ids and the closest match (``difflib``).
@@ -26,7 +26,10 @@ sequential, one agent acts at a time).
 * questions: ``split`` (``"train"`` default, ``"validation"``, ``"all"``;
   PersonaMem uses the paper's sizes drawn reproducibly by
   :func:`comam_env.data.splits.split_question_ids`), ``split_sizes``,
-  ``split_seed`` (default 0).
+  ``split_seed`` (default 0). Synthetic tracks split *by persona* (every
+  history on one side, validation >= 20 % of the questions: >= 500 questions at
+  the default sizes), so validation personas are never seen in training; with
+  ``split_sizes`` they split by question like the other datasets.
 * episode: ``episode`` (``"auto"`` default = ``"evidence-session"`` for the
   train split, ``"full-history"`` otherwise), ``queries_per_episode``,
   ``chunk_tokens``.
@@ -60,6 +63,7 @@ class EnvSpec:
     env_id: str
     dataset: str  # the name comam_env.data.load_dataset understands
     description: str
+    split_by: str = "question"  # comam_env.data.splits.split_question_ids(by=...) without split_sizes
 
     @property
     def versioned_id(self) -> str:
@@ -72,9 +76,14 @@ ENV_IDS: dict[str, EnvSpec] = {
         EnvSpec("personamem-32k", "personamem-32k", "PersonaMem, 32k-token histories (589 questions; train/val 313/100)"),
         EnvSpec("personamem-128k", "personamem-128k", "PersonaMem, 128k-token histories (train/val 1,744/200)"),
         EnvSpec("personamem-1m", "personamem-1m", "PersonaMem, 1M-token histories (train/val 1,830/200)"),
-        EnvSpec("synthetic-32k", "synthetic-32k", "offline PersonaMem-style synthetic data, 32k-token histories"),
-        EnvSpec("synthetic-128k", "synthetic-128k", "offline PersonaMem-style synthetic data, 128k-token histories"),
-        EnvSpec("synthetic-1m", "synthetic-1m", "offline PersonaMem-style synthetic data, 1M-token histories"),
+        EnvSpec("synthetic-mini", "synthetic-mini",
+                "offline PersonaMem-style synthetic data, 2.5k-token histories of ~9 sessions (CPU LLM runs)", "history"),
+        EnvSpec("synthetic-32k", "synthetic-32k", "offline PersonaMem-style synthetic data, 32k-token histories",
+                "history"),
+        EnvSpec("synthetic-128k", "synthetic-128k", "offline PersonaMem-style synthetic data, 128k-token histories",
+                "history"),
+        EnvSpec("synthetic-1m", "synthetic-1m", "offline PersonaMem-style synthetic data, 1M-token histories",
+                "history"),
         EnvSpec("locomo", "locomo", "LoCoMo (10 long conversations, open-ended QA scored by token F1)"),
     )
 }
@@ -182,7 +191,8 @@ def make(env_id: str, **kwargs: Any) -> Any:
     else:
         from comam_env.data.splits import split_question_ids
 
-        question_ids = split_question_ids(dataset, split, sizes=split_sizes, seed=split_seed)
+        by = spec.split_by if split_sizes is None else "question"
+        question_ids = split_question_ids(dataset, split, sizes=split_sizes, seed=split_seed, by=by)
     e = make_env(dataset, question_ids, **kwargs)
     e.unwrapped.env_id = spec.env_id
     e.unwrapped.split = split

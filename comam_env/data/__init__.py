@@ -7,8 +7,9 @@ name                        source
 ==========================  ==========================================================
 ``personamem-32k|128k|1m``  real PersonaMem files (``data_dir`` → ``$COMAM_DATA_DIR`` →
                             ``<cache>/personamem``; see :mod:`.personamem`)
-``synthetic-32k|128k|1m``   the built-in generator (:mod:`.synthetic`); keyword
-                            arguments ``seed`` and the generator knobs pass through
+``synthetic-mini|32k|``     the built-in generator (:mod:`.synthetic`); keyword
+``128k|1m``                 arguments ``seed`` and the generator knobs pass through
+                            (``mini``: 2.5k-token histories for CPU LLM runs)
 ``locomo``                  ``locomo10.json`` (:mod:`.locomo`)
 ==========================  ==========================================================
 
@@ -27,7 +28,7 @@ from .schema import OPTION_LETTERS, QUESTION_TYPES, Dataset, History, Message, Q
 #: Every dataset name :func:`load_dataset` accepts.
 DATASET_NAMES: tuple[str, ...] = (
     "personamem-32k", "personamem-128k", "personamem-1m",
-    "synthetic-32k", "synthetic-128k", "synthetic-1m",
+    "synthetic-mini", "synthetic-32k", "synthetic-128k", "synthetic-1m",
     "locomo",
 )
 

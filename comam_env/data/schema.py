@@ -198,6 +198,51 @@ class Question:
 
 
 @dataclass(frozen=True)
+class ProfileStatement:
+    """One gold profile statement with the messages that support it (synthetic data).
+
+    Attributes:
+        text: the statement.
+        evidence: message indices of the history that support it; ``None`` = supported by
+            any non-empty history (e.g. what the persona message opening every session states).
+        group: statements of one group (e.g. the preference states of one topic) supersede
+            each other: a history supports only the one of highest ``order`` among those it
+            holds evidence for. ``None``: no group.
+        order: position within the group (later = newer).
+    """
+
+    text: str
+    evidence: tuple[int, ...] | None = None
+    group: str | None = None
+    order: int = 0
+
+
+def resolve_profile(statements: Sequence[ProfileStatement], ranges: Sequence[range]) -> tuple[str, ...]:
+    """The gold profile a history supports (the profiler's attainable target, eq. 10).
+
+    ``ranges`` are the message ranges of the history H the profiler's memory was built
+    from. A statement is supported when one of its evidence messages lies in H (a statement
+    without evidence: when H is non-empty); within a ``group`` only the supported statement of
+    highest ``order`` is kept — preference updates resolved as of the end of H. Texts are
+    returned in ``statements`` order.
+    """
+    spans = sorted((r.start, r.stop) for r in ranges if len(r))
+    starts = [a for a, _ in spans]
+
+    def inside(i: int) -> bool:
+        k = bisect.bisect_right(starts, i) - 1
+        return k >= 0 and spans[k][0] <= i < spans[k][1]
+
+    supported = [s for s in statements
+                 if (bool(spans) if s.evidence is None else any(inside(i) for i in s.evidence))]
+    latest: dict[str, int] = {}
+    for s in supported:
+        if s.group is not None:
+            latest[s.group] = max(latest.get(s.group, s.order), s.order)
+    return tuple(s.text for s in supported if s.group is None or s.order == latest[s.group])
+
+
+@dataclass(frozen=True)
 class Dataset:
     """A loaded benchmark: histories, questions and (optional) gold profiles.
 
@@ -206,6 +251,9 @@ class Dataset:
         histories: histories by id.
         questions: questions in file order.
         profiles: gold profile statements by persona id (synthetic, LoCoMo observations).
+        profile_statements: the same with their supporting messages by persona id (synthetic
+            data), so the gold profile can be what a given history supports
+            (:meth:`profile_for` with ``ranges``).
         source: where the data was loaded from (a folder or file), for messages.
         skipped: counts of rows skipped while loading, by reason (e.g. ``negative_end_index``).
         meta: free-form dataset metadata (generator knobs, seed, sha256 of files, …).
@@ -215,12 +263,13 @@ class Dataset:
     histories: Mapping[str, History]
     questions: tuple[Question, ...]
     profiles: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    profile_statements: Mapping[str, tuple[ProfileStatement, ...]] = field(default_factory=dict)
     source: str = ""
     skipped: Mapping[str, int] = field(default_factory=dict)
     meta: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for name in ("histories", "profiles", "skipped", "meta"):
+        for name in ("histories", "profiles", "profile_statements", "skipped", "meta"):
             object.__setattr__(self, name, _frozen_mapping(getattr(self, name)))
         index = {}
         for q in self.questions:
@@ -242,9 +291,21 @@ class Dataset:
     def history_for(self, question: Question) -> History:
         return self.histories[question.history_id]
 
-    def profile_for(self, question: Question) -> tuple[str, ...] | None:
-        """Gold profile statements for the question's persona, if the data has them."""
+    def profile_for(self, question: Question, ranges: Sequence[range] | None = None) -> tuple[str, ...] | None:
+        """Gold profile statements for the question's persona, if the data has them.
+
+        With ``ranges`` (the message ranges of the history H an episode shows) and statements
+        with evidence (:attr:`profile_statements`), the statements H supports
+        (:func:`resolve_profile`); otherwise (or when H supports none) :attr:`profiles`.
+        """
         key = question.persona_id if question.persona_id in self.profiles else question.history_id
+        if ranges is not None:
+            skey = question.persona_id if question.persona_id in self.profile_statements else question.history_id
+            statements = self.profile_statements.get(skey)
+            if statements:
+                resolved = resolve_profile(statements, ranges)
+                if resolved:
+                    return resolved
         return self.profiles.get(key)
 
     def evidence_texts(self, question: Question) -> tuple[str, ...] | None:
@@ -263,6 +324,7 @@ class Dataset:
             histories={h: self.histories[h] for h in self.histories if h in used},
             questions=qs,
             profiles=self.profiles,
+            profile_statements=self.profile_statements,
             source=self.source,
             skipped=self.skipped,
             meta=self.meta,

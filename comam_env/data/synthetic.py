@@ -13,10 +13,15 @@ through the same loader as the real benchmark:
 * ``evidence.jsonl`` — one line per question ``{"question_id", "evidence":
   [message indices], "fact_words": [...]}`` (``fact_words``: the content words
   of the fact the gold option states, which the evidence messages contain);
-* ``profiles.json`` — ``{persona_id: [gold profile statements]}`` (final state);
+* ``profiles.json`` — ``{persona_id: [gold profile statements]}`` (what the whole
+  context supports: the final state);
+* ``profile_statements.json`` — ``{persona_id: [{"text", "evidence", "group",
+  "order"}]}``: every gold statement with the message indices that support it
+  (:func:`read_profile_statements`; see *Gold profiles* below);
 * ``meta.json`` — generator version, the full config, counts and token totals.
 
-``<S>`` is ``32k``, ``128k`` or ``1M`` (size ``"1m"``). :func:`load_synthetic`
+``<S>`` is ``32k``, ``128k`` or ``1M`` (size ``"1m"``; size ``"mini"`` writes 32k-format
+files). :func:`load_synthetic`
 generates once into ``<cache_dir>/synthetic/<size>-seed<seed>-<knobhash>/`` and
 loads it through :func:`comam_env.data.personamem.load_personamem_dir`.
 
@@ -68,7 +73,40 @@ quality, reason, fact value, ordering); the slot values are exchangeable
 draws from the same pools, which keeps the longest-option probe at chance.
 With ``updates_per_topic=0`` there are no evolution or reason questions.
 
-Difficulty at the defaults (seed 0, 32k, 640 questions; ``tests/data/test_synthetic.py``):
+Habits (``habits_per_persona``, default 2): lasting facts about the user's life
+("working night shifts at the hospital", "on a very tight budget"), each stated
+in ``habit_mentions`` (3) distinct persona sessions in one wording, plus
+``habit_decoys`` mentions of other people's habits. Each habit gets one
+``generalize_to_new_scenarios`` question (topic ``lifestyle``): a generic planning
+request ("I have a free Saturday coming up. What would you suggest?") whose options
+name four habits. The query shares no content word with the mentions, so a
+retriever that sees only the fine-memory units most similar to the query (the
+selection view's memory budget) misses them; a profile that kept them carries
+them. These are the questions that make the profiler causally necessary.
+
+Gold profiles (the profiler's target, eq. 10)
+---------------------------------------------
+A gold statement is worded like its evidence, so a profile made of the right memory
+lines matches it: the identity (from the persona message opening every session),
+per preference state ``"<noun>: <item>, <quality>"``, per update the reason as
+stated, per topic the fact as stated, per habit its wording. The profiler's gold for
+an episode is what the history H it saw supports
+(:func:`comam_env.data.schema.resolve_profile`): the statements with an evidence
+message in H, and of a topic's preference states only the latest one in H
+(preference updates resolved as of that point). An evidence session thus asks for
+the few statements it holds, not the persona's final state.
+
+Sizes and splits
+----------------
+Default personas and repeats per size (``question_repeats``: each question asked at
+that many distinct session boundaries, answered from the state at each):
+``mini`` 40 personas x 15 questions (2.5k-token histories, ~9 sessions; the CPU
+track for LLM policies), ``32k`` 40 x 34 x 2, ``128k`` 25 x 34 x 3, ``1m`` 10 x 34 x 8.
+The registered ``synthetic-*`` environments split by persona (20 % of the
+personas' questions for validation: >= 500 questions at every size; see
+:mod:`comam_env.registry`).
+
+Difficulty at the defaults (seed 0, 32k; ``tests/data/test_synthetic.py``):
 longest option 0.25, question-option word overlap 0.27, the option sharing the
 most content words with the whole visible history 0.27–0.31 — all at chance —
 while an agent holding the gold evidence picks the option nearest to it in
@@ -97,7 +135,7 @@ Everything is deterministic from ``seed``: all randomness comes from
 :class:`numpy.random.Generator` objects seeded by ``SeedSequence([seed, ...])``
 (one stream per persona and purpose; persona ``i``'s timeline is the same
 for every size), no global random state, no set ordering or ``hash()``.
-Generating ``1m`` (4 contexts of 1M tokens) takes a few seconds
+Generating ``1m`` (10 contexts of 1M tokens) takes about 5 s on one core
 (``benchmarks/data_scale.py``).
 """
 
@@ -123,24 +161,38 @@ import numpy as np
 from ..text import estimate_tokens
 from . import synthetic_vocab as V
 from .paths import atomic_write_text, cache_dir
-from .schema import OPTION_LETTERS, QUESTION_TYPES
+from .schema import OPTION_LETTERS, QUESTION_TYPES, ProfileStatement, resolve_profile
 
 __all__ = [
     "GENERATOR_VERSION", "SIZES", "TARGET_TOKENS", "FILE_SUFFIX", "DEFAULT_PERSONAS", "CSV_COLUMNS",
-    "SyntheticConfig", "build", "generate", "load_synthetic", "file_names", "raw_type_label",
-    "default_cache_folder",
+    "SIZE_DEFAULTS", "KNOB_DEFAULTS", "SyntheticConfig", "build", "generate", "load_synthetic", "file_names",
+    "raw_type_label", "default_cache_folder", "read_profile_statements",
 ]
 
 #: Bump whenever generated output changes for the same config (it keys the cache).
-GENERATOR_VERSION = "3"
+GENERATOR_VERSION = "4"
 
 #: Size names accepted by :func:`generate` and the token target of each.
-SIZES: tuple[str, ...] = ("32k", "128k", "1m")
-TARGET_TOKENS: dict[str, int] = {"32k": 32_000, "128k": 128_000, "1m": 1_000_000}
-#: Split suffix used in the PersonaMem file names.
-FILE_SUFFIX: dict[str, str] = {"32k": "32k", "128k": "128k", "1m": "1M"}
-#: Default number of personas (one shared context each) per size.
-DEFAULT_PERSONAS: dict[str, int] = {"32k": 20, "128k": 10, "1m": 4}
+SIZES: tuple[str, ...] = ("mini", "32k", "128k", "1m")
+TARGET_TOKENS: dict[str, int] = {"mini": 2_500, "32k": 32_000, "128k": 128_000, "1m": 1_000_000}
+#: Split suffix used in the PersonaMem file names (``mini`` writes 32k-format files).
+FILE_SUFFIX: dict[str, str] = {"mini": "32k", "32k": "32k", "128k": "128k", "1m": "1M"}
+#: Default number of personas (one shared context each) per size. With the per-size
+#: ``question_repeats`` every size has >= 500 validation questions under the by-persona split.
+DEFAULT_PERSONAS: dict[str, int] = {"mini": 40, "32k": 40, "128k": 25, "1m": 10}
+#: Knob defaults per size (a knob left at ``None`` takes its size's value, else :data:`KNOB_DEFAULTS`).
+#: ``mini`` is the small CPU track for LLM policies: two topics, one update, short sessions.
+SIZE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "mini": dict(topics_per_persona=2, updates_per_topic=1, session_turns=(6, 10), habits_per_persona=1,
+                 habit_mentions=2, decoys_per_fact=1, habit_decoys=1, question_repeats=1),
+    "32k": dict(question_repeats=2),
+    "128k": dict(question_repeats=3),
+    "1m": dict(question_repeats=8),
+}
+#: Defaults of the size-dependent knobs for sizes that do not set them.
+KNOB_DEFAULTS: dict[str, Any] = dict(topics_per_persona=4, updates_per_topic=2, session_turns=(15, 30),
+                                     habits_per_persona=2, habit_mentions=3, decoys_per_fact=3, habit_decoys=2,
+                                     question_repeats=1)
 
 #: The 15 columns of a real PersonaMem questions file, in order.
 CSV_COLUMNS: tuple[str, ...] = (
@@ -165,13 +217,17 @@ _LABELS_32K: dict[str, str] = {
 
 _TOPIC_KEYS: tuple[str, ...] = tuple(V.TOPICS)  # dict order is the literal's order: deterministic
 _N_CLUSTERS = 5
+#: Habit questions apply a lasting fact about the user to a new request: PersonaMem's
+#: "generalizing to new scenarios". Their topic column reads ``lifestyle``.
+HABIT_QUESTION_TYPE = "generalize_to_new_scenarios"
+HABIT_TOPIC = "lifestyle"
 
 
 def raw_type_label(qtype: str, size: str) -> str:
     """The label a real PersonaMem file of ``size`` uses for normalised type ``qtype``."""
     if qtype not in QUESTION_TYPES:
         raise ValueError(f"unknown question type {qtype!r}")
-    return _LABELS_32K[qtype] if _canon_size(size) == "32k" else qtype
+    return _LABELS_32K[qtype] if FILE_SUFFIX[_canon_size(size)] == "32k" else qtype
 
 
 def _canon_size(size: str) -> str:
@@ -189,19 +245,34 @@ class SyntheticConfig:
     seed: int = field(default=0, metadata={"help": "seed of every random choice; same seed → byte-identical files"})
     n_personas: int | None = field(default=None, metadata={
         "help": "personas = shared contexts (default 20 for 32k, 10 for 128k, 4 for 1m)"})
-    topics_per_persona: int = field(default=4, metadata={
-        "help": "topics (of 8) each persona talks about; each gets a preference timeline and a fact"})
-    updates_per_topic: int = field(default=2, metadata={
-        "help": "preference updates per topic (0-3): more updates = more stale preferences to confuse"})
-    decoys_per_fact: int = field(default=3, metadata={
-        "help": "mentions of the same kind of fact about other people (recall distractors present in the history)"})
+    topics_per_persona: int | None = field(default=None, metadata={
+        "help": "topics (of 8) each persona talks about; each gets a preference timeline and a fact "
+                "(default 4; mini 2)"})
+    updates_per_topic: int | None = field(default=None, metadata={
+        "help": "preference updates per topic (0-3): more updates = more stale preferences to confuse "
+                "(default 2; mini 1)"})
+    decoys_per_fact: int | None = field(default=None, metadata={
+        "help": "mentions of the same kind of fact about other people (recall distractors present in the history; "
+                "default 3; mini 1)"})
+    habits_per_persona: int | None = field(default=None, metadata={
+        "help": "lasting habits per persona (e.g. 'working night shifts'), each mentioned in several sessions and "
+                "asked about by a generic planning question that shares no words with the mentions: the "
+                "questions a query-similarity retriever under a memory budget misses and a profile carries "
+                "(0-4; default 2; mini 1)"})
+    habit_mentions: int | None = field(default=None, metadata={
+        "help": "sessions in which the persona mentions each of its habits (1-6; default 3; mini 2)"})
+    habit_decoys: int | None = field(default=None, metadata={
+        "help": "mentions of other people's habits (distractors present in the history; default 2; mini 1)"})
+    question_repeats: int | None = field(default=None, metadata={
+        "help": "each question is asked at this many distinct session boundaries after its evidence (answered "
+                "from the state at that point), when the history has that many (default 1; 32k 2; 128k 3; 1m 8)"})
     target_tokens: int | None = field(default=None, metadata={
         "help": "tokens per shared context (default from size: 32,000 / 128,000 / 1,000,000)"})
     filler_ratio: float | None = field(default=None, metadata={
         "help": "share of the target given to unrelated filler sessions; the rest is persona sessions, padded "
                 "with statement-free small-talk sessions. None: persona sessions only as the timeline needs"})
-    session_turns: tuple[int, int] = field(default=(15, 30), metadata={
-        "help": "min and max messages per session (after its persona system message)"})
+    session_turns: tuple[int, int] | None = field(default=None, metadata={
+        "help": "min and max messages per session (after its persona system message; default 15,30; mini 6,10)"})
     paraphrase: float = field(default=0.5, metadata={
         "help": "wording distance evidence→options: 0 options reuse the evidence's words, 1 they share "
                 "almost no content words (probability each option slot uses the other wording)"})
@@ -215,6 +286,9 @@ class SyntheticConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "size", _canon_size(self.size))
+        for name, default in KNOB_DEFAULTS.items():  # size-dependent knobs left at None
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, SIZE_DEFAULTS[self.size].get(name, default))
         object.__setattr__(self, "session_turns", tuple(int(x) for x in self.session_turns))
         if not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
             raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
@@ -228,6 +302,14 @@ class SyntheticConfig:
             raise ValueError(f"topics_per_persona * updates_per_topic must be <= {len(V.REASONS)} (distinct reasons)")
         if not 0 <= self.decoys_per_fact <= 5:
             raise ValueError(f"decoys_per_fact must be in 0..5, got {self.decoys_per_fact}")
+        if not 0 <= self.habits_per_persona <= 4:
+            raise ValueError(f"habits_per_persona must be in 0..4, got {self.habits_per_persona}")
+        if not 1 <= self.habit_mentions <= 6:
+            raise ValueError(f"habit_mentions must be in 1..6, got {self.habit_mentions}")
+        if not 0 <= self.habit_decoys <= 4:
+            raise ValueError(f"habit_decoys must be in 0..4, got {self.habit_decoys}")
+        if not 1 <= self.question_repeats <= 20:
+            raise ValueError(f"question_repeats must be in 1..20, got {self.question_repeats}")
         lo, hi = self.session_turns if len(self.session_turns) == 2 else (0, -1)
         if not 6 <= lo <= hi <= 200:
             raise ValueError(f"session_turns must be (min, max) with 6 <= min <= max <= 200, got {self.session_turns}")
@@ -303,6 +385,13 @@ class _TopicPlan:
 
 
 @dataclass
+class _HabitPlan:
+    habit: int                 # index into V.HABITS
+    wording: int               # the wording every mention of this persona uses
+    sessions: list[int] = field(default_factory=list)  # filled when the sessions are laid out
+
+
+@dataclass
 class _Persona:
     pid: int
     name: str
@@ -313,6 +402,8 @@ class _Persona:
     city: str
     traits: tuple[str, str]
     topics: list[_TopicPlan]
+    habits: list[_HabitPlan] = field(default_factory=list)
+    habit_decoys: list[tuple[int, int, int]] = field(default_factory=list)  # (habit, wording, person)
 
     @property
     def system_message(self) -> str:
@@ -343,9 +434,15 @@ def _plan_persona(cfg: SyntheticConfig, pid: int) -> _Persona:
         vals = [int(v) for v in rng.choice(len(fact["values"]), size=1 + cfg.decoys_per_fact, replace=False)]
         decoys = [(v, int(rng.integers(len(fact["decoy"])))) for v in vals[1:]]
         topics.append(_TopicPlan(tkey, states, vals[0], int(rng.integers(2)), decoys))
+    # habits from their own stream, so adding them left every other draw of a persona unchanged
+    hrng = _rng(cfg.seed, pid, 6)
+    picked = [int(h) for h in hrng.choice(len(V.HABITS), size=cfg.habits_per_persona + cfg.habit_decoys, replace=False)]
+    habits = [_HabitPlan(h, int(hrng.integers(2))) for h in picked[:cfg.habits_per_persona]]
+    hdecoys = [(h, int(hrng.integers(2)), int(hrng.integers(len(V.HABIT_PEOPLE)))) for h in picked[cfg.habits_per_persona:]]
     return _Persona(pid=pid, name=f"{first} {last}", first=first, gender=_pick(rng, V.GENDERS),
                     age=int(rng.integers(22, 68)), occupation=_pick(rng, V.OCCUPATIONS), city=_pick(rng, V.HOME_CITIES),
-                    traits=(V.TRAITS[int(t_idx[0])], V.TRAITS[int(t_idx[1])]), topics=topics)
+                    traits=(V.TRAITS[int(t_idx[0])], V.TRAITS[int(t_idx[1])]), topics=topics,
+                    habits=habits, habit_decoys=hdecoys)
 
 
 _PRONOUNS = {
@@ -375,21 +472,41 @@ def _quality_text(topic: str, cluster: int, wording: int) -> str:
     return V.TOPICS[topic]["clusters"][cluster]["quality"][wording]
 
 
-def _profile(p: _Persona) -> list[str]:
-    """Gold profile statements: who the persona is and its final preferences and facts."""
-    out = [f"{p.name} is a {p.age}-year-old {p.occupation} living in {p.city}.",
-           f"{p.first} is {p.traits[0]} and {p.traits[1]}."]
-    for tp in p.topics:
+def _profile_statements(p: _Persona, ctx: "_Context") -> list[dict[str, Any]]:
+    """Gold profile statements with the messages that support them (``profile_statements.json``).
+
+    Each statement is worded like its evidence (the wordings the persona used), so a profile made
+    of the right memory lines matches it under the token-recall matcher:
+
+    * identity — name, age, occupation, city and traits, as the persona system message that opens
+      every session states them (``evidence`` null: supported by any non-empty history);
+    * per topic and preference state ``k`` — ``"<noun>: <item>, <quality>"``; evidence the state's
+      statement; ``group`` ``pref:<topic>`` with ``order`` ``k``, so a history holding several
+      states of a topic supports only its latest one (the update resolved as of that point);
+    * per update — the reason as stated; evidence the drop and reason turns;
+    * per topic — the shared fact as stated; evidence the fact turn;
+    * per habit — the habit wording; evidence every mention.
+    """
+    out: list[dict[str, Any]] = [{
+        "text": f"{p.name} is a {p.age}-year-old {p.occupation} living in {p.city}, {p.traits[0]} and {p.traits[1]}.",
+        "evidence": None, "group": None, "order": 0}]
+    for ti, tp in enumerate(p.topics):
         t = V.TOPICS[tp.topic]
-        cur = tp.states[-1]
-        out.append(f"{p.first} currently prefers {_item_text(tp.topic, cur.cluster, cur.item, 0)} in {t['noun']}, "
-                   f"valuing {_quality_text(tp.topic, cur.cluster, 0)}.")
-        for prev, st in zip(tp.states, tp.states[1:]):
-            out.append(f"{p.first} moved from {_item_text(tp.topic, prev.cluster, prev.item, 0)} to "
-                       f"{_item_text(tp.topic, st.cluster, st.item, 0)} because {_person(V.REASONS[st.reason][0], 'third')}.")
+        for k, st in enumerate(tp.states):
+            out.append({"text": f"{t['noun']}: {_item_text(tp.topic, st.cluster, st.item, st.wording)}, "
+                                f"{_quality_text(tp.topic, st.cluster, st.qwording)}",
+                        "evidence": [ctx.tags[("state", ti, k)]], "group": f"pref:{tp.topic}", "order": k})
+            if k > 0:
+                out.append({"text": V.REASONS[st.reason][st.rwording],
+                            "evidence": [ctx.tags[("drop", ti, k)], ctx.tags[("reason", ti, k)]],
+                            "group": None, "order": 0})
         fact = t["fact"]
-        opt = fact["option"][0].format(v=fact["values"][tp.fact_value])
-        out.append(f"{p.first} shared that {_person(opt, 'third')}.")
+        out.append({"text": fact["evidence"][tp.fact_wording].format(v=fact["values"][tp.fact_value]),
+                    "evidence": [ctx.tags[("fact", ti)]], "group": None, "order": 0})
+    for hi, hp in enumerate(p.habits):
+        out.append({"text": V.HABITS[hp.habit][hp.wording],
+                    "evidence": sorted(ctx.tags[("habit", hi, j)] for j in range(len(hp.sessions))),
+                    "group": None, "order": 0})
     return out
 
 
@@ -485,6 +602,18 @@ def _persona_sessions(cfg: SyntheticConfig, p: _Persona, others: dict[str, list[
         for j, (v, d) in enumerate(tp.decoys):
             text = _pick(rng, V.DECOY_FRAMES).format(d=fact["decoy"][d].format(v=fact["values"][v]))
             extra[int(rng.integers(len(order)))].append([(("decoy", ti, j), text)])
+    # habits: each mentioned in habit_mentions distinct sessions (spread over the timeline), in
+    # the persona's one wording; other people's habits once each (their own stream: see _plan_persona)
+    hrng = _rng(cfg.seed, p.pid, 7)
+    for hi, hp in enumerate(p.habits):
+        n = min(cfg.habit_mentions, len(order))
+        hp.sessions = sorted(int(x) for x in hrng.choice(len(order), size=n, replace=False))
+        for j, si in enumerate(hp.sessions):
+            text = _pick(hrng, V.HABIT_MENTION_FRAMES).format(h=V.HABITS[hp.habit][hp.wording])
+            extra[si].append([(("habit", hi, j), text)])
+    for j, (h, w, person) in enumerate(p.habit_decoys):
+        text = _pick(hrng, V.HABIT_DECOY_FRAMES).format(p=V.HABIT_PEOPLE[person], h=V.HABITS[h][w])
+        extra[int(hrng.integers(len(order)))].append([(("hdecoy", j), text)])
     sessions = []
     for (ti, group), ex in zip(order, extra):
         payload = group + ex
@@ -703,19 +832,37 @@ class _QuestionMaker:
 
     def __init__(self, cfg: SyntheticConfig, p: _Persona, ctx: _Context,
                  others: dict[str, list[tuple[int, int]]], other_reasons: list[int],
-                 other_facts: dict[str, list[int]]) -> None:
+                 other_facts: dict[str, list[int]], other_habits: list[int] = ()) -> None:
         self.cfg, self.p, self.ctx = cfg, p, ctx
         self.others, self.other_reasons, self.other_facts = others, other_reasons, other_facts
+        self.other_habits = list(other_habits)
         self.rng = _rng(cfg.seed, p.pid, 4, TARGET_TOKENS[cfg.size])
         self.boundaries = ctx.session_starts[1:] + [len(ctx.roles)]
+        self._used_ends: set[int] | None = None  # ends taken by earlier repeats of the question being built
+        self._exhausted = False
 
     # -- helpers ------------------------------------------------------------------------------
     def _end_after(self, index: int) -> int:
-        """A session boundary after message ``index``: the context end, or an earlier boundary."""
+        """A session boundary after message ``index``: the context end, or an earlier boundary.
+
+        For a repeat (``question_repeats``) a uniformly drawn boundary after ``index`` that no
+        earlier repeat of the question used; ``_exhausted`` is set when none is left.
+        """
         cands = [b for b in self.boundaries if b > index]
-        if len(cands) > 1 and self.rng.random() < self.cfg.mid_history_questions:
-            return cands[int(self.rng.integers(len(cands) - 1))]
-        return cands[-1]
+        used = self._used_ends
+        if used:
+            free = [b for b in cands if b not in used]
+            if not free:
+                self._exhausted = True
+                return cands[-1]
+            end = free[int(self.rng.integers(len(free)))]
+        elif len(cands) > 1 and self.rng.random() < self.cfg.mid_history_questions:
+            end = cands[int(self.rng.integers(len(cands) - 1))]
+        else:
+            end = cands[-1]
+        if used is not None:
+            used.add(end)
+        return end
 
     def _wording(self, ev_wording: int | None) -> int:
         """Option wording: the evidence's with prob 1 - paraphrase, else the other one."""
@@ -889,17 +1036,57 @@ class _QuestionMaker:
         return _Q("recall_user_shared_facts", tp.topic, t["recall_query"], opts, [idx],
                   [fact["values"][tp.fact_value]], end)
 
-    def all(self) -> list[_Q]:
-        out: list[_Q] = []
+    def habit_question(self, hi: int) -> _Q:
+        """A generic planning request answered by the persona's habit ``hi`` (see ``habits_per_persona``)."""
+        hp = self.p.habits[hi]
+        mentions = [self.ctx.tags[("habit", hi, j)] for j in range(len(hp.sessions))]
+        end = self._end_after(min(mentions))
+        cands: list[tuple[int, int]] = []
+        used = {hp.habit}
+        for j, (h, _, _) in enumerate(self.p.habit_decoys):
+            cands.append((0 if self.ctx.tags[("hdecoy", j)] < end else 1, h))
+            used.add(h)
+        for h in self.other_habits:
+            if h not in used:
+                used.add(h)
+                cands.append((2, h))
+        for h in range(len(V.HABITS)):
+            if h not in used:
+                cands.append((3, h))
+        distract = self._order(cands, 3)
+        frame = _pick(self.rng, V.HABIT_OPTION_FRAMES)
+        wordings = [self._wording(hp.wording)] + [int(self.rng.integers(2)) for _ in distract]
+        opts = [frame.format(h=V.HABITS[h][w]) for h, w in zip([hp.habit] + distract, wordings)]
+        query = _pick(self.rng, V.HABIT_QUERIES)
+        ev = sorted(m for m in mentions if m < end)
+        return _Q(HABIT_QUESTION_TYPE, HABIT_TOPIC, query, opts, ev, [V.HABITS[hp.habit][hp.wording]], end)
+
+    def _builders(self) -> list[tuple[Any, tuple]]:
+        """Every question of the persona as (builder, arguments), in a fixed order."""
+        out: list[tuple[Any, tuple]] = []
         for ti, tp in enumerate(self.p.topics):
             for qtype in ("acknowledge_latest_user_preferences", "provide_preference_aligned_recommendations",
                           "suggest_new_ideas", "generalize_to_new_scenarios"):
-                out.append(self.item_question(ti, qtype))
+                out.append((self.item_question, (ti, qtype)))
             if len(tp.states) > 1:
-                out.append(self.evolution_question(ti))
+                out.append((self.evolution_question, (ti,)))
                 for k in range(1, len(tp.states)):
-                    out.append(self.reason_question(ti, k))
-            out.append(self.recall_question(ti))
+                    out.append((self.reason_question, (ti, k)))
+            out.append((self.recall_question, (ti,)))
+        for hi in range(len(self.p.habits)):
+            out.append((self.habit_question, (hi,)))
+        return out
+
+    def all(self) -> list[_Q]:
+        out: list[_Q] = []
+        for build, args in self._builders():
+            self._used_ends, self._exhausted = set(), False
+            for r in range(self.cfg.question_repeats):
+                q = build(*args)
+                if self._exhausted:
+                    break  # every boundary after the evidence is taken
+                out.append(q)
+        self._used_ends = None
         return out
 
 
@@ -911,22 +1098,62 @@ class _QuestionMaker:
 _NEIGHBOURS = 8
 
 
-def _neighbour_pools(personas: list[_Persona]) -> list[tuple[dict, list[int], dict]]:
-    """Per persona: items other personas hold by topic, their reasons, their fact values by topic."""
+def _neighbour_pools(personas: list[_Persona]) -> list[tuple[dict, list[int], dict, list[int]]]:
+    """Per persona: items other personas hold by topic, their reasons, their fact values by topic,
+    their habits."""
     n = len(personas)
     out = []
     for p in personas:
         items: dict[str, list[tuple[int, int]]] = {}
         reasons: list[int] = []
         facts: dict[str, list[int]] = {}
+        habits: list[int] = []
         for d in range(1, min(n, _NEIGHBOURS + 1)):
             o = personas[(p.pid + d) % n]
             for tp in o.topics:
                 items.setdefault(tp.topic, []).extend((s.cluster, s.item) for s in tp.states)
                 reasons.extend(s.reason for s in tp.states[1:])
                 facts.setdefault(tp.topic, []).append(tp.fact_value)
-        out.append((items, reasons, facts))
+            habits.extend(h.habit for h in o.habits)
+        out.append((items, reasons, facts, habits))
     return out
+
+
+def _statement_objects(rows: Sequence[dict[str, Any]]) -> tuple[ProfileStatement, ...]:
+    return tuple(ProfileStatement(r["text"], None if r["evidence"] is None else tuple(r["evidence"]),
+                                  r["group"], r["order"]) for r in rows)
+
+
+def read_profile_statements(path: str | os.PathLike) -> dict[str, tuple[ProfileStatement, ...]]:
+    """Parse ``profile_statements.json`` (``{persona id: [{"text", "evidence", "group", "order"}]}``).
+
+    Raises ``ValueError`` naming the file, persona and statement for a malformed entry.
+    """
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: cannot read profile statements: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected an object of persona id -> statements, got {type(data).__name__}")
+    out: dict[str, tuple[ProfileStatement, ...]] = {}
+    for pid, rows in data.items():
+        if not isinstance(rows, list):
+            raise ValueError(f"{path}: persona {pid!r}: expected a list of statements")
+        for i, r in enumerate(rows):
+            ok = (isinstance(r, dict) and isinstance(r.get("text"), str) and isinstance(r.get("order", 0), int)
+                  and (r.get("evidence") is None or (isinstance(r["evidence"], list)
+                                                     and all(isinstance(x, int) for x in r["evidence"])))
+                  and (r.get("group") is None or isinstance(r["group"], str)))
+            if not ok:
+                raise ValueError(f"{path}: persona {pid!r}, statement {i}: expected "
+                                 '{"text": str, "evidence": [int] | null, "group": str | null, "order": int}')
+        out[str(pid)] = _statement_objects([{"evidence": None, "group": None, "order": 0, **r} for r in rows])
+    return out
+
+
+def _topic_label(topic: str) -> str:
+    return V.TOPICS[topic]["label"] if topic in V.TOPICS else topic
 
 
 def _csv_rows(cfg: SyntheticConfig, p: _Persona, ctx: _Context, qs: list[_Q],
@@ -944,7 +1171,7 @@ def _csv_rows(cfg: SyntheticConfig, p: _Persona, ctx: _Context, qs: list[_Q],
         dist = length - int(ctx.cum_tokens[ref])
         blocks = int(np.searchsorted(starts, end, "left")) - (int(np.searchsorted(starts, ref, "right")) - 1)
         rows.append([
-            p.pid, qid, raw_type_label(q.qtype, cfg.size), V.TOPICS[q.topic]["label"], length,
+            p.pid, qid, raw_type_label(q.qtype, cfg.size), _topic_label(q.topic), length,
             int(ctx.cum_letters[end]), blocks, dist, int(ctx.cum_filler[end]), f"{100.0 * dist / length:.2f}%",
             q.query, f"({gold})", repr([f"({OPTION_LETTERS[j]}) {o}" for j, o in enumerate(shown)]), ctx.cid, end,
         ])
@@ -976,20 +1203,23 @@ def build(cfg: SyntheticConfig, progress: bool = False) -> dict[str, str]:
     lines: list[str] = []
     evidence: list[str] = []
     profiles: dict[str, list[str]] = {}
+    statements: dict[str, list[dict[str, Any]]] = {}
     type_counts = {t: 0 for t in QUESTION_TYPES}
     total_tokens: list[int] = []
     it: Iterable[_Persona] = personas
     if progress:
         from tqdm.auto import tqdm
         it = tqdm(personas, desc=f"synthetic-{cfg.size}", unit="context")
-    for p, (items, reasons, facts) in zip(it, pools):
+    for p, (items, reasons, facts, habits) in zip(it, pools):
         ctx = _assemble(cfg, p, items)
-        qs = _QuestionMaker(cfg, p, ctx, items, reasons, facts).all()
+        qs = _QuestionMaker(cfg, p, ctx, items, reasons, facts, habits).all()
         rows, ev = _csv_rows(cfg, p, ctx, qs, _rng(cfg.seed, p.pid, 5, TARGET_TOKENS[cfg.size]))
         writer.writerows(rows)
         evidence.extend(json.dumps(e) for e in ev)
         lines.append(ctx.line)
-        profiles[str(p.pid)] = _profile(p)
+        statements[str(p.pid)] = _profile_statements(p, ctx)
+        everything = [range(len(ctx.roles))]
+        profiles[str(p.pid)] = list(resolve_profile(_statement_objects(statements[str(p.pid)]), everything))
         for q in qs:
             type_counts[q.qtype] += 1
         total_tokens.append(int(ctx.cum_tokens[-1]))
@@ -998,7 +1228,7 @@ def build(cfg: SyntheticConfig, progress: bool = False) -> dict[str, str]:
         "version": GENERATOR_VERSION,
         "config": {"size": cfg.size, "seed": int(cfg.seed), **cfg.knobs()},
         "knob_hash": cfg.knob_hash(),
-        "files": [qname, cname, "evidence.jsonl", "profiles.json"],
+        "files": [qname, cname, "evidence.jsonl", "profiles.json", "profile_statements.json"],
         "n_contexts": len(lines),
         "n_questions": sum(type_counts.values()),
         "questions_per_type": type_counts,
@@ -1011,6 +1241,7 @@ def build(cfg: SyntheticConfig, progress: bool = False) -> dict[str, str]:
         cname: "\n".join(lines) + "\n",
         "evidence.jsonl": "\n".join(evidence) + "\n",
         "profiles.json": json.dumps(profiles, indent=1) + "\n",
+        "profile_statements.json": json.dumps(statements, indent=1) + "\n",
         "meta.json": json.dumps(meta, indent=1) + "\n",
     }
 
@@ -1040,7 +1271,8 @@ def generate(size: str = "32k", seed: int = 0, out_dir: str | os.PathLike | None
 
 def _folder_matches(folder: Path, cfg: SyntheticConfig) -> bool:
     meta_path = folder / "meta.json"
-    if not meta_path.is_file() or not all((folder / n).is_file() for n in file_names(cfg.size)):
+    needed = (*file_names(cfg.size), "profile_statements.json")
+    if not meta_path.is_file() or not all((folder / n).is_file() for n in needed):
         return False
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
@@ -1075,7 +1307,8 @@ def load_synthetic(size: str = "32k", seed: int = 0, cache: bool = True,
     if not cache:
         with tempfile.TemporaryDirectory(prefix="comam-synthetic-") as tmp:
             generate(cfg.size, cfg.seed, tmp, progress=progress, **cfg.knobs())
-            return _with_meta(load_personamem_dir(tmp, qsize, name=name), cfg, None)
+            return _with_meta(load_personamem_dir(tmp, qsize, name=name), cfg, None,
+                              read_profile_statements(Path(tmp) / "profile_statements.json"))
     folder = default_cache_folder(cfg, data_dir)
     if not _folder_matches(folder, cfg):
         folder.parent.mkdir(parents=True, exist_ok=True)
@@ -1092,10 +1325,11 @@ def load_synthetic(size: str = "32k", seed: int = 0, cache: bool = True,
                         raise
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-    return _with_meta(load_personamem_dir(folder, qsize, name=name), cfg, folder)
+    return _with_meta(load_personamem_dir(folder, qsize, name=name), cfg, folder,
+                      read_profile_statements(folder / "profile_statements.json"))
 
 
-def _with_meta(ds, cfg: SyntheticConfig, folder: Path | None):
-    return dataclasses.replace(ds, meta={**ds.meta, "synthetic": {
+def _with_meta(ds, cfg: SyntheticConfig, folder: Path | None, statements: dict | None = None):
+    return dataclasses.replace(ds, profile_statements=statements or {}, meta={**ds.meta, "synthetic": {
         "version": GENERATOR_VERSION, "config": {"size": cfg.size, "seed": int(cfg.seed), **cfg.knobs()},
         "folder": str(folder) if folder is not None else None}})

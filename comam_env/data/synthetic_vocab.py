@@ -530,3 +530,59 @@ FILLER_FOLLOWUPS: tuple[str, ...] = (
     "Makes sense. Are there any common mistakes to avoid?",
     "Could you summarize that in two sentences?",
 )
+
+# --------------------------------------------------------------------------------------------
+# Habits: lasting facts about the user's life that no single session states as a preference and
+# that no question mentions. Each habit has two wordings (a predicate after "I'm" / "you're" /
+# "<someone> is"); wordings never contain "my"/"your", so they read right in every person.
+# A persona mentions each of its habits in several sessions (HABIT_MENTION_FRAMES); other
+# people's habits appear as decoys (HABIT_DECOY_FRAMES). Habit questions (HABIT_QUERIES) are
+# generic planning requests: nothing in the query points at the habit, so query-similarity
+# retrieval under a memory budget rarely finds the mentions — the profile has to carry them.
+# --------------------------------------------------------------------------------------------
+HABITS: tuple[tuple[str, str], ...] = (
+    ("waking up at five every morning", "out of bed before sunrise daily"),
+    ("a night owl who stays up past midnight", "wide awake until two in the morning"),
+    ("on a very tight budget", "counting every single penny"),
+    ("allergic to cats", "sneezing around furry pets"),
+    ("afraid of flying on planes", "nervous about boarding airplanes"),
+    ("living without a car", "getting around by bus and bicycle"),
+    ("raising toddlers at home", "a parent of small children"),
+    ("working night shifts at the hospital", "on the overnight rota at work"),
+    ("recovering from a knee injury", "healing after leg surgery"),
+    ("learning Spanish in evening classes", "practicing a foreign language daily"),
+    ("caring for an elderly parent", "looking after an aging mother"),
+    ("uneasy in big crowds", "avoiding packed noisy places"),
+    ("training a rescue puppy", "housebreaking a young dog"),
+    ("saving up for a house", "putting money aside for a home purchase"),
+)
+#: The user stating one of their habits ({h}: a habit wording). No planning words: the mentions
+#: must not look like the habit questions.
+HABIT_MENTION_FRAMES: tuple[str, ...] = (
+    "Not sure I ever told you, but I'm {h}.",
+    "Little thing about me: I'm {h}.",
+    "As you might have guessed by now, I'm {h}.",
+    "It's been true for a while now that I'm {h}.",
+    "Honestly, these days I'm {h}.",
+)
+#: Someone else's habit ({p}: a person, {h}: a habit wording).
+HABIT_DECOY_FRAMES: tuple[str, ...] = (
+    "Funny enough, {p} is {h}.",
+    "I just learned that {p} is {h}.",
+)
+HABIT_PEOPLE: tuple[str, ...] = (
+    "my cousin", "my coworker", "my neighbor", "my old roommate", "my sister", "my brother-in-law",
+)
+#: Habit questions: generic requests whose right answer depends on a habit.
+HABIT_QUERIES: tuple[str, ...] = (
+    "I have a free Saturday coming up. What would you suggest?",
+    "Could you help me sketch out next month?",
+    "I'd like to set up a fresh weekly routine. Where should I start?",
+    "What should I do with my upcoming long weekend?",
+)
+#: Habit options (assistant voice): the habit wording in {h}; no content words shared with the
+#: mention frames.
+HABIT_OPTION_FRAMES: tuple[str, ...] = (
+    "Shape it around the fact that you're {h}.",
+    "Build everything to suit someone who is {h}.",
+)

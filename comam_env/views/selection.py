@@ -10,9 +10,30 @@ Candidates (per role)
 ---------------------
 * ``extractor``: the turns of the current chunk, one ``Role: text`` line each.
 * ``profiler``: the units of the fine-grained memory M_f (``split_units``).
-* ``retriever``: the units of M = M_f followed by M_c.
+* ``retriever``: the profile M_c first, then M_f, under a memory budget (below).
 Exact duplicate texts are shown once (first occurrence): selecting the same
 line twice could only add an unmatched unit.
+
+Retriever memory budget
+-----------------------
+Real memory systems prepend the user profile to every prompt and retrieve from the
+fine-grained store under a budget. The retriever's candidates are therefore
+
+1. the units of M_c (the profile), in profile order, flagged ``source = 1``;
+2. the units of M_f not already in the profile, flagged ``source = 0``: with
+   ``memory_budget = B`` only the ``B − |M_c|`` most similar to the query (cosine of the
+   embeddings; ties: the earlier unit), shown in chronological order.
+
+The budget counts units of both: a profile longer than ``B`` keeps the ``B`` units most
+similar to the query (in profile order) and leaves no room for M_f, so a verbose
+profile (e.g. the profiler keeping all of M_f) costs the answer the query-relevant
+fine memory, and an over-inclusive M_f crowds the evidence out of the ``B − |M_c|``
+slots with query-similar stale statements and decoys. Facts no query resembles (the
+synthetic habits) reach the retriever only through the profile. The default
+:data:`DEFAULT_MEMORY_BUDGET` = 16 units; ``memory_budget=None`` shows everything (the
+paper's setting: M = M_f followed by M_c, then the ``K`` pre-ranking below). The profile's
+units are shown even when M_f holds the same line (the line is then flagged 1 and not
+repeated), so the profile always changes what the retriever sees.
 
 Observation (one space for every role, so one network can serve all roles)
 --------------------------------------------------------------------------
@@ -25,7 +46,9 @@ Observation (one space for every role, so one network can serve all roles)
 * ``query`` — ``Box(-inf, inf, (d,), float32)``: the query embedding
   (retriever only; zeros for the extractor and profiler);
 * ``options`` — ``Box(-inf, inf, (4, d), float32)``: option embeddings in
-  letter order (retriever only; zeros otherwise, and zero rows for missing options).
+  letter order (retriever only; zeros otherwise, and zero rows for missing options);
+* ``source`` — ``Box(0, 1, (K,), int8)``: 1 for a retriever candidate that is a
+  profile (M_c) unit, 0 otherwise (always 0 for the extractor and profiler).
 
 Actions (one encoding, documented)
 ----------------------------------
@@ -93,11 +116,14 @@ from comam_env.prompts import retriever_action
 from comam_env.roles import Role, role_index, role_of
 from comam_env.text import split_units
 
-__all__ = ["SelectionView", "SelectionState", "wrap", "N_OPTIONS", "render_selection"]
+__all__ = ["SelectionView", "SelectionState", "wrap", "N_OPTIONS", "DEFAULT_MEMORY_BUDGET", "render_selection",
+           "budgeted_memory"]
 
 #: Size of the option axis of the observation and of the retriever's option action.
 N_OPTIONS = 4
 PRERANK_RULES = ("similarity", "first", "last")
+#: Units of memory the retriever sees by default (profile first; see the module docstring).
+DEFAULT_MEMORY_BUDGET = 16
 
 # Extractor states by chunk, shared by every view of the process:
 # (id(embedding cache), K, prerank, id(history), span) -> (history, cache, state). A chunk's
@@ -121,6 +147,8 @@ class SelectionState:
         query: query text ('' for extractor/profiler).
         options: option texts in letter order ('' list for extractor/profiler).
         obs: the encoded observation dict.
+        from_profile: per shown text, whether it is a profile (M_c) unit (retriever).
+        over_budget: retriever memory units left out by the memory budget.
     """
 
     role: str
@@ -130,6 +158,8 @@ class SelectionState:
     query: str
     options: list[str]
     obs: dict[str, Any] = field(repr=False)
+    from_profile: list[bool] = field(default_factory=list)
+    over_budget: int = 0
 
 
 def render_selection(role: str, texts: Sequence[str], selected: Sequence[bool], option: int | None, n_options: int,
@@ -153,6 +183,28 @@ def render_selection(role: str, texts: Sequence[str], selected: Sequence[bool], 
     else:
         answer = lines.replace("\n", " ")
     return retriever_action(lines, answer)
+
+
+def _top_in_order(emb: np.ndarray, ref: np.ndarray, n: int) -> np.ndarray:
+    """Indices of the ``n`` rows of ``emb`` most similar to ``ref`` (ties: earlier row), ascending."""
+    if n <= 0:
+        return np.zeros(0, dtype=np.int64)
+    if n >= len(emb):
+        return np.arange(len(emb))
+    return np.sort(np.argsort(-(emb @ ref), kind="stable")[:n])
+
+
+def budgeted_memory(profile: Sequence[str], fine: Sequence[str], profile_emb: np.ndarray, fine_emb: np.ndarray,
+                    query_emb: np.ndarray, budget: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Which profile and fine-memory units a retriever sees under ``budget`` (module docstring).
+
+    ``profile`` and ``fine`` are de-duplicated unit texts (``fine`` without the profile's);
+    returns the kept indices of each, ascending. ``budget=None`` keeps everything.
+    """
+    if budget is None:
+        return np.arange(len(profile)), np.arange(len(fine))
+    keep_p = _top_in_order(profile_emb, query_emb, budget)
+    return keep_p, _top_in_order(fine_emb, query_emb, budget - len(keep_p))
 
 
 def _dedupe(texts: Sequence[str]) -> list[str]:
@@ -182,6 +234,7 @@ class SelectionView(AECEnv):
         cache_dir: str | None = None,
         progress: bool = True,
         infos: str = "full",
+        memory_budget: int | None = DEFAULT_MEMORY_BUDGET,
     ) -> None:
         """Args:
         env: the inner text-view AEC env.
@@ -203,6 +256,10 @@ class SelectionView(AECEnv):
             raise ValueError(f"selection view: prerank must be one of {PRERANK_RULES}, got {prerank!r}")
         if infos not in ("full", "numeric"):
             raise ValueError(f"selection view: infos must be 'full' or 'numeric', got {infos!r}")
+        if memory_budget is not None and (isinstance(memory_budget, bool) or not isinstance(memory_budget, (int, np.integer))
+                                          or memory_budget < 1):
+            raise ValueError(f"selection view: memory_budget must be a positive integer or None, got {memory_budget!r}")
+        self.memory_budget = None if memory_budget is None else int(memory_budget)
         self.info_mode = infos
         self.env = env
         self._inner = env.unwrapped  # the raw env: skips the order-enforcing wrapper's __getattr__ per lookup
@@ -229,6 +286,7 @@ class SelectionView(AECEnv):
                 "mask": spaces.Box(0, 1, (K,), np.int8),
                 "query": spaces.Box(-np.inf, np.inf, (d,), np.float32),
                 "options": spaces.Box(-np.inf, np.inf, (N_OPTIONS, d), np.float32),
+                "source": spaces.Box(0, 1, (K,), np.int8),
             }
         )
         self._obs_spaces = {a: self._obs_space for a in self.possible_agents}
@@ -300,8 +358,8 @@ class SelectionView(AECEnv):
         return None
 
     # -- candidates ------------------------------------------------------------------------------
-    def _inputs(self, agent: str) -> tuple[str, list[str], str, list[str]]:
-        """(role, candidate texts, query, options) for ``agent`` at the current step.
+    def _inputs(self, agent: str) -> tuple[str, list[str], str, list[str], int]:
+        """(role, candidate texts, query, options, number of leading profile units) for ``agent``.
 
         Read from the text env's public episode state (``current_history``,
         ``current_chunk``, ``fine_memory``, ``coarse_memory``, ``current_question``)
@@ -309,18 +367,22 @@ class SelectionView(AECEnv):
         """
         role = role_of(agent)
         inner = self._inner
-        query, options = "", []
         if role == "extractor":
             history = inner.current_history
             start, stop = inner.current_chunk
             cands = [message_text(history.roles[i], history.contents[i]) for i in range(start, stop)]
-        else:
-            cands = self._units(inner.fine_memory)
-            if role == "retriever":
-                cands = cands + self._units(inner.coarse_memory)
-                q = inner.current_question
-                query, options = q.query, list(q.options)
-        return role, _dedupe(cands), query, options
+            return role, _dedupe(cands), "", [], 0
+        if role == "profiler":
+            return role, _dedupe(self._units(inner.fine_memory)), "", [], 0
+        q = inner.current_question
+        profile = _dedupe(self._units(inner.coarse_memory))
+        if self.memory_budget is None:  # the paper's M = M_f followed by M_c (the profile's lines not repeated)
+            seen = set(profile)
+            fine = [t for t in _dedupe(self._units(inner.fine_memory)) if t not in seen]
+            return role, fine + profile, q.query, list(q.options), -len(profile)
+        seen = set(profile)
+        fine = [t for t in _dedupe(self._units(inner.fine_memory)) if t not in seen]
+        return role, profile + fine, q.query, list(q.options), len(profile)
 
     def _units(self, text: str) -> list[str]:
         """``split_units`` with a small memo: M_f is split for the profiler and again for the retriever."""
@@ -346,11 +408,25 @@ class SelectionView(AECEnv):
         return st
 
     def _encode(self, agent: str) -> SelectionState:
-        role, texts, query, options = self._inputs(agent)
+        role, texts, query, options, n_profile = self._inputs(agent)
         n = len(texts)
         K, d = self.K, self.dim
         emb = self.cache.lookup(texts) if texts else np.zeros((0, d), np.float32)
         q_vec = self.cache.lookup([query])[0] if (role == "retriever" and query) else np.zeros(d, np.float32)
+        # from_profile: profile units lead under a budget (n_profile > 0) and trail without one (< 0)
+        src = np.zeros(n, dtype=bool)
+        if n_profile > 0:
+            src[:n_profile] = True
+        elif n_profile < 0:
+            src[n + n_profile:] = True
+        over_budget = 0
+        if role == "retriever" and self.memory_budget is not None and n > self.memory_budget:
+            keep_p, keep_f = budgeted_memory(texts[:n_profile], texts[n_profile:], emb[:n_profile], emb[n_profile:],
+                                             q_vec, self.memory_budget)
+            keep = np.concatenate([keep_p, n_profile + keep_f]).astype(np.int64)
+            over_budget = n - len(keep)
+            texts, emb, src = [texts[i] for i in keep], emb[keep], src[keep]
+            n = len(texts)
         if n > K:
             if self.prerank == "first":
                 keep = np.arange(K)
@@ -363,6 +439,7 @@ class SelectionView(AECEnv):
                 keep = np.sort(np.argsort(-scores, kind="stable")[:K])
             texts = [texts[i] for i in keep]
             emb = emb[keep]
+            src = src[keep]
         cand = np.zeros((K, d), np.float32)
         cand[: len(texts)] = emb
         mask = np.zeros(K, np.int8)
@@ -371,8 +448,11 @@ class SelectionView(AECEnv):
         if role == "retriever" and options:
             shown = options[:N_OPTIONS]
             opt[: len(shown)] = self.cache.lookup(shown)
-        obs = {"role": role_index(role), "candidates": cand, "mask": mask, "query": q_vec.astype(np.float32, copy=True), "options": opt}
-        return SelectionState(role, texts, n, n - len(texts), query, options, obs)
+        source = np.zeros(K, np.int8)
+        source[: len(texts)] = src
+        obs = {"role": role_index(role), "candidates": cand, "mask": mask, "query": q_vec.astype(np.float32, copy=True),
+               "options": opt, "source": source}
+        return SelectionState(role, texts, n, n - len(texts), query, options, obs, src.tolist(), over_budget)
 
     def state_of(self, agent: str) -> SelectionState:
         """The (cached) selection state of ``agent`` at the current step."""
@@ -396,6 +476,8 @@ class SelectionView(AECEnv):
             infos[cur].update(candidates_dropped=st.dropped, n_candidates=st.n_candidates)
             if self.info_mode == "full":
                 infos[cur]["candidate_texts"] = list(st.texts)
+                if st.role == "retriever":
+                    infos[cur]["over_budget"] = st.over_budget
         self.infos = infos
 
     # -- AEC API ---------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import pickle
 
 import numpy as np
@@ -173,7 +174,7 @@ def test_retriever_without_options_has_no_option_decision():
 
 
 def test_folded_first_layer_equals_explicit_features():
-    policy = SelectionPolicy(dim=D, hidden=16, seed=5)
+    policy = SelectionPolicy(dim=D, hidden=16, seed=5, source_features=False)
     net = policy.net(RETRIEVER)
     with torch.no_grad():
         for p in net.parameters():
@@ -188,7 +189,7 @@ def test_folded_first_layer_equals_explicit_features():
 
 
 def test_folded_first_layer_equals_explicit_features_with_positions():
-    policy = SelectionPolicy(dim=D, hidden=16, seed=5, position_features=True)
+    policy = SelectionPolicy(dim=D, hidden=16, seed=5, position_features=True, source_features=False)
     net = policy.net(RETRIEVER)
     g = torch.Generator().manual_seed(1)
     with torch.no_grad():
@@ -203,6 +204,48 @@ def test_folded_first_layer_equals_explicit_features_with_positions():
         # the position column is used: moving every row's position moves the scores
         assert not torch.allclose(net._score(mlp, x, c1, c2, role, match, pos),
                                   net._score(mlp, x, c1, c2, role, match, 1.0 - pos))
+
+
+def test_folded_first_layer_equals_explicit_features_with_positions_and_source():
+    policy = SelectionPolicy(dim=D, hidden=16, seed=5, position_features=True)  # source features: the default
+    net = policy.net(RETRIEVER)
+    g = torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.3 * torch.randn(p.shape, generator=g))
+    x, c1, c2 = torch.randn(3, K, D, generator=g), torch.randn(3, D, generator=g), torch.randn(3, D, generator=g)
+    role = net.role_emb(torch.tensor([0, 1, 2]))
+    match, pos = torch.randn(3, K, generator=g), torch.rand(3, K, generator=g)
+    src = (torch.rand(3, K, generator=g) > 0.5).float()
+    for mlp in (net.keep, net.option):
+        ref = mlp(net._features(x, c1, c2, role, match, pos, src)).squeeze(-1)
+        torch.testing.assert_close(net._score(mlp, x, c1, c2, role, match, pos, src), ref, atol=1e-5, rtol=1e-5)
+        assert not torch.allclose(net._score(mlp, x, c1, c2, role, match, pos, src),
+                                  net._score(mlp, x, c1, c2, role, match, pos, 1.0 - src))
+
+
+def test_source_flag_changes_the_keep_decision_and_old_policies_load_without_it(tmp_path):
+    """The profile flag of the observation is an input of the policy (the profiler's output reaches
+    the retriever's decision), and a policy.json written before the field existed loads with it off."""
+    policy = SelectionPolicy(dim=D, hidden=8, seed=4)
+    net = policy.net(RETRIEVER)
+    with torch.no_grad():
+        net.keep[0].weight[:, -1].fill_(3.0)  # the source column
+    obs = _obs(np.random.default_rng(0), RETRIEVER, 4)
+    flagged = dict(obs, source=np.array([1, 1, 0, 0] + [0] * (K - 4), np.int8))
+    lp_a = policy.act(RETRIEVER, [obs], greedy=True).samples[0]
+    lp_b = policy.act(RETRIEVER, [flagged], greedy=True).samples[0]
+    assert lp_a["source"].sum() == 0 and lp_b["source"][:2].tolist() == [1, 1]
+    la = policy.logprobs_of(RETRIEVER, [dict(lp_a, bits=np.ones(K, np.int8))]).sum
+    lb = policy.logprobs_of(RETRIEVER, [dict(lp_b, bits=np.ones(K, np.int8))]).sum
+    assert not torch.allclose(la, lb)
+    old = SelectionPolicy(dim=D, hidden=8, seed=4, source_features=False)
+    old.save(tmp_path)
+    meta = json.loads((tmp_path / "policy.json").read_text())
+    del meta["config"]["source_features"]
+    (tmp_path / "policy.json").write_text(json.dumps(meta))
+    again = SelectionPolicy.load(tmp_path)
+    assert again.config.source_features is False
 
 
 def test_positions_are_relative_ranks_among_valid_rows():

@@ -24,7 +24,7 @@ UPDATE_TYPES = ("track_full_preference_evolution", "revisit_reasons_behind_prefe
 
 
 # ------------------------------------------------------------------------------------------
-# fixtures: one default 32k dataset (20 personas, 640 questions) and one at paraphrase 0
+# fixtures: one default 32k dataset (40 personas, 2,720 questions) and one at paraphrase 0
 # ------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -70,9 +70,10 @@ def _argmax_first(values) -> int:
 
 def test_writes_real_personamem_files(default_dir):
     names = sorted(p.name for p in default_dir.iterdir())
-    assert names == ["evidence.jsonl", "meta.json", "profiles.json", "questions_32k.csv", "shared_contexts_32k.jsonl"]
+    assert names == ["evidence.jsonl", "meta.json", "profile_statements.json", "profiles.json", "questions_32k.csv",
+                     "shared_contexts_32k.jsonl"]
     raw = (default_dir / "questions_32k.csv").read_bytes()
-    assert raw.count(b"\r\n") >= 640  # CRLF like the real file
+    assert raw.count(b"\r\n") >= 2720  # CRLF like the real file
     with open(default_dir / "questions_32k.csv", newline="", encoding="utf-8") as f:
         rows = list(csv.reader(f))
     header, body = rows[0], rows[1:]
@@ -101,7 +102,7 @@ def test_writes_real_personamem_files(default_dir):
 def test_context_lines_look_like_personamem(default_dir):
     with open(default_dir / "shared_contexts_32k.jsonl", encoding="utf-8") as f:
         lines = f.read().splitlines()
-    assert len(lines) == 20
+    assert len(lines) == 40
     obj = json.loads(lines[0])
     ((cid, msgs),) = obj.items()
     assert len(cid) == 64 and msgs[0]["role"] == "system"
@@ -120,8 +121,9 @@ def test_round_trip_through_personamem_loader(default_dir, default_ds):
     ds = default_ds
     meta = json.loads((default_dir / "meta.json").read_text())
     assert meta["version"] == S.GENERATOR_VERSION and meta["config"]["seed"] == 0
-    assert ds.name == "synthetic-32k" and len(ds.histories) == 20
-    assert len(ds.questions) == meta["n_questions"] == 640
+    # 40 personas x (4 topics x 8 questions + 2 habit questions) x question_repeats 2
+    assert ds.name == "synthetic-32k" and len(ds.histories) == 40
+    assert len(ds.questions) == meta["n_questions"] == 2720
     counts = collections.Counter(q.qtype for q in ds.questions)
     assert dict(counts) == {t: n for t, n in meta["questions_per_type"].items() if n}
     assert set(counts) == set(QUESTION_TYPES)  # all seven types
@@ -132,7 +134,7 @@ def test_round_trip_through_personamem_loader(default_dir, default_ds):
         h = ds.history_for(q)
         assert h.persona and h.persona.startswith("Name: ")
         assert all(h.roles[i] == "user" for i in q.evidence)  # evidence is what the user said
-    assert set(ds.profiles) == {str(i) for i in range(20)}
+    assert set(ds.profiles) == set(ds.profile_statements) == {str(i) for i in range(40)}
     # every session of the loaded history starts with the persona system message
     h = next(iter(ds.histories.values()))
     assert all(h.roles[s] == "system" for s in h.session_starts) and h.num_sessions > 10
@@ -246,7 +248,8 @@ def test_size_1m(tmp_path):
     (n,) = _context_tokens(folder, "1M")
     assert abs(n - 1_000_000) <= 100_000
     ds = load_personamem_dir(folder, "1m")
-    assert len(ds.questions) == 32 and ds.questions[0].end_index <= len(ds.history_for(ds.questions[0]))
+    # 34 questions, each asked at question_repeats = 8 distinct boundaries
+    assert len(ds.questions) == 34 * 8 and ds.questions[0].end_index <= len(ds.history_for(ds.questions[0]))
 
 
 # ------------------------------------------------------------------------------------------

@@ -392,7 +392,7 @@ def test_render_and_close(tiny_dataset):
 
 def test_list_envs_and_aliases():
     ids = comam_env.list_envs()
-    assert ids == ["personamem-32k", "personamem-128k", "personamem-1m", "synthetic-32k",
+    assert ids == ["personamem-32k", "personamem-128k", "personamem-1m", "synthetic-mini", "synthetic-32k",
                    "synthetic-128k", "synthetic-1m", "locomo"]
     assert "comam/personamem-128k-v0" in comam_env.list_envs(versioned=True)
     from comam_env.registry import resolve_id
