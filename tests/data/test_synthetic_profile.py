@@ -105,7 +105,7 @@ def test_bad_profile_statements_file_names_the_statement(tmp_path):
 def test_habit_questions_are_spread_and_not_query_similar(small_ds):
     ds = small_ds
     habit_qs = [q for q in ds.questions if q.topic == S.HABIT_TOPIC]
-    assert len(habit_qs) == 4 * 2  # habits_per_persona = 2
+    assert len(habit_qs) == 4 * 2 * 2  # habits_per_persona = 2, question_repeats = 2 (32k)
     for q in habit_qs:
         h = ds.history_for(q)
         assert q.qtype == S.HABIT_QUESTION_TYPE and all(h.roles[i] == "user" for i in q.evidence)

@@ -232,7 +232,9 @@ def test_recorded_knobs_are_bounded(tmp_path, monkeypatch):
     _edit_json(tmp_path / "r" / "metadata.json", generator_knobs={"n_personas": 10 ** 6, "size": "1m"})
     monkeypatch.setenv(H.SECRET_ENV, SECRET_A)
     msgs = [i.message for i in validate_submission(tmp_path / "r").issues if i.field == "generator_knobs"]
-    assert any("'n_personas' must be an integer in [1, 20]" in m for m in msgs)
+    from comam_env.data.synthetic import DEFAULT_PERSONAS
+
+    assert any(f"'n_personas' must be an integer in [1, {DEFAULT_PERSONAS['32k']}]" in m for m in msgs)
     assert any("unknown generator knob 'size'" in m for m in msgs)
     with pytest.raises(H.HiddenTrackError, match="unknown generator knob 'seed'"):
         R.run_agent(f"{__name__}:make_longest_agent", "synthetic-32k-hidden", tmp_path / "x", secret=SECRET_A,

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 from comam_env.views.selection import budgeted_memory
-from tests.views.conftest import make_view
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
