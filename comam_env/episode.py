@@ -23,6 +23,7 @@ and parts, bit for bit.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field, replace
 from typing import Any, Sequence
 
@@ -33,7 +34,7 @@ from comam_env.config import EnvConfig
 from comam_env.data.schema import Dataset, History, Question
 from comam_env.roles import ROLE_NAMES, Role
 
-__all__ = ["Episode", "EpisodeScorer", "Transition", "history_ranges"]
+__all__ = ["Episode", "EpisodeScorer", "Transition", "history_ranges", "evidence_index"]
 
 _COVERAGE_FIELDS = ("reward", "recall", "jaccard", "weight", "count", "matched_evidence", "matched_units",
                     "n_units", "n_evidence")
@@ -65,12 +66,41 @@ def _session_range(history: History, s: int, end: int) -> range:
     return range(starts[s], min(stop, end))
 
 
-def history_ranges(history: History, questions: Sequence[Question], episode: str) -> tuple[list[range], dict[str, Any]]:
+# Per dataset object: history id -> [(evidence message index, question topic)] of every question,
+# for the context sessions of "evidence+context" episodes (built once; datasets are immutable).
+_EVIDENCE_INDEX: dict[int, tuple[Any, dict[str, list[tuple[int, str | None]]]]] = {}
+
+
+def evidence_index(dataset: Dataset) -> dict[str, list[tuple[int, str | None]]]:
+    """History id → ``(message index, topic)`` of every question's evidence (cached per dataset)."""
+    hit = _EVIDENCE_INDEX.get(id(dataset))
+    if hit is not None and hit[0]() is dataset:
+        return hit[1]
+    out: dict[str, list[tuple[int, str | None]]] = {}
+    for q in dataset.questions:
+        for i in q.evidence or ():
+            out.setdefault(q.history_id, []).append((int(i), q.topic))
+    for v in out.values():
+        v.sort(key=lambda x: x[0])
+    for key in [k for k, (ref, _) in _EVIDENCE_INDEX.items() if ref() is None]:
+        del _EVIDENCE_INDEX[key]
+    _EVIDENCE_INDEX[id(dataset)] = (weakref.ref(dataset), out)
+    return out
+
+
+def history_ranges(history: History, questions: Sequence[Question], episode: str, *,
+                   context: Sequence[tuple[int, str | None]] = (), context_sessions: int = 0,
+                   ) -> tuple[list[range], dict[str, Any]]:
     """The message ranges (one per session) that make up H, and ``info["history"]``.
 
     ``"full-history"``: every session of ``messages[:end_index]``. ``"evidence-session"``: the
     sessions holding the questions' evidence, in history order; with no evidence, the last
-    session before ``end_index`` (``fallback = True``).
+    session before ``end_index`` (``fallback = True``). ``"evidence+context"``: those sessions
+    plus up to ``context_sessions`` other sessions before ``end_index`` that hold evidence of
+    another question on the same history (``context``: ``(message index, topic)`` pairs, see
+    :func:`evidence_index`) — sessions of the questions' own topic first, then the others, the
+    latest first — so H holds stale preferences and decoys of the topic, as full histories do;
+    ``info["context_sessions"]`` lists them.
     """
     end = min(questions[0].end_index, len(history))
     info: dict[str, Any] = {"episode": episode, "end_index": questions[0].end_index, "fallback": False}
@@ -88,6 +118,18 @@ def history_ranges(history: History, questions: Sequence[Question], episode: str
         if not wanted and end > 0:
             wanted = {history.session_of(end - 1)}  # no evidence: the last session before end_index
             info["fallback"] = True
+        if episode == "evidence+context" and context_sessions > 0:
+            topics = {q.topic for q in questions}
+            ranked: dict[int, int] = {}  # session -> 0 same topic, 1 other topic
+            for i, topic in context:
+                if i >= end:
+                    break
+                s = history.session_of(i)
+                if s not in wanted:
+                    ranked[s] = min(ranked.get(s, 1), 0 if topic in topics else 1)
+            extra = sorted(ranked, key=lambda s: (ranked[s], -s))[:context_sessions]
+            info["context_sessions"] = sorted(extra)
+            wanted |= set(extra)
         sessions = sorted(wanted)
         ranges = [_session_range(history, s, end) for s in sessions]
     info["sessions"] = [s for s, r in zip(sessions, ranges) if len(r)]
@@ -151,8 +193,13 @@ class EpisodeScorer:
         return reward, out
 
     def profiler(self, ep: "Episode") -> tuple[float, dict[str, Any]]:
-        """Eq. 10: the judge's score of M_c (against the gold profile or the history it saw)."""
-        gold = self.dataset.profile_for(ep.questions[0])
+        """Eq. 10: the judge's score of M_c (against the gold profile or the history it saw).
+
+        The gold profile is what H supports (:meth:`~comam_env.data.schema.Dataset.profile_for`
+        with H's message spans: statements whose evidence lies in H, preference updates resolved
+        as of the end of H); data without per-statement evidence gives the persona's profile.
+        """
+        gold = self.dataset.profile_for(ep.questions[0], [range(a, b) for a, b in ep.spans])
         history_text = None
         if self._judge_reads_history(self.judge, gold):  # the gold judge never reads it: skip rendering H
             history_text = "\n".join(ep.chunk_text(k) for k in range(len(ep.spans)))
@@ -220,7 +267,9 @@ class Episode:
     def start(cls, dataset: Dataset, questions: list[Question], config: EnvConfig) -> "Episode":
         """A fresh episode on ``questions`` (one history and ``end_index``)."""
         history = dataset.history_for(questions[0])
-        ranges, info = history_ranges(history, questions, config.episode)
+        context = evidence_index(dataset).get(history.history_id, ()) if config.episode == "evidence+context" else ()
+        ranges, info = history_ranges(history, questions, config.episode, context=context,
+                                      context_sessions=config.context_sessions)
         spans = list(history_chunk_plan(history, ranges, config.chunk_tokens))
         info["empty"] = not spans
         return cls(

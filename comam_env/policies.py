@@ -82,7 +82,7 @@ class OraclePolicy:
             return _render(env.current_history, wanted)
         if role == "profiler":
             q = env.current_questions[0]
-            gold = self._dataset(env).profile_for(q)
+            gold = self._dataset(env).profile_for(q, [range(a, b) for a, b in env.chunk_spans])  # what H supports
             if gold:
                 return "\n".join(gold)
             return env.fine_memory
