@@ -139,7 +139,7 @@ class TrainConfig:
     eval_greedy: bool = field(default=True, metadata={"help": "greedy evaluation (deterministic) instead of sampling at eval_temperature"})
     alpha: float = field(default=0.8, metadata={"help": "extractor coverage weight α of eq. 9 (paper: 0.8)"})
     beta: float = field(default=0.2, metadata={"help": "retriever coverage weight β of eq. 11 (paper: 0.2)"})
-    train_episode: str = field(default="evidence-session", metadata={"help": "training episodes: 'evidence-session' (paper) or 'full-history'"})
+    train_episode: str = field(default="evidence-session", metadata={"help": "training episodes: 'evidence-session' (paper), 'full-history' or 'evidence+context' (curriculum: evidence sessions plus earlier same-topic sessions)"})
     eval_episode: str = field(default="full-history", metadata={"help": "evaluation episodes: 'full-history' (paper) or 'evidence-session'"})
     eval_split: str = field(default="validation", metadata={"help": "split evaluated every eval_every iterations"})
     eval_limit: int | None = field(default=None, metadata={"help": "evaluate on at most this many questions (None = the whole split)"})

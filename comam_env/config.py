@@ -14,8 +14,9 @@ import numpy as np
 
 __all__ = ["EnvConfig", "EPISODES", "REWARD_MODES"]
 
-#: ``episode`` kinds: the paper's training setting and the evaluation setting.
-EPISODES = ("evidence-session", "full-history")
+#: ``episode`` kinds: the paper's training setting, the evaluation setting, and the training
+#: curriculum between them (the evidence sessions plus earlier sessions with stale and decoy content).
+EPISODES = ("evidence-session", "full-history", "evidence+context")
 #: ``reward_mode`` values (what the scalar ``rewards`` carry).
 REWARD_MODES = ("local", "global", "local+global", "none")
 
@@ -26,7 +27,12 @@ class EnvConfig:
 
     episode: str = field(default="evidence-session", metadata={
         "help": "'evidence-session': H = the session(s) holding the evidence (training, as in the paper); "
-                "'full-history': H = messages[:end_index] (evaluation)"})
+                "'full-history': H = messages[:end_index] (evaluation); 'evidence+context': the evidence "
+                "session(s) plus up to context_sessions earlier sessions holding other questions' evidence on "
+                "the same history, same topic first (stale preferences and decoys; a training curriculum that "
+                "reaches the evaluation protocol)"})
+    context_sessions: int = field(default=4, metadata={
+        "help": "episode='evidence+context': how many context sessions join the evidence session(s)"})
     queries_per_episode: int = field(default=1, metadata={
         "help": "questions answered on one memory (grouped by history id and end_index)"})
     chunk_tokens: int | None = field(default=4096, metadata={
@@ -53,6 +59,9 @@ class EnvConfig:
             raise ValueError(f"episode must be one of {EPISODES}, got {self.episode!r}")
         if self.reward_mode not in REWARD_MODES:
             raise ValueError(f"reward_mode must be one of {REWARD_MODES}, got {self.reward_mode!r}")
+        if isinstance(self.context_sessions, bool) or not isinstance(self.context_sessions, (int, np.integer)) \
+                or self.context_sessions < 0:
+            raise ValueError(f"context_sessions must be an integer >= 0, got {self.context_sessions!r}")
         if not isinstance(self.queries_per_episode, (int, np.integer)) or self.queries_per_episode < 1:
             raise ValueError(f"queries_per_episode must be an integer >= 1, got {self.queries_per_episode!r}")
         if self.chunk_tokens is not None and (not isinstance(self.chunk_tokens, (int, np.integer)) or self.chunk_tokens < 1):

@@ -22,6 +22,11 @@ The history H of an episode depends on ``episode``:
   question without evidence falls back to the last session before its
   ``end_index`` (``info["history"]["fallback"]`` says so).
 * ``"full-history"`` (evaluation): every session of ``messages[:end_index]``.
+* ``"evidence+context"`` (a training curriculum): the evidence session(s) plus up
+  to ``context_sessions`` (4) earlier sessions holding other questions' evidence
+  on the same history, same topic first — the stale preferences and decoys a
+  full history holds, at a fraction of its length
+  (:func:`comam_env.episode.history_ranges`).
 
 The extractor acts once per session, or once per chunk when a session is longer
 than ``chunk_tokens`` (estimated with :func:`comam_env.text.estimate_tokens`,
