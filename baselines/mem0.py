@@ -1,32 +1,39 @@
 """``mem0-style``: an extractor that *maintains* a fact memory with ADD / UPDATE / DELETE / NOOP.
 
 The paper lists memory that replaces stale preferences as future work; this
-baseline shows what a Mem0-like update rule buys. The extractor reads the
-visible history message by message and, for every user message that states a
-preference or a personal fact (the patterns of :mod:`baselines.pipeline`),
-applies one operation to a list of facts (each fact is a user message, kept
-verbatim so it can match evidence):
+baseline shows what a Mem0-like update rule buys. It knows nothing about how
+any dataset phrases things: candidate facts, duplicates and updates are found
+with generic rules and sentence embeddings, as Mem0 does with its extraction
+model (an earlier version matched the synthetic generator's own sentence
+templates and was retired for it — an oracle of the data, not a baseline).
+
+The extractor reads the visible history message by message. A user message is a
+*candidate fact* when it is a first-person self-disclosure: it has a first-person
+word (I, I'm, I've, my, me, …), at least :data:`MIN_FACT_WORDS` words and is not a
+question (:func:`is_self_disclosure`). Each candidate applies one operation to a
+list of facts (each fact the user message, verbatim, so it can match evidence),
+comparing its embedding with every stored fact's (cosine ``s``):
 
 * **DELETE** — an explicit retraction ("forget what I said about X", "ignore
   what I told you about X", "scratch that", "that's no longer true") removes the
-  facts about X (all facts whose preference object shares ≥ half its words with
-  X), or the most recent fact when no object is named. The retraction itself
-  is not stored.
-* **NOOP** — the message duplicates a stored fact (content-token Jaccard ≥ 0.8).
-* **UPDATE** — the message states a preference about the same topic/object as a
-  stored fact (changed polarity, e.g. "I no longer like jazz" after "I love
-  jazz", or a changed preference on that object): the stale fact is *replaced* by
-  the new message (further facts on the same object are merged into it, i.e.
-  deleted).
-* **ADD** — anything else memorable.
+  facts about X (cosine to X ≥ :data:`SAME_TOPIC_COSINE`), or the most recent fact
+  when no object is named. The retraction itself is not stored.
+* **NOOP** — the message duplicates a stored fact (``s ≥`` :data:`DUPLICATE_COSINE`).
+* **UPDATE** — the message is about the same topic as stored facts
+  (``s ≥`` :data:`SAME_TOPIC_COSINE`): recency wins, the newest message replaces
+  them (at the position of the first one).
+* **ADD** — anything else.
 
-Then the profiler (latest preference per topic) and the retriever/answerer of
-``heuristic-pipeline`` run on the maintained memory. The memory of a history
-prefix is built incrementally and snapshotted, so questions asked later on the
-same history continue from the nearest earlier snapshot. Local rewards are
+The maintained facts are the profile (Mem0 keeps one memory); the retriever copies
+the ``top_k`` facts most similar to the query (:class:`baselines.pipeline.HeuristicRetriever`)
+and answers with the option most similar to one of them
+(:class:`baselines.answerers.SimilarityAnswerer`, max over units). The memory of a
+history prefix is built incrementally and snapshotted, so questions asked later on
+the same history continue from the nearest earlier snapshot. Local rewards are
 computed with the same code the environment uses (``comam_env.rewards``:
 extractor eq. 9 on the fact memory, retriever eq. 11 on the retrieved units;
-profiler eq. 10 with ``comam_env.judges`` when a judge is available).
+profiler eq. 10 with ``comam_env.judges`` when a judge is available, against the
+gold the visible history supports).
 """
 
 from __future__ import annotations
@@ -40,9 +47,11 @@ from typing import Any
 from comam_env.data.schema import Dataset, History, Question
 from comam_env.text import content_tokens, estimate_tokens
 
-from .answerers import CachedEmbedder
+import numpy as np
+
+from .answerers import CachedEmbedder, SimilarityAnswerer
 from .base import Prediction
-from .pipeline import DUPLICATE, HeuristicRetriever, is_fact, jaccard, parse_statements, profile_lines, same_topic
+from .pipeline import HeuristicRetriever
 
 _RETRACT_RE = re.compile(
     r"\b(?:forget|ignore|disregard)\s+(?:that|what|everything)\s+I\s+(?:said|told you|mentioned|wrote)"
@@ -50,16 +59,29 @@ _RETRACT_RE = re.compile(
     r"|\b(?:scratch|strike)\s+that\b|\bthat(?:'s| is)\s+(?:no longer|not)\s+true\b",
     re.IGNORECASE,
 )
+_FIRST_PERSON_RE = re.compile(r"\b(?:I|I'm|I've|I'd|I'll|me|my|mine|myself)\b", re.IGNORECASE)
+#: A candidate fact has at least this many words.
+MIN_FACT_WORDS = 5
+#: Cosine at or above which a candidate duplicates a stored fact (NOOP).
+DUPLICATE_COSINE = 0.9
+#: Cosine at or above which a candidate speaks about the same topic as a stored fact (UPDATE).
+SAME_TOPIC_COSINE = 0.6
+
+
+def is_self_disclosure(text: str) -> bool:
+    """A first-person statement of at least :data:`MIN_FACT_WORDS` words that is not a question."""
+    text = text.strip()
+    return (len(text.split()) >= MIN_FACT_WORDS and not text.endswith("?")
+            and _FIRST_PERSON_RE.search(text) is not None)
 
 
 @dataclass
 class Fact:
-    """One stored fact: the user message (verbatim) and the preference objects it speaks about."""
+    """One stored fact: the user message (verbatim), where it was said, its unit embedding."""
 
     text: str
     index: int
-    objects: tuple[frozenset[str], ...]
-    tokens: frozenset[str]
+    vector: np.ndarray = field(repr=False)
 
 
 @dataclass
@@ -74,17 +96,34 @@ class Operation:
 
 @dataclass
 class FactMemory:
-    """The fact list plus the log of operations applied to it."""
+    """The fact list plus the log of operations applied to it.
 
+    Args:
+        encode: texts → unit-norm embeddings (rows); the system passes its cached embedder.
+    """
+
+    encode: Any = field(repr=False, default=None)
     facts: list[Fact] = field(default_factory=list)
     log: list[Operation] = field(default_factory=list)
     position: int = 0  # messages [0, position) have been read
 
+    def __post_init__(self) -> None:
+        if self.encode is None:
+            from comam_env.embed import get_embedder
+
+            self.encode = get_embedder("hashing").encode
+
     def copy(self) -> "FactMemory":
-        return FactMemory(list(self.facts), list(self.log), self.position)
+        return FactMemory(self.encode, list(self.facts), list(self.log), self.position)
 
     def texts(self) -> list[str]:
         return [f"User: {f.text}" for f in self.facts]
+
+    def _similar(self, vector: np.ndarray, threshold: float) -> list[int]:
+        if not self.facts:
+            return []
+        sims = np.stack([f.vector for f in self.facts]) @ vector
+        return [i for i, v in enumerate(sims.tolist()) if v >= threshold]
 
     def apply(self, text: str, index: int) -> Operation | None:
         """Apply one user message; returns the operation (``None`` if nothing memorable)."""
@@ -93,30 +132,29 @@ class FactMemory:
         if r:
             target = r.group(1)
             if target:
-                obj = frozenset(content_tokens(re.split(r"[.;!?,]", target)[0]))
-                gone = [f for f in self.facts if any(same_topic(o, obj) for o in f.objects)
-                        or same_topic(f.tokens, obj)]
+                obj = re.split(r"[.;!?,]", target)[0]
+                hit = set(self._similar(np.asarray(self.encode([obj])[0]), SAME_TOPIC_COSINE))
+                hit |= {i for i, f in enumerate(self.facts) if content_tokens(obj) <= content_tokens(f.text)}
+                gone = [f for i, f in enumerate(self.facts) if i in hit]
             else:
                 gone = self.facts[-1:]
             if not gone:
                 return self._log(Operation("NOOP", index, text))
             self.facts = [f for f in self.facts if f not in gone]
             return self._log(Operation("DELETE", index, text, tuple(f.text for f in gone)))
-        statements = parse_statements(text)
-        if not statements and not is_fact(text):
+        if not is_self_disclosure(text):
             return None
-        toks = content_tokens(text)
-        if any(jaccard(toks, f.tokens) >= DUPLICATE for f in self.facts):
+        vector = np.asarray(self.encode([text])[0], dtype=np.float32)
+        if self._similar(vector, DUPLICATE_COSINE):
             return self._log(Operation("NOOP", index, text))
-        objects = tuple(s.obj for s in statements)
-        new = Fact(text, index, objects, toks)
-        clash = [i for i, f in enumerate(self.facts) if any(same_topic(a, b) for a in f.objects for b in objects)]
+        new = Fact(text, index, vector)
+        clash = self._similar(vector, SAME_TOPIC_COSINE)
         if not clash:
             self.facts.append(new)
             return self._log(Operation("ADD", index, text))
         replaced = tuple(self.facts[i].text for i in clash)
         keep = [f for i, f in enumerate(self.facts) if i not in clash]
-        keep.insert(clash[0], new)  # the updated fact takes the stale one's place
+        keep.insert(clash[0], new)  # the newest statement takes the stale one's place
         self.facts = keep
         return self._log(Operation("UPDATE", index, text, replaced))
 
@@ -133,13 +171,14 @@ class FactMemory:
 
 
 class Mem0StyleSystem:
-    """Fact memory with ADD/UPDATE/DELETE/NOOP, then the heuristic profiler, retriever and answerer."""
+    """Fact memory with ADD/UPDATE/DELETE/NOOP (generic, embedding-based), then retrieval and answer."""
 
     name = "mem0-style"
 
     def __init__(self, embedder: Any = "minilm", top_k: int = 5, judge: Any = "auto") -> None:
         self.embedder = embedder if isinstance(embedder, CachedEmbedder) else CachedEmbedder(embedder)
         self.retriever = HeuristicRetriever(self.embedder, top_k=top_k)
+        self.answerer = SimilarityAnswerer(self.embedder)
         self.judge_spec = judge
         self._judge = None
         self._dataset: Dataset | None = None
@@ -168,7 +207,7 @@ class Mem0StyleSystem:
         """The fact memory after reading ``history[:end]`` (continuing from the nearest snapshot)."""
         ends, mems = self._snapshots.setdefault(history.history_id, ([], []))
         k = bisect.bisect_right(ends, end)
-        mem = mems[k - 1].copy() if k else FactMemory()
+        mem = mems[k - 1].copy() if k else FactMemory(self.embedder.encode)
         mem.read(history, end)
         if k == 0 or ends[k - 1] != end:
             ends.insert(k, end)
@@ -181,11 +220,11 @@ class Mem0StyleSystem:
         start = time.perf_counter()
         mem = self.memory_for(history, question.end_index)
         fine = mem.texts()
-        coarse = profile_lines(fine)
-        units = fine + coarse
+        coarse = fine  # Mem0 keeps one memory: the maintained facts are the user profile
+        units = fine
         retrieved = self.retriever.retrieve(units, question.query)
         if question.options:
-            letter = self.retriever.choose(question, retrieved)
+            letter = self.answerer.choose(question, retrieved).answer
         else:  # open question (LoCoMo): the extractive span of the retrieved facts
             letter = self.retriever.answer_open(question.query, retrieved)
         evidence = self._dataset.evidence_texts(question) if self._dataset is not None else None
@@ -196,7 +235,8 @@ class Mem0StyleSystem:
         local["retriever"] = None if ret is None else float(ret.reward)
         if self._judge is not None:
             visible = history.render(range(min(question.end_index, len(history))))
-            gold = self._dataset.profile_for(question) if self._dataset is not None else None
+            gold = (self._dataset.profile_for(question, [range(0, min(question.end_index, len(history)))])
+                    if self._dataset is not None else None)
             local["profiler"] = float(self._judge.score("\n".join(coarse), history=visible, gold_profile=gold).score)
         return Prediction(
             answer=letter,
