@@ -267,7 +267,7 @@ MAIN_COLUMNS = (("#", "num", False), ("system", "text", True), ("status", "text"
                 ("latency ms / q", "num", True), ("models", "text", True), ("training", "text", True),
                 ("open source", "text", True), ("date", "text", False))
 #: Longest scatter label (characters); the full name is in the point's tooltip.
-LABEL_CHARS = 40
+LABEL_CHARS = 56
 
 
 @lru_cache(maxsize=1)
