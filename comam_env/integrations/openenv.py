@@ -258,13 +258,26 @@ class _QuietClientClose:
 # ------------------------------------------------------------------ `comam-env serve`
 
 
+def _port(text: str) -> int:
+    """argparse type of ``--port``: 0 (any free port) … 65535."""
+    import argparse
+
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a TCP port number, got {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a TCP port in 0..65535, got {port}")
+    return port
+
+
 def configure(parser) -> None:
-    from comam_env.cli import parse_key_value
+    from comam_env.cli import parse_key_value, positive_int
 
     parser.add_argument("--env", default="synthetic-32k", help="environment id served (see `comam-env envs`)")
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default: localhost only)")
-    parser.add_argument("--port", type=int, default=8000, help="TCP port (0 = any free port)")
-    parser.add_argument("--max-sessions", type=int, default=64, help="concurrent WebSocket sessions allowed")
+    parser.add_argument("--port", type=_port, default=8000, help="TCP port (0 = any free port)")
+    parser.add_argument("--max-sessions", type=positive_int, default=64, help="concurrent WebSocket sessions allowed")
     parser.add_argument("--env-kw", dest="env_kwargs", type=parse_key_value, action="append", default=None,
                         metavar="KEY=VALUE", help="keyword argument for comam_env.make (repeatable), e.g. split=validation")
     parser.add_argument("--compress", action="store_true",
@@ -278,10 +291,13 @@ def run(args) -> int:
 
     import uvicorn
 
-    from comam_env.cli import CommandError
+    from comam_env.cli import CommandError, UsageError
+    from comam_env.registry import check_make_arguments
 
-    if args.max_sessions < 1:
-        raise CommandError(f"--max-sessions must be >= 1, got {args.max_sessions}")
+    try:  # bad flags fail here, before anything is loaded or bound
+        check_make_arguments(args.env, **dict(args.env_kwargs or []))
+    except (ValueError, TypeError) as exc:
+        raise UsageError(str(exc)) from None
     try:
         app = create_server_app(args.env, max_sessions=args.max_sessions, env_kwargs=dict(args.env_kwargs or []))
     except (ValueError, FileNotFoundError, KeyError) as exc:
