@@ -151,7 +151,8 @@ class EpisodeScorer:
         self.config = config
         self.matcher = rewards.resolve_matcher(config.matcher)
         judge = config.judge
-        if isinstance(judge, str) and judge.strip().lower() in ("auto", "gold"):
+        spec = judge.strip().lower() if isinstance(judge, str) else ""
+        if spec == "auto" or spec.partition(":")[0] == "gold":  # "gold:<beta>" too
             # The gold-profile judge matches statements with the env's own matcher.
             self.judge = get_judge(judge, matcher=config.matcher, tau=config.tau)
         else:

@@ -16,7 +16,15 @@ them (else ``None``). Scores are deterministic for the same inputs.
   matches, precision ``P = c/|units|`` and recall ``R = c/|gold|``, the score is
   the recall-weighted F-beta ``(1+β²)·P·R / (β²·P + R)`` with ``β = 2`` (a profile
   should above all cover the user; padding is punished less than omission).
-  The gold statements themselves score 1; an empty profile scores 0.
+  The gold statements themselves score 1; an empty profile scores 0. The gold statements
+  are what the history H the profiler saw supports
+  (:meth:`comam_env.data.schema.Dataset.profile_for` with H's spans: statements whose
+  evidence lies in H, preference updates resolved as of the end of H), so the reward is
+  attainable in every episode. ``"gold:<beta>"`` sets β: it is the profiler's difficulty
+  knob — the larger β, the more a verbose profile (e.g. all of M_f) scores, while under
+  the selection view's memory budget a verbose profile crowds the query-relevant fine
+  memory out of what the retriever sees, so the local reward rises where the answer does
+  not.
 * :class:`EmbeddingJudge` (``"embedding"``; offline fallback for real data):
   with cosine similarities between profile units and the user's messages,
 
@@ -517,7 +525,12 @@ def get_judge(name_or_obj: Any = "auto", **kwargs: Any) -> Any:
         raise TypeError(f"judge {name_or_obj!r} has no score(profile, *, history, gold_profile) method")
     name, _, arg = name_or_obj.partition(":")
     name = name.strip().lower()
-    if name == "gold" and not arg:
+    if name == "gold":
+        if arg:  # "gold:<beta>": the recall weight of the F-beta (a difficulty knob, see the module doc)
+            try:
+                kwargs.setdefault("beta", float(arg))
+            except ValueError:
+                raise ValueError(f"judge {name_or_obj!r}: 'gold:<beta>' needs a number, got {arg!r}") from None
         return GoldProfileJudge(**kwargs)
     if name == "embedding":
         if arg:

@@ -59,3 +59,22 @@ def test_oracle_scores_one_on_context_episodes(ds):
 def test_context_sessions_is_validated():
     with pytest.raises(ValueError, match="context_sessions"):
         comam_env.make("synthetic-32k", episode="evidence+context", context_sessions=-1)
+
+
+def test_gold_judge_beta_knob_raises_a_verbose_profiles_reward(ds):
+    """judge='gold:<beta>': a larger recall weight scores a keep-everything profile higher, while a
+    profile of exactly the supported statements scores 1 under any beta."""
+    q = ds.questions[0]
+    scores = {}
+    for beta in (1, 2, 8):
+        e = comam_env.make("synthetic-32k", dataset=ds, split="all", judge=f"gold:{beta}")
+        e.reset(options={"question_id": q.question_id})
+        while e.agent_selection.startswith("extractor"):
+            start, stop = e.unwrapped.current_chunk
+            h = e.unwrapped.current_history
+            e.step(h.render(range(start, stop)))
+        e.step(e.unwrapped.fine_memory)  # the verbose profile: all of M_f
+        scores[beta] = e.unwrapped.infos["profiler_0"]["local_reward"]
+    assert 0 < scores[1] < scores[2] < scores[8] < 1
+    with pytest.raises(ValueError, match="gold:<beta>"):
+        comam_env.make("synthetic-32k", dataset=ds, split="all", judge="gold:x")
