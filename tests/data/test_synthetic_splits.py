@@ -9,17 +9,10 @@ import math
 import pytest
 
 import comam_env
-from comam_env.data.schema import OPTION_LETTERS
-from comam_env.probes import longest_option, probe_accuracy, question_similarity_option
+from comam_env.probes import length_rank_option, longest_option, probe_accuracy, question_similarity_option, shortest_option
 
 SIZES = [("mini", 100), ("32k", 500), pytest.param("128k", 500, marks=pytest.mark.slow),
          pytest.param("1m", 500, marks=pytest.mark.slow)]
-
-
-def length_rank_option(q, k: int) -> str:
-    """The option of length rank ``k`` (0 = shortest; ties: the earlier option)."""
-    order = sorted(range(len(q.options)), key=lambda i: (len(q.options[i].strip()), i))
-    return OPTION_LETTERS[order[k]]
 
 
 def _within_chance(acc: float, n: int) -> bool:
@@ -37,7 +30,7 @@ def test_track_splits_by_persona_and_probes_stay_at_chance(size, min_validation)
     assert not personas["train"] & personas["validation"]  # by persona: no shared history
     assert len(qs["train"]) + len(qs["validation"]) == len(ds.questions)
 
-    probes = {"longest option": longest_option, "shortest option": lambda q: length_rank_option(q, 0),
+    probes = {"longest option": longest_option, "shortest option": shortest_option,
               "question only": question_similarity_option}
     # a length rule per question type, fitted on train (the best length rank of each type)
     by_type = collections.defaultdict(list)
