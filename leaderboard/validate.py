@@ -63,6 +63,7 @@ from urllib.parse import urlsplit
 
 from .hidden import (
     HIDDEN_TRACKS,
+    SIGNATURE_FIELD,
     HiddenTrackError,
     check_knobs,
     check_signature,
@@ -733,8 +734,10 @@ def _read_score(folder: Path, issues: _Issues) -> dict | None:
 
 #: :attr:`Submission.verification` of a hidden run whose signature verified with the secret.
 VERIFIED = "verified: signature checked and score recomputable with the hidden-track secret"
-#: ... and of one checked without the secret.
+#: ... of one checked without the secret.
 UNVERIFIED = "unverified: COMAM_HIDDEN_SEED is not set, so the signature and the questions cannot be checked"
+#: ... and of one without a signature (checked with the secret).
+UNSIGNED = "unverified: score.json carries no signature"
 
 
 def _check_hidden_run(folder: Path, meta: dict, files: list[str], issues: _Issues, warnings: list[str],
@@ -767,8 +770,13 @@ def _check_hidden_run(folder: Path, meta: dict, files: list[str], issues: _Issue
     path = folder / "predictions.jsonl"
     if path.stat().st_size > LIMITS["predictions.jsonl"]:
         return None, check_ids  # reported by the predictions check
+    if SIGNATURE_FIELD not in sub.score:  # made by hand or before signatures: claims nothing, proves nothing
+        sub.verification = UNSIGNED
+        warnings.append("hidden run not verified: score.json has no signature (not written by `comam-env "
+                        "leaderboard run-agent` with a signing version); its score is shown as unverified and not ranked")
+        return None, False
     problem = check_signature(secret, meta, path.read_bytes(), sub.score)
-    if problem:
+    if problem:  # a signature that does not verify: altered after signing, or another operator's secret
         issues.add("score.json", problem, field="signature")
         return None, False
     sub.verification = VERIFIED

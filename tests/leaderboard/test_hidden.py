@@ -215,12 +215,16 @@ def test_forged_or_altered_hidden_runs_fail_with_the_secret_and_are_unverified_w
     assert forged["accuracy"] == 0.99 and forged["verified"] is False and forged["verification"].startswith("unverified")
     # with the secret: one clear error each, not one per question
     monkeypatch.setenv(H.SECRET_ENV, SECRET_A)
-    expected = {"claimed": "signature does not match", "unsigned": "no signature",
-                "renamed": "signature does not match", "answers": "predictions.jsonl is not the file that was signed"}
+    expected = {"claimed": "signature does not match", "renamed": "signature does not match",
+                "answers": "predictions.jsonl is not the file that was signed"}
     for name, message in expected.items():
         rep = validate_submission(tmp_path / name)
         assert [(i.file, i.field) for i in rep.issues] == [("score.json", "signature")], rep.format()
         assert message in rep.issues[0].message
+    # without a signature (hand-made, or older than signatures) nothing is claimed: listed unverified, not an error
+    rep = validate_submission(unsigned)
+    assert rep.ok and any("no signature" in w for w in rep.warnings)
+    assert score_entry(unsigned)["verified"] is False and score_entry(unsigned)["accuracy"] == 0.99
     monkeypatch.setenv(H.SECRET_ENV, SECRET_B)  # another operator's secret cannot vouch for it
     rep = validate_submission(tmp_path / "real")
     assert rep.n_errors == 1 and "another secret" in rep.issues[0].message
