@@ -41,8 +41,8 @@ import numpy as np
 import torch
 
 from .base import ROLE_NAMES, Policy, load_policy, make_policy
-from .checkpoint import (atomic_json, has_checkpoint, jsonable, keep_metrics_upto, load_checkpoint, restore_rng,
-                         rng_state, save_checkpoint)
+from .checkpoint import (atomic_json, has_checkpoint, jsonable, keep_metrics_upto, load_checkpoint,
+                         recover_checkpoint, restore_rng, rng_state, save_checkpoint)
 from .config import TrainConfig  # defined torch-free in agents.config; agents.comam.TrainConfig still works
 from .credit import assign_credit_batch
 from .format_reward import format_matrix
@@ -139,11 +139,17 @@ class Trainer:
         self.cfg = config
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        recover_checkpoint(self.run_dir)  # finish or undo a save a kill interrupted
         cfg_path = self.run_dir / "config.json"
         if cfg_path.exists() and has_checkpoint(self.run_dir):
             # A checkpointed run resumes only under its own configuration (--iterations may grow);
             # a run that never checkpointed may be restarted with a new one.
-            saved = json.loads(cfg_path.read_text())
+            try:
+                saved = json.loads(cfg_path.read_text(encoding="utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                raise ValueError(f"{cfg_path}: not a readable run configuration ({exc})") from None
+            if not isinstance(saved, dict):
+                raise ValueError(f"{cfg_path}: expected a JSON object")
             current = json.loads(json.dumps(asdict(config), default=jsonable))
             # Fields added to TrainConfig after the run was made count as their defaults.
             defaults = json.loads(json.dumps(asdict(TrainConfig()), default=jsonable))
@@ -175,6 +181,7 @@ class Trainer:
             self.reference.eval()
         self.updater = self._make_updater()
         self.iteration = 0
+        self.resumed = False  # True once a checkpoint was restored (iteration 0 is then already logged)
         self.best: dict[str, Any] = {}
         self.metrics_path = self.run_dir / "metrics.jsonl"
         self._maybe_resume()
@@ -198,6 +205,7 @@ class Trainer:
             self.updater.load_state_dict(ckpt.optimizer)
         restore_rng(ckpt.state["rng"], self.rng, self.gen)
         self.iteration = ckpt.iteration
+        self.resumed = True
         self.best = ckpt.state.get("best", {})
         # Keep exactly the metrics the checkpoint had seen, so the curve continues seamlessly.
         keep_metrics_upto(self.metrics_path, self.iteration)
@@ -399,7 +407,7 @@ class Trainer:
             bar = tqdm(total=cfg.iterations, initial=self.iteration, desc=f"train {cfg.credit}", unit="it")
         last_eval = None
         try:
-            if self.iteration == 0:
+            if not self.resumed:  # a run resumed from its iteration-0 checkpoint has logged iteration 0
                 warm = self.warm_start()
                 last_eval = self.evaluate()
                 self.best["start_val_accuracy"] = last_eval["accuracy"]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import shutil
 import warnings
+from pathlib import Path
 
 import pytest
 
@@ -173,3 +174,185 @@ def test_text_view_actions_never_crash():
             steps += 1
             assert all(math.isfinite(r) and -1e-9 <= r <= 1 + 1e-9 for r in env.rewards.values())
     assert steps > 10
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+def _tiny_train_config(**kw):
+    from agents.comam import TrainConfig
+
+    base = dict(batch_queries=2, group_size=2, iterations=4, eval_limit=4, eval_every=2, checkpoint_every=2,
+                env_pool=4, progress=False, seed=3, grpo={"lr": 1e-2, "inner_epochs": 1})
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def _iterations(run_dir) -> list[int]:
+    return [json.loads(line)["iteration"] for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
+
+
+def _curve(run_dir) -> list[dict]:
+    out = []
+    for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines():
+        out.append({k: v for k, v in json.loads(line).items() if not k.startswith("seconds")})
+    return out
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory):
+    """The uninterrupted reference run every crash-and-resume run must reproduce."""
+    from agents.comam import train
+
+    run = tmp_path_factory.mktemp("full") / "run"
+    train(_tiny_train_config(), run)
+    return run
+
+
+class _Killed(BaseException):
+    """Stands for a kill: not an Exception, so no `except Exception` handler swallows it."""
+
+
+def _tiny_policy(seed=0):
+    from agents.base import make_policy
+
+    return make_policy("selection", dim=8, seed=seed)
+
+
+def _state(iteration: int) -> dict:
+    import numpy as np
+    import torch
+
+    from agents.checkpoint import rng_state
+
+    return {"iteration": iteration, "rng": rng_state(np.random.default_rng(iteration), torch.Generator()), "best": {}}
+
+
+def test_a_kill_at_any_rename_of_a_save_leaves_a_complete_checkpoint(tmp_path, monkeypatch):
+    """Kill the second save at its 1st, 2nd, ... os.replace: recovery always yields a complete
+    checkpoint — the new one once its folder was complete, else the previous one."""
+    import os
+
+    from agents.checkpoint import load_checkpoint, read_state, recover_checkpoint, save_checkpoint
+
+    real_replace = os.replace
+    n_replaces = None
+    for kill_at in range(1, 20):
+        run = tmp_path / f"k{kill_at}"
+        run.mkdir()
+        save_checkpoint(run, _tiny_policy(0), None, _state(1))
+        calls = {"n": 0}
+
+        def replace(src, dst, *a, _kill_at=kill_at, _calls=calls, **k):
+            _calls["n"] += 1
+            if _calls["n"] == _kill_at:
+                raise _Killed
+            return real_replace(src, dst, *a, **k)
+
+        monkeypatch.setattr(os, "replace", replace)
+        try:
+            save_checkpoint(run, _tiny_policy(1), None, _state(2))
+            killed = False
+        except _Killed:
+            killed = True
+        finally:
+            monkeypatch.setattr(os, "replace", real_replace)
+        if not killed:  # kill_at is beyond the last rename: the save completed
+            n_replaces = kill_at - 1
+            break
+        recover_checkpoint(run)
+        assert sorted(p.name for p in run.iterdir()) == ["checkpoint"], f"kill at replace #{kill_at}"
+        it = read_state(run / "checkpoint" / "state.json")["iteration"]
+        assert it in (1, 2)
+        assert load_checkpoint(run, with_optimizer=False).iteration == it
+    assert n_replaces is not None and n_replaces >= 2  # the two renames (plus the atomic file writes)
+
+
+def test_a_kill_between_the_two_renames_resumes_from_the_new_checkpoint(tmp_path, full_run):
+    """A real SIGKILL after `checkpoint` -> `checkpoint.old` and before `checkpoint.tmp` -> `checkpoint`
+    (the second checkpoint, iteration 2). The resume used to restart at 0 and delete metrics.jsonl."""
+    import dataclasses
+    import os
+    import subprocess
+    import sys
+
+    from agents.comam import Trainer, train
+
+    run = tmp_path / "run"
+    child = (
+        "import json, os, signal, sys\n"
+        "from pathlib import Path\n"
+        "real = os.replace\n"
+        "def replace(src, dst, *a, **k):\n"
+        "    if Path(src).name == 'checkpoint.tmp' and (Path(dst).parent / 'checkpoint.old').exists():\n"
+        "        os.kill(os.getpid(), signal.SIGKILL)\n"
+        "    return real(src, dst, *a, **k)\n"
+        "os.replace = replace\n"
+        "from agents.comam import TrainConfig, train\n"
+        "train(TrainConfig(**json.loads(sys.argv[1])), sys.argv[2])\n"
+    )
+    cfg = _tiny_train_config()
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-c", child, json.dumps(dataclasses.asdict(cfg)), str(run)],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    assert not (run / "checkpoint").exists() and (run / "checkpoint.old").exists()
+    assert _iterations(run) == [0, 1, 2]
+
+    trainer = Trainer(cfg, run)
+    assert trainer.iteration == 2  # the complete new checkpoint, not a restart
+    assert _iterations(run) == [0, 1, 2]
+    assert sorted(p.name for p in run.iterdir() if p.name.startswith("checkpoint")) == ["checkpoint"]
+    train(cfg, run)
+    assert _curve(run) == _curve(full_run)
+
+
+def test_resuming_from_the_iteration_0_checkpoint_logs_iteration_0_once(tmp_path, full_run, monkeypatch):
+    from agents.comam import Trainer, train
+
+    real_step = Trainer.step
+
+    def killed(self):
+        raise _Killed  # the run dies right after its iteration-0 checkpoint
+
+    monkeypatch.setattr(Trainer, "step", killed)
+    with pytest.raises(_Killed):
+        train(_tiny_train_config(), tmp_path / "run")
+    monkeypatch.setattr(Trainer, "step", real_step)
+    assert _iterations(tmp_path / "run") == [0]
+    train(_tiny_train_config(), tmp_path / "run")
+    assert _iterations(tmp_path / "run") == [0, 1, 2, 3, 4]  # used to be [0, 0, 1, 2, 3, 4]
+    assert _curve(tmp_path / "run") == _curve(full_run)
+
+
+def test_a_torn_last_metrics_line_is_dropped_on_resume(tmp_path, full_run):
+    from agents.comam import train
+
+    run = tmp_path / "run"
+    train(_tiny_train_config(iterations=2), run)
+    with open(run / "metrics.jsonl", "a", encoding="utf-8") as fh:
+        fh.write('{"iteration": 3, "train_acc')  # the kill hit in the middle of a write
+    with pytest.warns(UserWarning, match=r"metrics\.jsonl: line 4: dropped a torn record"):
+        train(_tiny_train_config(), run)
+    assert _curve(run) == _curve(full_run)
+
+
+def test_a_corrupt_metrics_line_or_state_is_an_error_naming_the_file(tmp_path):
+    from agents.comam import Trainer, train
+
+    run = tmp_path / "run"
+    train(_tiny_train_config(iterations=2), run)
+    metrics = (run / "metrics.jsonl").read_text().splitlines()
+    (run / "metrics.jsonl").write_text("\n".join([metrics[0], "{oops", *metrics[1:]]) + "\n")
+    with pytest.raises(ValueError, match=r"metrics\.jsonl: line 2: invalid JSON"):
+        Trainer(_tiny_train_config(), run)
+
+    state_path = run / "checkpoint" / "state.json"
+    state = json.loads(state_path.read_text())
+    for bad in (-1, True, 2.5, "2", None):
+        state_path.write_text(json.dumps({**state, "iteration": bad}))
+        with pytest.raises(ValueError, match=r"state\.json: field 'iteration' must be an integer >= 0"):
+            Trainer(_tiny_train_config(), run)
+    state_path.write_text("{")
+    with pytest.raises(ValueError, match=r"state\.json: line 1: invalid JSON"):
+        Trainer(_tiny_train_config(), run)
