@@ -28,6 +28,7 @@ that already has a checkpoint resumes it and continues the same curve.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -48,6 +49,10 @@ from .credit import assign_credit_batch
 from .format_reward import format_matrix
 from .grpo import PerAgentGRPO, RoleBatch, group_advantages, zero_variance_groups
 from .rollout import RolloutBatch, collect_rollouts, evaluate
+
+#: fields a checkpointed run may change on resume: the length, and where its envs run (results do
+#: not depend on it)
+RESUME_MAY_CHANGE = frozenset({"iterations", "rollout_workers", "ray_address"})
 
 # ----------------------------------------------------------------------------- helpers
 
@@ -154,11 +159,13 @@ class Trainer:
             # Fields added to TrainConfig after the run was made count as their defaults.
             defaults = json.loads(json.dumps(asdict(TrainConfig()), default=jsonable))
             saved = {**{k: defaults[k] for k in current if k not in saved}, **saved}
-            differ = sorted(k for k in set(saved) | set(current) if k != "iterations" and saved.get(k) != current.get(k))
+            differ = sorted(k for k in set(saved) | set(current)
+                            if k not in RESUME_MAY_CHANGE and saved.get(k) != current.get(k))
             if differ:
                 raise ValueError(
                     f"{cfg_path}: the run directory holds a checkpoint of a different configuration "
-                    f"(fields {differ} differ); use a new --out directory (only --iterations may change on resume)"
+                    f"(fields {differ} differ); use a new --out directory (only {', '.join(sorted(RESUME_MAY_CHANGE))} "
+                    "may change on resume)"
                 )
         atomic_json(cfg_path, asdict(config))
 
@@ -166,18 +173,26 @@ class Trainer:
         self.rng = np.random.default_rng(config.seed)
         self.gen = torch.Generator().manual_seed(config.seed)
         n_train = min(config.env_pool, config.batch_queries * config.group_size)
-        self.train_envs = _make_envs(config, n_train, "train", config.train_episode)
+        if config.rollout_workers:  # envs on Ray actors; the policies still act here (same results)
+            from .ray_rollout import RayEnvPool
+
+            make = functools.partial(_make_envs, config, split="train", episode=config.train_episode)
+            self.train_envs = RayEnvPool(make, n_train, config.rollout_workers, address=config.ray_address)
+            self.probe_env = _make_envs(config, 1, "train", config.train_episode)[0]
+        else:
+            self.train_envs = _make_envs(config, n_train, "train", config.train_episode)
+            self.probe_env = self.train_envs[0]
         self.eval_envs = _make_eval_envs(config, config.eval_split, config.eval_episode)
-        self.train_ids = _split_ids(self.train_envs[0])
+        self.train_ids = _split_ids(self.probe_env)
         eval_ids = _split_ids(self.eval_envs[0])
         self.eval_ids = eval_ids[: config.eval_limit] if config.eval_limit else eval_ids
         if not self.train_ids:
             raise ValueError(f"{config.env}: the training split has no questions")
 
-        self.policy = _build_policy(config, self.train_envs[0])
+        self.policy = _build_policy(config, self.probe_env)
         self.reference = None
         if config.credit == "leave-one-out":
-            self.reference = _build_policy(config, self.train_envs[0])  # same seed → the initial policy
+            self.reference = _build_policy(config, self.probe_env)  # same seed → the initial policy
             self.reference.eval()
         self.updater = self._make_updater()
         self.iteration = 0
@@ -230,7 +245,7 @@ class Trainer:
             from .sft import SFTConfig, run_sft
 
             sft_cfg = SFTConfig.from_dict({"seed": self.cfg.seed, **self.cfg.sft})
-            info = run_sft(self.policy, self.train_envs[0], self.train_ids, sft_cfg,
+            info = run_sft(self.policy, self.probe_env, self.train_ids, sft_cfg,
                            log_path=self.run_dir / "sft.jsonl", progress=self.cfg.progress)
             info.pop("sft_config")
         else:
@@ -435,6 +450,8 @@ class Trainer:
         finally:
             if bar is not None:
                 bar.close()
+            if hasattr(self.train_envs, "close"):  # Ray actors give their CPUs back
+                self.train_envs.close()
         if last_eval is None:
             last_eval = self.evaluate()
         try:

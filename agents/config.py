@@ -155,6 +155,8 @@ class TrainConfig:
     sft: dict = field(default_factory=dict, metadata={"help": "SFTConfig fields for warm_start='sft' (questions, epochs, lr, batch_size, max_grad_norm, weight_decay, seed)"})
     zero_variance: str | None = field(default=None, metadata={"help": "groups whose integrated rewards are all equal (zero advantage, no gradient): 'skip' drops them from the update (DAPO-style dynamic sampling; default for LLM policies) or 'keep' (plain GRPO; default for selection policies). The fraction is logged either way"})
     format_reward: float = field(default=0.0, metadata={"help": "weight of the optional format reward added to each role's integrated reward (agents/format_reward.py); 0 = off, as in the paper"})
+    rollout_workers: int = field(default=0, metadata={"help": "Ray actors that step the training envs (agents/ray_rollout.py); 0 = in process. Results are identical for any value"})
+    ray_address: str | None = field(default=None, metadata={"help": "existing Ray cluster for the rollout workers ('auto' or host:port); None starts a local Ray instance"})
     progress: bool = field(default=True, metadata={"help": "show a progress bar"})
 
     def __post_init__(self) -> None:
@@ -171,6 +173,8 @@ class TrainConfig:
         for name in ("temperature", "eval_temperature"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.rollout_workers < 0:
+            raise ValueError(f"rollout_workers must be >= 0, got {self.rollout_workers}")
         if self.eval_limit is not None and self.eval_limit < 1:
             raise ValueError(f"eval_limit must be >= 1 or None, got {self.eval_limit}")
         if self.target_accuracy is not None and not 0.0 <= self.target_accuracy <= 1.0:

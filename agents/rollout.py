@@ -115,8 +115,9 @@ def collect_rollouts(
     """Run ``len(question_ids) × group_size`` episodes in lockstep.
 
     Args:
-        envs: a pool of AEC environments (any view); episodes are spread over the
-            pool in waves when there are more episodes than environments.
+        envs: a pool of AEC environments (any view): a sequence of envs, or an
+            :class:`EnvPool` (e.g. :class:`agents.ray_rollout.RayEnvPool`, envs on Ray actors);
+            episodes are spread over the pool in waves when there are more episodes than envs.
         policies: role name → policy acting for that role (one object may serve
             several roles).
         question_ids: the B queries; trajectory ``(b, g)`` answers ``question_ids[b]``. An
@@ -134,7 +135,8 @@ def collect_rollouts(
             seeds of the runs they mirror).
         progress: called with the number of episodes finished at each completion.
     """
-    if not envs:
+    pool = envs if isinstance(envs, EnvPool) else LocalEnvPool(envs)
+    if not len(pool):
         raise ValueError("collect_rollouts needs at least one environment")
     n = len(question_ids) * group_size
     seeds = rng.integers(0, 2**31 - 1, size=n) if reset_seeds is None else np.asarray(reset_seeds)
@@ -144,39 +146,100 @@ def collect_rollouts(
     actions: list[Action] = []
     overrides = overrides or {}
 
-    for wave_start in range(0, n, len(envs)):
-        wave = list(range(wave_start, min(n, wave_start + len(envs))))
-        slots = {}  # trajectory index -> env
-        for k, t in enumerate(wave):
-            env = envs[k]
-            env.reset(seed=int(seeds[t]), options=_reset_options(question_ids[t // group_size]))
-            slots[t] = env
+    for wave_start in range(0, n, len(pool)):
+        wave = list(range(wave_start, min(n, wave_start + len(pool))))
+        slot = {t: k for k, t in enumerate(wave)}  # trajectory index -> env slot of the pool
+        status = pool.reset({slot[t]: (int(seeds[t]), _reset_options(question_ids[t // group_size])) for t in wave})
         active = set(wave)
         while active:
             waiting: dict[tuple[int, str], list[int]] = {}
             for t in sorted(active):
-                env = slots[t]
-                if not env.agents:
+                st = status[slot[t]]
+                if st.record is not None:
                     active.discard(t)
-                    trajectories[t] = _finish(env, question_ids, t, group_size)
+                    trajectories[t] = _finish(st.record, question_ids, t, group_size)
                     if progress:
                         progress(1)
                     continue
-                agent = env.agent_selection
-                if env.terminations[agent] or env.truncations[agent]:
-                    env.step(None)
-                    continue
-                role = role_of(agent)
+                role = role_of(st.agent)
                 policy = overrides.get(t, {}).get(role, policies[role])
                 waiting.setdefault((id(policy), role), []).append(t)
+            stepped: dict[int, Any] = {}
             for (_, role), ts in waiting.items():
                 policy = overrides.get(ts[0], {}).get(role, policies[role])
-                obs = [slots[t].observe(slots[t].agent_selection) for t in ts]
+                obs = [status[slot[t]].observation for t in ts]
                 out = policy.act(role_id(role), obs, temperature=temperature, greedy=greedy, generator=generator)
                 for i, t in enumerate(ts):
                     actions.append(Action(t, role, out.samples[i], float(out.logprobs[i]), dict(out.info[i]), out.actions[i]))
-                    slots[t].step(out.actions[i])
+                    stepped[slot[t]] = out.actions[i]
+            if stepped:
+                status.update(pool.step(stepped))
     return RolloutBatch(list(question_ids), group_size, trajectories, actions)  # type: ignore[arg-type]
+
+
+@dataclass
+class SlotStatus:
+    """What one env of a pool is waiting for: the agent to act and its observation, or — once the
+    episode is over — its ``trajectory()`` record."""
+
+    agent: str | None = None
+    observation: Any = None
+    record: dict | None = None
+
+
+def advance(env) -> SlotStatus:
+    """Step finished agents past (``step(None)``, AEC protocol) and report what ``env`` waits for.
+    Agents only finish at the end of an episode, so this never changes who acts next."""
+    while env.agents:
+        agent = env.agent_selection
+        if env.terminations[agent] or env.truncations[agent]:
+            env.step(None)
+            continue
+        return SlotStatus(agent=agent, observation=env.observe(agent))
+    return SlotStatus(record=_unwrapped(env).trajectory())
+
+
+class EnvPool:
+    """A pool of envs that :func:`collect_rollouts` steps in lockstep, addressed by slot index.
+
+    ``reset({slot: (seed, options)})`` and ``step({slot: action})`` return the new
+    :class:`SlotStatus` of those slots. :class:`LocalEnvPool` steps them in this process;
+    :class:`agents.ray_rollout.RayEnvPool` on Ray actors. The rollouts do not depend on where the
+    envs run: the policies act in the caller's process, on the same batches, in the same order.
+    """
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def reset(self, assignments: Mapping[int, tuple[int, dict]]) -> dict[int, SlotStatus]:
+        raise NotImplementedError
+
+    def step(self, actions: Mapping[int, Any]) -> dict[int, SlotStatus]:
+        raise NotImplementedError
+
+
+class LocalEnvPool(EnvPool):
+    """Envs stepped in this process (what a plain list of envs means to :func:`collect_rollouts`)."""
+
+    def __init__(self, envs: Sequence[Any]) -> None:
+        self.envs = list(envs)
+
+    def __len__(self) -> int:
+        return len(self.envs)
+
+    def reset(self, assignments: Mapping[int, tuple[int, dict]]) -> dict[int, SlotStatus]:
+        out = {}
+        for k, (seed, options) in assignments.items():
+            self.envs[k].reset(seed=int(seed), options=options)
+            out[k] = advance(self.envs[k])
+        return out
+
+    def step(self, actions: Mapping[int, Any]) -> dict[int, SlotStatus]:
+        out = {}
+        for k, action in actions.items():
+            self.envs[k].step(action)
+            out[k] = advance(self.envs[k])
+        return out
 
 
 def _reset_options(query) -> dict:
@@ -186,8 +249,7 @@ def _reset_options(query) -> dict:
     return {"question_id": query}
 
 
-def _finish(env, question_ids, t: int, group_size: int) -> Trajectory:
-    record = _unwrapped(env).trajectory()
+def _finish(record: dict, question_ids, t: int, group_size: int) -> Trajectory:
     query = question_ids[t // group_size]
     return Trajectory(
         question_id=query[0] if isinstance(query, (tuple, list)) else query,
