@@ -356,3 +356,120 @@ def test_a_corrupt_metrics_line_or_state_is_an_error_naming_the_file(tmp_path):
     state_path.write_text("{")
     with pytest.raises(ValueError, match=r"state\.json: line 1: invalid JSON"):
         Trainer(_tiny_train_config(), run)
+
+
+# ----------------------------------------------------------------------------- data files
+
+
+def _pm_folder(tmp_path):
+    from tests.data.conftest import write_personamem
+
+    return write_personamem(tmp_path / "pm")
+
+
+def _load(folder):
+    from comam_env.data.personamem import load_personamem_dir
+
+    return load_personamem_dir(folder, "32k")
+
+
+@pytest.mark.parametrize("name", ["questions_32k.csv", "shared_contexts_32k.jsonl", "profiles.json"])
+def test_a_non_utf8_byte_names_the_file_and_line(tmp_path, name):
+    from comam_env.data.errors import DataFormatError
+
+    folder = _pm_folder(tmp_path)
+    if name == "profiles.json":
+        (folder / name).write_text('{"0": ["likes tea"],\n "1": ["x"]}')
+    raw = (folder / name).read_bytes()
+    second_line = raw.index(b"\n") + 1
+    (folder / name).write_bytes(raw[:second_line + 3] + b"\xff" + raw[second_line + 3:])
+    with pytest.raises(DataFormatError, match=rf"{name}, line 2: not UTF-8 text: byte 0xff at column 4"):
+        _load(folder)
+
+
+def test_deeply_nested_json_is_a_format_error(tmp_path):
+    from comam_env.data.errors import DataFormatError
+
+    from tests.data.conftest import CTX_B
+
+    folder = _pm_folder(tmp_path)
+    path = folder / "shared_contexts_32k.jsonl"
+    original = path.read_text(encoding="utf-8")
+    first = original.splitlines()[0]
+    path.write_text(first + "\n" + json.dumps(CTX_B)[:-1].join(['{', '": ']) + "[" * 100_000 + "]" * 100_000
+                    + "}\n", encoding="utf-8")
+    with pytest.raises(DataFormatError, match=r"shared_contexts_32k\.jsonl, line 2: JSON nested too deeply"):
+        _load(folder)
+    path.write_text(original, encoding="utf-8")
+    (folder / "profiles.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(DataFormatError, match=r"profiles\.json: JSON nested too deeply"):
+        _load(folder)
+
+
+def test_a_utf8_bom_keeps_every_persona_id(tmp_path):
+    plain = _load(_pm_folder(tmp_path / "plain"))
+    folder = _pm_folder(tmp_path / "bom")
+    for name in ("questions_32k.csv", "shared_contexts_32k.jsonl"):
+        (folder / name).write_bytes(b"\xef\xbb\xbf" + (folder / name).read_bytes())
+    bom = _load(folder)
+    assert [q.persona_id for q in bom.questions] == [q.persona_id for q in plain.questions]
+    assert any(q.persona_id for q in bom.questions)  # (the BOM used to drop all of them)
+    assert bom.questions == plain.questions and bom.histories == plain.histories
+
+
+def test_a_lone_surrogate_is_replaced_at_load_and_the_selection_view_runs(tmp_path):
+    import comam_env
+
+    folder = _pm_folder(tmp_path)
+    path = folder / "shared_contexts_32k.jsonl"
+    text = path.read_text(encoding="utf-8").replace("I love hiking", "I love \\ud800 hiking \\udfff", 1)
+    text = text.replace("heirloom varieties", "heirloom \\ud83d\\ude00 varieties", 1)
+    path.write_text(text, encoding="utf-8")
+    with pytest.warns(UserWarning, match=r"shared_contexts_32k\.jsonl, line 1: replaced 2 lone surrogate"):
+        ds = _load(folder)
+    contents = [c for h in ds.histories.values() for c in h.contents]
+    assert any("I love \ufffd hiking \ufffd" in c for c in contents)
+    assert any("heirloom \U0001F600 varieties" in c for c in contents)  # a valid pair: one character, untouched
+    for c in contents:
+        c.encode("utf-8")  # every text is encodable (a lone surrogate raised here, in the view)
+    from tests.views.conftest import OverlapJudge
+
+    env = comam_env.make("synthetic-32k", dataset=ds, split="all", view="selection", judge=OverlapJudge(),
+                         view_kwargs={"K": 8, "cache_dir": str(tmp_path / "emb"), "progress": False})
+    env.reset(seed=0)
+    while env.agents:
+        agent = env.agent_selection
+        env.step(None if env.terminations[agent] or env.truncations[agent] else env.gold_action(agent))
+
+
+def test_data_stats_on_a_broken_folder_is_a_one_line_error(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    folder = _pm_folder(tmp_path)
+    (folder / "shared_contexts_32k.jsonl").write_bytes(b"\xff\xfe{}\n")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "comam_env.cli", "data", "stats", str(folder)],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "shared_contexts_32k.jsonl, line 1: not UTF-8 text: byte 0xff" in proc.stderr
+
+
+def test_locomo_files_share_the_same_reader_rules(tmp_path):
+    from comam_env.data.errors import DataFormatError
+    from comam_env.data.locomo import read_locomo
+    from comam_env.data.locomo_fixture import make_locomo_samples
+
+    path = tmp_path / "locomo10.json"
+    path.write_text(json.dumps(make_locomo_samples(n_samples=1, n_sessions=2)), encoding="utf-8")
+    plain = read_locomo(path)
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    assert read_locomo(path).questions == plain.questions  # a BOM used to be an invalid-JSON error
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(DataFormatError, match=r"locomo10\.json: JSON nested too deeply"):
+        read_locomo(path)
+    path.write_bytes(b'[{"x":\n "\xc3"}]')
+    with pytest.raises(DataFormatError, match=r"locomo10\.json, line 2: not UTF-8 text: byte 0xc3 at column 3"):
+        read_locomo(path)

@@ -4,16 +4,18 @@ Used by the readers of ``metrics.jsonl`` (:func:`agents.plots.read_metrics`, che
 trimming) and ``evidence.jsonl`` (:func:`comam_env.data.evidence.read_evidence_jsonl`). A
 bad line — invalid JSON, bytes that are not UTF-8, nesting too deep for the parser — raises
 the caller's error type instead of a bare ``JSONDecodeError`` / ``UnicodeDecodeError`` /
-``RecursionError``. (The prediction-file reader of :mod:`baselines.harness` keeps its own
+``RecursionError`` (decoding rules, BOM and lone surrogates: :mod:`comam_env.data.textfiles`). (The prediction-file reader of :mod:`baselines.harness` keeps its own
 loop: it drops a torn last line and rewrites the file.)
 """
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any, Callable, Iterator
+
+from .errors import DataFormatError
+from .textfiles import decode, load_json_text
 
 
 def _value_error(path: Path, message: str, line: int) -> Exception:
@@ -31,14 +33,10 @@ def iter_jsonl(path: str | os.PathLike,
     with open(path, "rb") as f:
         for lineno, raw in enumerate(f, 1):
             try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise error(path, f"not UTF-8 ({exc.reason} at byte {exc.start})", lineno) from None
-            if not line.strip():
-                continue
-            try:
-                yield lineno, json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise error(path, f"invalid JSON ({exc.msg} at column {exc.colno})", lineno) from None
-            except RecursionError:
-                raise error(path, "JSON nested too deeply", lineno) from None
+                line = decode(raw, path, line=lineno, first=lineno == 1)  # a BOM may open the file
+                if not line.strip():
+                    continue
+                value = load_json_text(line, path, line=lineno)
+            except DataFormatError as exc:
+                raise error(path, exc.message, lineno) from None
+            yield lineno, value

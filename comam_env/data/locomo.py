@@ -55,7 +55,6 @@ fields, a speaker that is neither speaker, a bad category, …) raises
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections import Counter
@@ -64,6 +63,7 @@ from typing import Any
 
 from .errors import DataFormatError, DataNotFoundError
 from .schema import Dataset, History, Question
+from .textfiles import decode, load_json_text
 
 #: The file name inside the LoCoMo repository's ``data/`` folder.
 LOCOMO_FILE = "locomo10.json"
@@ -318,12 +318,8 @@ def read_locomo(path: str | os.PathLike) -> Dataset:
             raw = f.read()
     except FileNotFoundError:
         raise DataNotFoundError([path.name], [path.parent], download_command=download_command()) from None
-    try:
-        data = json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise DataFormatError(path, f"not UTF-8 ({exc})") from None
-    except json.JSONDecodeError as exc:
-        raise DataFormatError(path, f"invalid JSON: {exc.msg} (column {exc.colno})", line=exc.lineno) from None
+    # strict UTF-8 (BOM allowed), syntax/nesting errors naming the line, lone surrogates replaced
+    data = load_json_text(decode(raw, path), path)
     if not isinstance(data, list):
         raise DataFormatError(path, f"expected a JSON list of samples, got {type(data).__name__}")
 

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import ast
 import csv
-import json
+import io
 import os
 import re
 import sys
@@ -48,6 +48,7 @@ from .evidence import AnnotatorConfig, HistoryIndex, annotate_evidence, read_evi
 from .paths import resolve_files
 from .personamem_files import SIZES, canonical_size, file_names  # noqa: F401  (SIZES: re-exported)
 from .schema import OPTION_LETTERS, QUESTION_TYPES, Dataset, History, Question
+from .textfiles import decode, load_json_text, read_json, read_text, replace_lone_surrogates
 
 
 #: Columns a questions file must have (the others are optional metadata).
@@ -110,6 +111,7 @@ def _parse_options(text: str, path: Path, row: int) -> tuple[str, ...]:
     if not isinstance(value, (list, tuple)) or not value or not all(isinstance(v, str) for v in value):
         raise DataFormatError(path, f"expected a non-empty list of strings, got {text[:80]!r}",
                               row=row, field="all_options")
+    value = replace_lone_surrogates(list(value), path)  # a '\ud800' escape in the literal is not a character
     if len(value) > len(OPTION_LETTERS):
         raise DataFormatError(path, f"{len(value)} options; at most {len(OPTION_LETTERS)} supported",
                               row=row, field="all_options")
@@ -158,7 +160,10 @@ def _parse_proportion(text: str, path: Path, row: int) -> float | None:
 def _read_rows(path: Path) -> Iterable[tuple[int, int, dict[str, str]]]:
     """Yield ``(row number, first line number, row dict)``; validates the header."""
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
-    with open(path, encoding="utf-8", newline="") as f:
+    # strict UTF-8 with the file and line of a bad byte; a BOM is dropped (it used to stick to the
+    # first column name, and with it every persona id was silently lost)
+    text = read_text(path)
+    with io.StringIO(text, newline="") as f:
         reader = csv.DictReader(f)
         header = reader.fieldnames
         if not header:
@@ -307,18 +312,16 @@ def read_shared_contexts(path: str | os.PathLike, ids: Iterable[str] | None = No
     path = Path(path)
     wanted = None if ids is None else set(ids)
     out: dict[str, History] = {}
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            line = decode(raw, path, line=lineno, first=lineno == 1)
             if not line.strip():
                 continue
             if wanted is not None:
                 m = _KEY_RE.match(line)
                 if m and "\\" not in m.group(1) and m.group(1) not in wanted:
                     continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataFormatError(path, f"invalid JSON ({exc.msg} at column {exc.colno})", line=lineno) from None
+            obj = load_json_text(line, path, line=lineno)
             if not isinstance(obj, dict) or len(obj) != 1:
                 raise DataFormatError(path, "expected an object with exactly one key {shared_context_id: [messages]}",
                                       line=lineno)
@@ -332,10 +335,7 @@ def read_shared_contexts(path: str | os.PathLike, ids: Iterable[str] | None = No
 
 
 def _read_profiles(path: Path) -> dict[str, tuple[str, ...]]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise DataFormatError(path, f"invalid JSON ({exc.msg})", line=exc.lineno) from None
+    data = read_json(path)
     if not isinstance(data, dict):
         raise DataFormatError(path, "expected an object {persona_id: [statements, ...]}")
     out = {}
