@@ -5,7 +5,8 @@ over in-process stepping, on the same episodes and actions.
   observe, step (the copy-all policy's actions, computed once beforehand so no policy time is
   timed);
 * **served**: the same resets and actions through OpenEnv's client
-  (:class:`comam_env.integrations.openenv.ComamEnvClient`, sync) to a server process on
+  (:class:`comam_env.integrations.openenv.ComamEnvClient`; its sync wrapper, and the async client
+  on one event loop) to a server process on
   127.0.0.1 — each step's reply carries the next agent's whole observation (prompt and fields),
   every agent's rewards and the acting agent's info as JSON.
 
@@ -89,6 +90,35 @@ def served(client, server_pid, qids, actions) -> tuple[float, float, int, list]:
     return wall, cpu + server_cpu, steps, returns, cpu, server_cpu
 
 
+def served_async(url, server_pid, qids, actions, repeats) -> list[tuple[float, float, int, list]]:
+    """:func:`served` with OpenEnv's async client on one event loop (no sync-wrapper thread)."""
+    import asyncio
+
+    from comam_env.integrations.openenv import ComamAction, ComamEnvClient
+
+    async def run() -> list:
+        out = []
+        async with ComamEnvClient(base_url=url) as client:
+            for rep in range(repeats + 1):
+                steps, returns = 0, []
+                s0 = _proc_cpu(server_pid)
+                w0, c0 = time.perf_counter(), time.process_time()
+                for i, (qid, acts) in enumerate(zip(qids, actions, strict=True)):
+                    result = await client.reset(question_id=qid, seed=i)
+                    steps += 1
+                    for a in acts:
+                        result = await client.step(ComamAction(text=a))
+                        steps += 1
+                    returns.append(result.observation.returns)
+                wall, cpu = time.perf_counter() - w0, time.process_time() - c0
+                server_cpu = _proc_cpu(server_pid) - s0
+                if rep:  # the first pass warms the connection up
+                    out.append((wall, cpu + server_cpu, steps, returns, cpu, server_cpu))
+        return out
+
+    return asyncio.run(run())
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--env", default="synthetic-32k", help="environment id")
@@ -109,7 +139,8 @@ def main(argv=None) -> int:
             for _ in range(args.repeats):
                 local_runs.append(in_process(env, qids, actions))
                 served_runs.append(served(client, server.process.pid, qids, actions))
-    if local_runs[0][3] != served_runs[0][3]:
+        async_runs = served_async(server.url, server.process.pid, qids, actions, args.repeats)
+    if local_runs[0][3] != served_runs[0][3] or local_runs[0][3] != async_runs[0][3]:
         raise SystemExit("served returns differ from in-process returns")
     steps = local_runs[0][2]
     res = {
@@ -122,6 +153,13 @@ def main(argv=None) -> int:
     best = min(served_runs, key=lambda r: r[1])
     res["served_client_cpu_ms_per_step"] = 1e3 * best[4] / steps
     res["served_server_cpu_ms_per_step"] = 1e3 * best[5] / steps
+    best_async = min(async_runs, key=lambda r: r[1])
+    res["served_async_wall_ms_per_step"] = 1e3 * min(r[0] for r in async_runs) / steps
+    res["served_async_cpu_ms_per_step"] = 1e3 * best_async[1] / steps
+    res["served_async_client_cpu_ms_per_step"] = 1e3 * best_async[4] / steps
+    res["served_async_server_cpu_ms_per_step"] = 1e3 * best_async[5] / steps
+    res["overhead_async_cpu_ms_per_step"] = res["served_async_cpu_ms_per_step"] - res["in_process_cpu_ms_per_step"]
+    res["overhead_async_wall_ms_per_step"] = res["served_async_wall_ms_per_step"] - res["in_process_wall_ms_per_step"]
     res["overhead_wall_ms_per_step"] = res["served_wall_ms_per_step"] - res["in_process_wall_ms_per_step"]
     res["overhead_cpu_ms_per_step"] = res["served_cpu_ms_per_step"] - res["in_process_cpu_ms_per_step"]
     print(f"{args.env}: {len(qids)} episodes, {steps} steps (resets included), best of {args.repeats}")
@@ -131,6 +169,10 @@ def main(argv=None) -> int:
               f"(target <= 2 ms)")
     print(f"  served CPU split: client {res['served_client_cpu_ms_per_step']:.3f} ms/step, server "
           f"{res['served_server_cpu_ms_per_step']:.3f} ms/step")
+    print(f"  async client: served {res['served_async_cpu_ms_per_step']:.3f} ms/step CPU (client "
+          f"{res['served_async_client_cpu_ms_per_step']:.3f}, server {res['served_async_server_cpu_ms_per_step']:.3f}), "
+          f"overhead {res['overhead_async_cpu_ms_per_step']:.3f} ms/step CPU, {res['overhead_async_wall_ms_per_step']:.3f} "
+          "ms/step wall")
     print(f"  load average {os.getloadavg()[0]:.2f}")
     if args.json:
         print(json.dumps(res, sort_keys=True))
