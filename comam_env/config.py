@@ -12,7 +12,26 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["EnvConfig", "EPISODES", "REWARD_MODES"]
+__all__ = ["EnvConfig", "EPISODES", "REWARD_MODES", "check_int", "check_real"]
+
+
+def check_real(name: str, value: Any, low: float, high: float, *, low_open: bool = False) -> float:
+    """``value`` as a float when it is a real number in ``[low, high]`` (``(low, high]`` with
+    ``low_open``), else a ``ValueError`` naming ``name``. Booleans, strings and NaN are refused
+    (``alpha=True`` used to pass as 1.0, ``tau=nan`` silently zeroed every coverage reward)."""
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+    v = float(value) if ok else float("nan")
+    if not (ok and (low < v if low_open else low <= v) and v <= high):
+        interval = f"{'(' if low_open else '['}{low:g}, {high:g}]"
+        raise ValueError(f"{name} must be a number in {interval}, got {value!r}")
+    return v
+
+
+def check_int(name: str, value: Any, low: int) -> int:
+    """``value`` as an int when it is an integer >= ``low`` (not a bool, not 2.5), else a ``ValueError``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < low:
+        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    return int(value)
 
 #: ``episode`` kinds: the paper's training setting, the evaluation setting, and the training
 #: curriculum between them (the evidence sessions plus earlier sessions with stale and decoy content).
@@ -41,7 +60,7 @@ class EnvConfig:
     beta: float = field(default=0.2, metadata={"help": "retriever recall weight (eq. 11)"})
     matcher: Any = field(default="token-recall", metadata={
         "help": "unit/evidence matcher: 'token-recall', 'embedding', 'embedding:<name>' or an object (rewards.resolve_matcher)"})
-    tau: float | None = field(default=None, metadata={"help": "match threshold; None = the matcher's default"})
+    tau: float | None = field(default=None, metadata={"help": "match threshold in (0, 1]; None = the matcher's default"})
     judge: Any = field(default="auto", metadata={
         "help": "profile judge name or object (comam_env.judges.get_judge): 'auto' = gold-profile judge for questions "
                 "whose persona has a gold profile, else the embedding judge; 'gold', 'embedding[:<embedder>]', 'llm[:<model>]'"})
@@ -59,21 +78,19 @@ class EnvConfig:
             raise ValueError(f"episode must be one of {EPISODES}, got {self.episode!r}")
         if self.reward_mode not in REWARD_MODES:
             raise ValueError(f"reward_mode must be one of {REWARD_MODES}, got {self.reward_mode!r}")
-        if isinstance(self.context_sessions, bool) or not isinstance(self.context_sessions, (int, np.integer)) \
-                or self.context_sessions < 0:
-            raise ValueError(f"context_sessions must be an integer >= 0, got {self.context_sessions!r}")
-        if not isinstance(self.queries_per_episode, (int, np.integer)) or self.queries_per_episode < 1:
-            raise ValueError(f"queries_per_episode must be an integer >= 1, got {self.queries_per_episode!r}")
-        if self.chunk_tokens is not None and (not isinstance(self.chunk_tokens, (int, np.integer)) or self.chunk_tokens < 1):
-            raise ValueError(f"chunk_tokens must be a positive integer or None, got {self.chunk_tokens!r}")
+        check_int("context_sessions", self.context_sessions, 0)
+        check_int("queries_per_episode", self.queries_per_episode, 1)
+        if self.chunk_tokens is not None:
+            check_int("chunk_tokens", self.chunk_tokens, 1)
         for name in ("alpha", "beta"):
-            v = getattr(self, name)
-            if not isinstance(v, (int, float)) or not 0.0 <= float(v) <= 1.0:
-                raise ValueError(f"{name} must be a number in [0, 1], got {v!r}")
+            check_real(name, getattr(self, name), 0.0, 1.0)
+        if self.tau is not None:
+            # similarities are <= 1; tau <= 0 would match every unit with every evidence item
+            check_real("tau", self.tau, 0.0, 1.0, low_open=True)
         for name in ("max_action_chars", "max_observation_chars"):
-            v = getattr(self, name)
-            if not isinstance(v, (int, np.integer)) or v < 1:
-                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+            check_int(name, getattr(self, name), 1)
+        if not isinstance(self.record_trajectory, (bool, np.bool_)):
+            raise ValueError(f"record_trajectory must be True or False, got {self.record_trajectory!r}")
 
     @classmethod
     def field_names(cls) -> tuple[str, ...]:

@@ -45,6 +45,7 @@ from typing import Any, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
+from comam_env.config import check_real
 from comam_env.text import MAX_UNIT_WORDS, STOP_WORDS, split_units
 
 __all__ = [
@@ -513,7 +514,9 @@ def match_units(
     units = to_units(units)
     evidence = _evidence_list(evidence)
     m = resolve_matcher(matcher)
-    tau = _default_tau(m) if tau is None else float(tau)
+    # any real threshold is a well-defined matching here (the reward functions and EnvConfig
+    # restrict it to (0, 1]); NaN, booleans and strings are refused instead of matching nothing
+    tau = _default_tau(m) if tau is None else check_real("tau", tau, -np.inf, np.inf)
     if units and evidence and type(m) is TokenRecallMatcher and tau > 0:
         pairs = m.match_pairs(units, evidence, tau)  # sparse path, same result as the dense one
     elif units and evidence:

@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Sequence
 
+from comam_env.config import check_real
 from comam_env.matching import (  # noqa: F401  (re-exported: the machinery of eq. 9 and 11)
     EMBEDDING_TAU,
     TOKEN_RECALL_TAU,
@@ -142,9 +143,9 @@ def coverage_reward(
     evidence = _evidence_list(evidence)
     if not evidence:
         return None
-    w = float(weight)
-    if not 0.0 <= w <= 1.0:
-        raise ValueError(f"weight must be in [0, 1], got {weight!r}")
+    w = check_real("weight", weight, 0.0, 1.0)  # alpha=True or nan used to pass as a number
+    if tau is not None:  # similarities are <= 1, and tau <= 0 would match everything with everything
+        check_real("tau", tau, 0.0, 1.0, low_open=True)
     result = match_units(memory, evidence, matcher=matcher, tau=tau)
     c, n_m, n_e = result.count, result.n_units, result.n_evidence
     recall = c / n_e

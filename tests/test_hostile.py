@@ -473,3 +473,64 @@ def test_locomo_files_share_the_same_reader_rules(tmp_path):
     path.write_bytes(b'[{"x":\n "\xc3"}]')
     with pytest.raises(DataFormatError, match=r"locomo10\.json, line 2: not UTF-8 text: byte 0xc3 at column 3"):
         read_locomo(path)
+
+
+# ----------------------------------------------------------------------------- reward parameters
+
+
+@pytest.mark.parametrize("field, value", [
+    ("tau", -5), ("tau", float("nan")), ("tau", "x"), ("tau", 0), ("tau", 1.5), ("tau", True),
+    ("alpha", True), ("alpha", float("nan")), ("alpha", "0.8"), ("beta", -0.1), ("beta", None),
+    ("chunk_tokens", 2.5), ("chunk_tokens", True), ("queries_per_episode", True), ("max_action_chars", 10.0),
+    ("record_trajectory", "yes"),
+])
+def test_env_config_rejects_out_of_range_and_mistyped_values(field, value):
+    from comam_env.config import EnvConfig
+
+    with pytest.raises(ValueError, match=rf"^{field} must be"):
+        EnvConfig(**{field: value})
+
+
+def test_env_config_keeps_accepting_in_range_values():
+    import numpy as np
+
+    from comam_env.config import EnvConfig
+
+    cfg = EnvConfig(tau=1, alpha=np.float32(0.5), beta=0, chunk_tokens=np.int64(100), queries_per_episode=2)
+    assert (cfg.tau, cfg.alpha, cfg.beta, cfg.chunk_tokens) == (1, np.float32(0.5), 0, 100)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"alpha": True}, r"weight must be a number in \[0, 1\], got True"),
+    ({"alpha": float("nan")}, r"weight must be a number in \[0, 1\], got nan"),
+    ({"tau": -5}, r"tau must be a number in \(0, 1\], got -5"),
+    ({"tau": float("nan")}, r"tau must be a number in \(0, 1\], got nan"),
+    ({"tau": "x"}, r"tau must be a number in \(0, 1\], got 'x'"),
+])
+def test_reward_functions_validate_their_parameters(kwargs, match):
+    from comam_env.rewards import extractor_reward, retriever_reward
+
+    memory, evidence = "I love green tea", ["I love green tea every morning"]
+    with pytest.raises(ValueError, match=match):
+        extractor_reward(memory, evidence, **kwargs)
+    if "alpha" in kwargs:
+        kwargs = {"beta": kwargs["alpha"]}
+    with pytest.raises(ValueError, match=match):
+        retriever_reward(memory, evidence, **kwargs)
+    assert extractor_reward(memory, evidence, alpha=0.8, tau=0.5).reward > 0  # in range: a number
+
+
+def test_match_units_refuses_nan_and_non_numbers():
+    from comam_env.matching import match_units
+
+    for bad in (float("nan"), "x", True):
+        with pytest.raises(ValueError, match="tau must be a number"):
+            match_units("green tea", ["green tea"], tau=bad)
+
+
+@pytest.mark.parametrize("K", [2.5, True, 0, "8"])
+def test_selection_view_K_must_be_a_positive_integer(tmp_path, K):
+    from tests.views.conftest import make_tiny_dataset, make_view
+
+    with pytest.raises(ValueError, match=r"selection view: K must be an integer >= 1"):
+        make_view(make_tiny_dataset(), tmp_path, K=K)

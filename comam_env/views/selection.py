@@ -250,8 +250,9 @@ class SelectionView(AECEnv):
             agent — what libraries that turn infos into tensors, e.g. TorchRL, need).
         """
         super().__init__()
-        if K < 1:
-            raise ValueError(f"selection view: K must be >= 1, got {K}")
+        from comam_env.config import check_int
+
+        check_int("selection view: K", K, 1)  # K=2.5 used to become 2, K=True 1
         if prerank not in PRERANK_RULES:
             raise ValueError(f"selection view: prerank must be one of {PRERANK_RULES}, got {prerank!r}")
         if infos not in ("full", "numeric"):
