@@ -164,4 +164,21 @@ def isolated_data_env(tmp_path, monkeypatch) -> Path:
     return cache
 
 
-REAL_QUESTIONS_32K = Path("/work/shared/data/personamem/questions_32k.csv")
+def shared_dir() -> Path | None:
+    """The project's shared folder, if present: ``$COMAM_SHARED_DIR``, then ``shared/`` beside the
+    repository (CI copies it there next to a fresh clone), then ``/work/shared``. Tests that
+    need its files skip with a reason when it is absent."""
+    import os
+
+    candidates = [os.environ.get("COMAM_SHARED_DIR"), Path(__file__).resolve().parents[2].parent / "shared",
+                  "/work/shared"]
+    for c in candidates:
+        if c and Path(c).is_dir():
+            return Path(c)
+    return None
+
+
+_SHARED = shared_dir()
+#: The real PersonaMem 32k questions file (tests using it skip when it is absent).
+REAL_QUESTIONS_32K = (_SHARED if _SHARED is not None else Path("shared-folder-not-found")) / \
+    "data" / "personamem" / "questions_32k.csv"

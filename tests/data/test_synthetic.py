@@ -19,7 +19,7 @@ from comam_env.data.schema import OPTION_LETTERS, QUESTION_TYPES
 from comam_env.probes import longest_option, probe_accuracy, question_similarity_option
 from comam_env.text import content_tokens, estimate_tokens, word_tokens
 
-REAL_QUESTIONS = Path("/work/shared/data/personamem/questions_32k.csv")
+from .conftest import REAL_QUESTIONS_32K as REAL_QUESTIONS  # ../shared or /work/shared, when present
 UPDATE_TYPES = ("track_full_preference_evolution", "revisit_reasons_behind_preference_updates")
 
 
