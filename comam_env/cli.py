@@ -213,8 +213,8 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
                               help="no progress bars (results and errors are still printed)")
         if "--threads" not in leaf._option_string_actions:
             leaf.add_argument("--threads", type=threads_type, default=None, metavar="N",
-                              help="CPU threads for torch/BLAS (default: the CPUs this process may use, "
-                                   "capped; $OMP_NUM_THREADS when set)")
+                              help="CPU threads for torch/BLAS (default: $OMP_NUM_THREADS, else the CPUs "
+                                   "this process may use that are not busy, capped at 8)")
         leaf.epilog = leaf.epilog or EXIT_CODES_HELP
     parser.set_defaults(quiet=False, threads=None)  # also there when no leaf was chosen
 

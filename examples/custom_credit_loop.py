@@ -55,7 +55,7 @@ class Args:
     env_pool: int = field(default=64, metadata={"help": "environments stepped in lockstep"})
     json: bool = field(default=False, metadata={"help": "print the final summary as JSON"})
     threads: int | None = field(default=None, metadata={
-        "help": "CPU threads for torch (None: $OMP_NUM_THREADS, else the CPUs this process may use, capped at 8)"})
+        "help": "CPU threads for torch (None: $OMP_NUM_THREADS, else the idle CPUs this process may use, capped at 8)"})
 
 
 def answer_gated_credit(local: dict[str, np.ndarray], answer: np.ndarray) -> dict[str, np.ndarray]:

@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import comam_env  # noqa: E402
 from comam_env.integrations.openenv import ComamAction, ComamEnvClient, ServerProcess  # noqa: E402
 from comam_env.policies import CopyAllPolicy, run_episode  # noqa: E402
+from comam_env.threads import add_threads_argument, set_threads  # noqa: E402
 
 
 def play(url: str, question_ids: list[str], seed: int) -> list[dict]:
@@ -44,7 +45,9 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0, help="reset seed of the first episode")
     p.add_argument("--url", help="connect to this running server instead of starting one")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
+    add_threads_argument(p)  # also passed on to the server it starts (the environment side)
     args = p.parse_args(argv)
+    set_threads(args.threads)
     local = comam_env.make(args.env, split=args.split)
     qids = list(local.unwrapped.question_ids[: args.episodes])
     if args.url:

@@ -61,7 +61,7 @@ class Config:
         "help": "fixed policies of the other roles as role=policy (similarity|all|random|oracle); default similarity"})
     out: str = field(default="", metadata={"help": "output folder (default runs/sb3-<role>)"})
     threads: int | None = field(default=None, metadata={
-        "help": "CPU threads for torch (None: $OMP_NUM_THREADS, else the CPUs this process may use, capped at 8)"})
+        "help": "CPU threads for torch (None: $OMP_NUM_THREADS, else the idle CPUs this process may use, capped at 8)"})
     references_only: bool = field(default=False, metadata={
         "help": "only evaluate the fixed reference policies (heuristic, keep all, oracle) and exit"})
 

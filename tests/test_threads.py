@@ -18,16 +18,33 @@ def test_default_is_omp_num_threads_when_set(monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
     assert threads.default_threads() == 3
     monkeypatch.setenv("OMP_NUM_THREADS", "junk")  # ignored, like OpenMP ignores it
-    assert threads.default_threads() == min(threads.available_cpus(), threads.MAX_DEFAULT_THREADS)
+    assert threads.default_threads() == min(threads.available_cpus(), threads.idle_cpus(), threads.MAX_DEFAULT_THREADS)
 
 
 def test_default_is_the_affinity_capped(monkeypatch):
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(64)), raising=False)
     monkeypatch.setattr(threads, "_cgroup_cpu_limit", lambda path=None: None)
+    monkeypatch.setattr(threads, "idle_cpus", lambda: 64)
     assert threads.available_cpus() == 64 and threads.default_threads() == threads.MAX_DEFAULT_THREADS
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
     assert threads.default_threads() == 2
+
+
+def test_default_leaves_busy_cpus_alone(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(threads, "_cgroup_cpu_limit", lambda path=None: None)
+    monkeypatch.setattr(os, "getloadavg", lambda: (7.5, 6.0, 5.0))  # the shared box: 1, not 2
+    assert threads.idle_cpus() == 1 and threads.default_threads() == 1
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.2, 0.1, 0.1))  # idle: both CPUs
+    assert threads.idle_cpus() == 2 and threads.default_threads() == 2
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)  # a big host, 8 CPUs of quota, load 40
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(64)), raising=False)
+    monkeypatch.setattr(threads, "_cgroup_cpu_limit", lambda path=None: 8)
+    monkeypatch.setattr(os, "getloadavg", lambda: (40.0, 40.0, 40.0))
+    assert threads.default_threads() == 8
 
 
 def test_cgroup_quota_limits_the_cpus(tmp_path, monkeypatch):
