@@ -534,3 +534,30 @@ def test_selection_view_K_must_be_a_positive_integer(tmp_path, K):
 
     with pytest.raises(ValueError, match=r"selection view: K must be an integer >= 1"):
         make_view(make_tiny_dataset(), tmp_path, K=K)
+
+
+def test_temp_files_of_killed_writes_are_cleaned_by_the_next_write(tmp_path, monkeypatch):
+    """A SIGKILL mid-write leaves `.name.XXXXXXXX.tmp` behind (no handler runs); the next atomic
+    write into the folder removes leftovers untouched for an hour, never fresh ones or user files."""
+    import os
+    import time
+
+    from comam_env.data import paths
+
+    monkeypatch.setattr(paths, "_cleaned", set())
+    old = time.time() - 2 * paths.STALE_TEMP_SECONDS
+    stale = tmp_path / ".cache.npz.k3j9x_2a.tmp"
+    fresh = tmp_path / ".cache.npz.b7b7b7b7.tmp"  # maybe a live writer in another process
+    user = tmp_path / ".bashrc.original"  # a user's file that merely looks similar
+    stale_dir = tmp_path / ".32k-seed0-abc.q1w2e3r4"
+    for p in (stale, fresh, user):
+        p.write_text("x")
+    stale_dir.mkdir()
+    (stale_dir / "questions_32k.csv").write_text("half")
+    for p in (stale, user, stale_dir / "questions_32k.csv", stale_dir):
+        os.utime(p, (old, old))
+    paths.atomic_write_text(tmp_path / "meta.json", "{}")
+    assert not stale.exists() and fresh.exists() and user.exists()
+    assert stale_dir.exists()  # folders only where a caller names its pattern (the synthetic cache)
+    removed = paths.remove_stale_temps(tmp_path, dir_pattern=r"\..+\.[a-z0-9_]{8}")
+    assert removed == [stale_dir] and not stale_dir.exists()

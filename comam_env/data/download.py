@@ -38,8 +38,11 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .errors import ChecksumError, DownloadError
-from .paths import atomic_write_text, cache_dir
+from .paths import atomic_write_text, cache_dir, remove_stale_temps
 from .personamem_files import canonical_size, file_names
+
+#: the temp folders downloads are fetched into (mkdtemp names); a killed download leaves one behind
+_DOWNLOAD_TEMP = r"\.download-[a-z0-9_]{8}"
 
 PERSONAMEM_REPO = "bowen-upenn/PersonaMem"
 DEFAULT_ENDPOINT = "https://huggingface.co"
@@ -185,6 +188,7 @@ def download_personamem(split: str = "32k", dest: str | os.PathLike | None = Non
             out[name] = target
             continue
         url = f"{endpoint}/datasets/{repo}/resolve/{urllib.parse.quote(revision, safe='')}/{urllib.parse.quote(name)}"
+        remove_stale_temps(dest, dir_pattern=_DOWNLOAD_TEMP)  # downloads killed earlier
         tmpdir = Path(tempfile.mkdtemp(prefix=".download-", dir=dest))
         try:
             if backend == "hub":
@@ -215,6 +219,7 @@ def download_locomo(dest: str | os.PathLike | None = None, *, url: str | None = 
     if not force and _is_current(target, expected):
         return target
     dest.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(dest, dir_pattern=_DOWNLOAD_TEMP)  # downloads killed earlier
     tmpdir = Path(tempfile.mkdtemp(prefix=".download-", dir=dest))
     try:
         part = tmpdir / (LOCOMO_FILE + ".part")

@@ -16,13 +16,20 @@
   — write to a temporary file in the destination folder, flush and fsync, then
   ``os.replace`` it over the target. A crash or an exception mid-write never
   leaves a truncated file under the final name (the temp file is removed).
+* :func:`remove_stale_temps` — a process killed mid-write (SIGKILL, power loss) cannot
+  remove its temp file; the next write into the same folder removes such leftovers
+  once nobody has touched them for :data:`STALE_TEMP_SECONDS` (a live writer keeps
+  touching its file, so only dead writers' files are that old).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
+import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import IO, Iterator, Sequence
 
@@ -90,6 +97,61 @@ def resolve_files(names: Sequence[str], data_dir: str | os.PathLike | None = Non
     raise DataNotFoundError(best_missing, dirs, download_command=download_command, alternatives=alternatives)
 
 
+#: A temp file or folder of a writer untouched for this long belongs to a killed process.
+STALE_TEMP_SECONDS = 3600
+# atomic_writer's temp names: "." + target name + "." + mkstemp's 8 random characters + ".tmp"
+_TEMP_FILE = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")
+_cleaned: set[tuple[str, str | None]] = set()
+
+
+def _newest_mtime(path: Path) -> float:
+    newest = path.lstat().st_mtime
+    if path.is_dir() and not path.is_symlink():
+        for root, dirs, files in os.walk(path):
+            for name in dirs + files:
+                with contextlib.suppress(OSError):
+                    newest = max(newest, os.lstat(os.path.join(root, name)).st_mtime)
+    return newest
+
+
+def remove_stale_temps(folder: str | os.PathLike, *, dir_pattern: str | None = None,
+                       max_age: float = STALE_TEMP_SECONDS, once: bool = True) -> list[Path]:
+    """Delete leftovers of killed writes in ``folder`` (not recursive); returns what was removed.
+
+    Files named like :func:`atomic_writer`'s temp files (``.<name>.<8 chars>.tmp``) and, when
+    ``dir_pattern`` (a regular expression) is given, folders whose names match it fully —
+    only when nothing in them was modified for ``max_age`` seconds. With ``once`` a folder is
+    scanned at most once per process (writers call this on every write).
+    """
+    key = (os.path.abspath(folder), dir_pattern)
+    if once and key in _cleaned:
+        return []
+    _cleaned.add(key)
+    removed: list[Path] = []
+    now = time.time()
+    dir_re = re.compile(dir_pattern) if dir_pattern else None
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        is_dir = entry.is_dir(follow_symlinks=False)
+        if not (_TEMP_FILE.match(entry.name) and not is_dir) and not (is_dir and dir_re and dir_re.fullmatch(entry.name)):
+            continue
+        path = Path(entry.path)
+        try:
+            if now - _newest_mtime(path) < max_age:
+                continue  # maybe a live writer
+            if is_dir:
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+            removed.append(path)
+        except OSError:
+            continue  # raced with another cleaner or the writer: leave it
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_writer(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8",
                   newline: str | None = None) -> Iterator[IO]:
@@ -102,6 +164,7 @@ def atomic_writer(path: str | os.PathLike, mode: str = "w", encoding: str | None
         raise ValueError(f"atomic_writer mode must be 'w' or 'wb', not {mode!r}")
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(target.parent)  # temp files of writers killed earlier
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         # mkstemp creates 0600 files; give the result the permissions a plain open() would

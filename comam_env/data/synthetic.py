@@ -160,7 +160,7 @@ import numpy as np
 
 from ..text import estimate_tokens
 from . import synthetic_vocab as V
-from .paths import atomic_write_text, cache_dir
+from .paths import atomic_write_text, cache_dir, remove_stale_temps
 from .schema import OPTION_LETTERS, QUESTION_TYPES, ProfileStatement, resolve_profile
 
 __all__ = [
@@ -1312,6 +1312,8 @@ def load_synthetic(size: str = "32k", seed: int = 0, cache: bool = True,
     folder = default_cache_folder(cfg, data_dir)
     if not _folder_matches(folder, cfg):
         folder.parent.mkdir(parents=True, exist_ok=True)
+        # build folders of generators killed earlier (".<entry>.<8 random chars>")
+        remove_stale_temps(folder.parent, dir_pattern=r"\..+\.[a-z0-9_]{8}")
         tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
         try:
             generate(cfg.size, cfg.seed, tmp, progress=progress, **cfg.knobs())
