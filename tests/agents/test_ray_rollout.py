@@ -18,7 +18,7 @@ from agents.rollout import collect_rollouts  # noqa: E402
 from agents.selection import SelectionPolicy  # noqa: E402
 
 
-@pytest.fixture(scope="module", autouse=True)
+@pytest.fixture(scope="module")
 def local_ray():
     init_ray(num_cpus=2)
     yield
@@ -36,7 +36,8 @@ def metrics(run_dir) -> list[dict]:
     return [{k: v for k, v in json.loads(line).items() if not k.startswith("seconds")} for line in lines]
 
 
-def test_same_seed_identical_metrics_with_0_and_2_rollout_workers(tmp_path):
+@pytest.mark.slow  # a real local Ray instance and its actors
+def test_same_seed_identical_metrics_with_0_and_2_rollout_workers(tmp_path, local_ray):
     torch.set_num_threads(1)
     local = Trainer(small(rollout_workers=0), tmp_path / "local")
     local.run()
@@ -49,7 +50,8 @@ def test_same_seed_identical_metrics_with_0_and_2_rollout_workers(tmp_path):
     assert remote.train_envs._actors == []
 
 
-def test_ray_pool_rollouts_equal_in_process_rollouts_across_waves():
+@pytest.mark.slow  # a real local Ray instance and its actors
+def test_ray_pool_rollouts_equal_in_process_rollouts_across_waves(local_ray):
     cfg = small()
     envs = _make_envs(cfg, 3, "train", cfg.train_episode)
     pool = RayEnvPool(lambda n: _make_envs(cfg, n, "train", cfg.train_episode), 3, 2)

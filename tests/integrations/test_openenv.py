@@ -18,6 +18,9 @@ from comam_env.policies import CopyAllPolicy, run_episode  # noqa: E402
 
 ENV = "synthetic-32k"
 
+# a real server process: OpenEnv's import alone (gradio, fastmcp) takes 20-30 s on the shared CPU
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def local():

@@ -105,6 +105,7 @@ def test_role_reward_replays_the_episode_and_scores_the_completion():
         comam_trl.RoleReward(ENV, "critic")
 
 
+@pytest.mark.slow  # real GRPOTrainer steps with the tiny model: ~20-40 s on the shared CPU
 def test_grpo_trainer_trains_one_role_for_two_steps(tiny, tok, tmp_path):
     from trl import GRPOTrainer
 
@@ -127,6 +128,7 @@ def test_episode_keys_round_trip_and_reject_other_prompts():
         comam_trl.parse_episode_key("comam-episode question_id=q role=critic")
 
 
+@pytest.mark.slow  # real GRPOTrainer steps with the tiny model: ~20-40 s on the shared CPU
 def test_shared_model_rollout_credits_every_role_of_the_same_episodes(tiny, tok, tmp_path):
     from trl import GRPOTrainer
 
