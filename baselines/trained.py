@@ -26,7 +26,6 @@ the paper's ablations — is kept in :attr:`TrainedSystem.run_config`). Asking f
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,10 +57,9 @@ def read_run_config(run_dir: str | Path) -> RunConfig:
         raise FileNotFoundError(f"{run}: training run directory not found")
     if not path.exists():
         raise FileNotFoundError(f"{path}: missing; a run directory needs config.json and checkpoint/")
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: line {exc.lineno}: invalid JSON ({exc.msg})") from None
+    from comam_env.data.textfiles import read_json
+
+    raw = read_json(path)  # errors name the file and line (bad bytes, bad JSON, absurd nesting)
     if not isinstance(raw, dict):
         raise ValueError(f"{path}: expected a JSON object")
     env = raw.get("env")

@@ -561,3 +561,59 @@ def test_temp_files_of_killed_writes_are_cleaned_by_the_next_write(tmp_path, mon
     assert stale_dir.exists()  # folders only where a caller names its pattern (the synthetic cache)
     removed = paths.remove_stale_temps(tmp_path, dir_pattern=r"\..+\.[a-z0-9_]{8}")
     assert removed == [stale_dir] and not stale_dir.exists()
+
+
+# ----------------------------------------------------------------------------- submissions and the CLI
+
+
+def _cli(*args, cwd=None):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "comam_env.cli", *map(str, args)], env=env, cwd=cwd,
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_hostile_submission_archives_are_rejected_end_to_end(tmp_path):
+    """Traversal, symlinks and a compression bomb: `leaderboard validate` rejects each with a
+    message, extracts nothing outside its temp folder and prints no traceback."""
+    import re
+    import tarfile
+    import zipfile
+
+    traversal = tmp_path / "traversal.zip"
+    with zipfile.ZipFile(traversal, "w") as z:
+        z.writestr("../../escaped.txt", "owned")
+        z.writestr("metadata.json", "{}")
+    link = tmp_path / "link.tar.gz"
+    with tarfile.open(link, "w:gz") as t:
+        info = tarfile.TarInfo("predictions.jsonl")
+        info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        t.addfile(info)
+    bomb = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        z.writestr("metadata.json", b" " * (50 * 1024 * 1024))  # 50 MB of spaces, ~50 kB compressed
+    assert bomb.stat().st_size < 1024 * 1024
+    work = tmp_path / "cwd"
+    work.mkdir()
+    expected = {traversal: r"'\.\.' component \(path traversal\)", link: "symlinks", bomb: r"more than|limit"}
+    for archive, message in expected.items():
+        proc = _cli("leaderboard", "validate", archive, cwd=work)
+        assert proc.returncode == 1, (archive.name, proc.stdout, proc.stderr)
+        out = proc.stdout + proc.stderr
+        assert "Traceback" not in out
+        assert re.search(message, out), (archive.name, out)
+    assert not list(tmp_path.rglob("escaped.txt"))
+
+
+def test_cli_on_hostile_run_directories_is_a_one_line_error(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_bytes(b'{"env": "synthetic-32k", \xff}')
+    proc = _cli("evaluate", "--run", run, "--limit", "1")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "config.json" in proc.stderr
+    proc = _cli("evaluate", "--run", tmp_path / "missing", "--limit", "1")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr and "not found" in proc.stderr
