@@ -83,6 +83,7 @@ def main(argv=None) -> int:
     ap.add_argument("--batch-queries", type=int, default=4, help="B of --iteration")
     ap.add_argument("--group-size", type=int, default=4, help="G of --iteration")
     ap.add_argument("--gradient-checkpointing", action="store_true", help="activation checkpointing on")
+    ap.add_argument("--lora-layers", type=int, default=None, help="--iteration: LoRA in the last N layers only")
     ap.add_argument("--iterations", type=int, default=2, help="--iteration: iterations run; the first "
                     "is the warm-up, the rest are timed")
     args = ap.parse_args(argv)
@@ -173,7 +174,8 @@ def time_iteration(args) -> int:
                       eval_limit=1, progress=False, zero_variance="keep",
                       policy_kwargs={"model": path, "max_new_tokens": args.new_tokens, "lora_r": args.lora_r,
                                      "lora_alpha": 2 * args.lora_r, "device": args.device,
-                                     "gradient_checkpointing": args.gradient_checkpointing},
+                                     "gradient_checkpointing": args.gradient_checkpointing,
+                                     "lora_layers": args.lora_layers},
                       grpo={"lr": 1e-5, "inner_epochs": 1})
     t0 = time.perf_counter()
     trainer = Trainer(cfg, tempfile.mkdtemp(prefix="llm-speed-"))
