@@ -216,6 +216,20 @@ class Checkpoint:
         return int(self.state["iteration"])
 
 
+def newest_checkpoint(run_dir: Path) -> Path | None:
+    """The folder holding the newest complete checkpoint of ``run_dir``, without changing anything.
+
+    ``checkpoint/`` normally; after a kill inside :func:`save_checkpoint` (before
+    :func:`recover_checkpoint` ran) a complete ``checkpoint.tmp`` or ``checkpoint.old``. Readers
+    that must not modify a run (``evaluate --run`` on a received run) use this.
+    """
+    run_dir = Path(run_dir)
+    for name in (TMP_DIR, CHECKPOINT_DIR, OLD_DIR):  # newest first, as save_checkpoint makes them
+        if _complete(run_dir / name):
+            return run_dir / name
+    return None
+
+
 def has_checkpoint(run_dir: Path) -> bool:
     """Whether ``run_dir`` holds a checkpoint to resume (call :func:`recover_checkpoint` first)."""
     return (Path(run_dir) / CHECKPOINT_DIR).exists()

@@ -81,8 +81,12 @@ def read_run_config(run_dir: str | Path) -> RunConfig:
 
 def policy_dir(run_dir: str | Path) -> Path:
     """The saved policy folder of a run (``checkpoint/policy/`` or ``checkpoint/``)."""
+    from agents.checkpoint import newest_checkpoint
+
     ckpt = Path(run_dir) / "checkpoint"
-    for cand in (ckpt / "policy", ckpt):
+    # a run killed inside a checkpoint save keeps its newest complete one under another name
+    newest = newest_checkpoint(run_dir)
+    for cand in ([newest / "policy"] if newest is not None else []) + [ckpt / "policy", ckpt]:
         if (cand / "policy.json").exists():
             return cand
     raise FileNotFoundError(f"{ckpt}: no saved policy (expected {ckpt / 'policy'}/policy.json)")

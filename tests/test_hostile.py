@@ -617,3 +617,19 @@ def test_cli_on_hostile_run_directories_is_a_one_line_error(tmp_path):
     assert "config.json" in proc.stderr
     proc = _cli("evaluate", "--run", tmp_path / "missing", "--limit", "1")
     assert proc.returncode == 1 and "Traceback" not in proc.stderr and "not found" in proc.stderr
+
+
+def test_evaluate_finds_the_policy_of_a_run_killed_inside_a_checkpoint_save(tmp_path):
+    """`evaluate --run` must not modify a received run, yet must find its newest complete checkpoint."""
+    import os
+
+    from agents.checkpoint import save_checkpoint
+    from baselines.trained import policy_dir
+
+    run = tmp_path / "run"
+    run.mkdir()
+    save_checkpoint(run, _tiny_policy(0), None, _state(1))
+    save_checkpoint(run, _tiny_policy(1), None, _state(2))
+    os.replace(run / "checkpoint", run / "checkpoint.tmp")  # as left by a kill between the renames
+    assert policy_dir(run) == run / "checkpoint.tmp" / "policy"
+    assert sorted(p.name for p in run.iterdir()) == ["checkpoint.tmp"]  # read-only

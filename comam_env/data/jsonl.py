@@ -1,11 +1,13 @@
 """Reading JSON Lines files: one value per non-blank line, errors naming the file and line.
 
-Used by the readers of ``metrics.jsonl`` (:func:`agents.plots.read_metrics`, checkpoint
-trimming) and ``evidence.jsonl`` (:func:`comam_env.data.evidence.read_evidence_jsonl`). A
+Used by the readers of ``metrics.jsonl`` (:func:`agents.plots.read_metrics`; checkpoint
+trimming in :mod:`agents.checkpoint` keeps its own loop: it drops a torn last line) and
+``evidence.jsonl`` (:func:`comam_env.data.evidence.read_evidence_jsonl`). A
 bad line — invalid JSON, bytes that are not UTF-8, nesting too deep for the parser — raises
 the caller's error type instead of a bare ``JSONDecodeError`` / ``UnicodeDecodeError`` /
-``RecursionError`` (decoding rules, BOM and lone surrogates: :mod:`comam_env.data.textfiles`). (The prediction-file reader of :mod:`baselines.harness` keeps its own
-loop: it drops a torn last line and rewrites the file.)
+``RecursionError`` (decoding rules, BOM and lone surrogates: :mod:`comam_env.data.textfiles`).
+(The prediction-file reader of :mod:`baselines.harness` keeps its own loop: it drops a torn
+last line and rewrites the file.)
 """
 
 from __future__ import annotations
