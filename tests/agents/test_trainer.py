@@ -250,15 +250,16 @@ def test_short_training_raises_validation_accuracy(tmp_path, seed):
     """Seeded CoMAM training of selection policies on synthetic-32k beats its untrained start
     on held-out validation questions, on every seed.
 
-    Budget: 20 iterations × 8 queries × G = 8 at the default lr 1e-2, greedy evaluation of all
-    128 validation questions through evidence-session episodes (the training episodes' kind;
-    full-history validation is capped near chance for selection policies, see
-    docs/credit_ablation.md). Measured (deterministic): 0.203 → 0.477 (seed 0),
-    0.281 → 0.430 (seed 1), 0.320 → 0.461 (seed 2); the retriever's local reward rises from
-    ≤ 0.11 to ≥ 0.25 on every seed. The margins asserted are about half of those gains.
+    Budget: 30 iterations × 8 queries × G = 8 at the default lr 1e-2, greedy evaluation of all
+    544 validation questions through evidence-session episodes (the training episodes' kind).
+    Measured on synthetic generator v4 (deterministic): 0.211 → 0.346 (seed 0), 0.224 → 0.355
+    (seed 1), 0.200 → 0.342 (seed 2); the retriever's local reward rises by 0.15–0.24. The
+    margins asserted are about half of those gains. (The 20-iteration budget fitted to the
+    previous generator gave 0.224 → 0.278 on seed 1: v4's habit questions and persona split are
+    harder, so the budget grew; the asserted margins did not shrink.)
     """
-    cfg = TrainConfig(seed=seed, iterations=20, batch_queries=8, group_size=8, eval_every=20,
-                      checkpoint_every=20, eval_episode="evidence-session", progress=False)
+    cfg = TrainConfig(seed=seed, iterations=30, batch_queries=8, group_size=8, eval_every=30,
+                      checkpoint_every=30, eval_episode="evidence-session", progress=False)
     summary = train(cfg, tmp_path)
     start = metrics(tmp_path)[0]
     assert summary["val_n_questions"] == 544  # 8 validation personas (split by persona)
