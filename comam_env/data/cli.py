@@ -198,7 +198,7 @@ def _folder_name(folder: Path, size: str) -> str:
         meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
         if isinstance(meta, dict) and isinstance(meta.get("config"), dict):
             return f"synthetic-{size.lower()}"
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # a name guess only: an unreadable or absurd meta.json means "not ours"
         pass
     return f"personamem-{size.lower()}"
 

@@ -71,6 +71,19 @@ def test_stats_on_full_folder(capsys, personamem_dir):
     assert s["longest_option_accuracy"] == 1.0
 
 
+def test_stats_on_a_folder_with_an_absurdly_nested_meta_json(capsys, tmp_path, personamem_dir):
+    """meta.json only names the folder (synthetic or personamem): a 100k-deep one is "not ours",
+    never a RecursionError traceback."""
+    import shutil
+
+    folder = tmp_path / "deep"
+    shutil.copytree(personamem_dir, folder)
+    (folder / "meta.json").write_text("[" * 100_000 + "]" * 100_000, encoding="utf-8")
+    rc, out, err = run(capsys, "data", "stats", str(folder), "--json")
+    assert rc == 0 and "Traceback" not in err
+    assert json.loads(out)["name"].startswith("personamem-")
+
+
 def test_stats_failures_exit_1(capsys, tmp_path):
     rc, _, err = run(capsys, "data", "stats", "no-such-thing")
     assert rc == 1 and "neither a folder nor a dataset id" in err
