@@ -188,16 +188,22 @@ def test_folded_first_layer_equals_explicit_features():
         torch.testing.assert_close(net._score(mlp, x, c1, c2, role, match), ref, atol=1e-5, rtol=1e-5)
 
 
-def test_folded_first_layer_equals_explicit_features_with_positions():
-    policy = SelectionPolicy(dim=D, hidden=16, seed=5, position_features=True, source_features=False)
-    net = policy.net(RETRIEVER)
-    g = torch.Generator().manual_seed(1)
+def _perturbed_net_and_inputs(seed: int, **policy_kw):
+    """A retriever net with randomly perturbed weights and random (x, c1, c2, role, match, pos)
+    inputs, all drawn from one generator seeded ``seed`` (the draw order is part of the case)."""
+    net = SelectionPolicy(dim=D, hidden=16, seed=5, position_features=True, **policy_kw).net(RETRIEVER)
+    g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for p in net.parameters():
             p.add_(0.3 * torch.randn(p.shape, generator=g))
     x, c1, c2 = torch.randn(3, K, D, generator=g), torch.randn(3, D, generator=g), torch.randn(3, D, generator=g)
     role = net.role_emb(torch.tensor([0, 1, 2]))
     match, pos = torch.randn(3, K, generator=g), torch.rand(3, K, generator=g)
+    return net, g, (x, c1, c2, role, match, pos)
+
+
+def test_folded_first_layer_equals_explicit_features_with_positions():
+    net, _, (x, c1, c2, role, match, pos) = _perturbed_net_and_inputs(1, source_features=False)
     for mlp in (net.keep, net.option):
         ref = mlp(net._features(x, c1, c2, role, match, pos)).squeeze(-1)
         torch.testing.assert_close(net._score(mlp, x, c1, c2, role, match, pos), ref, atol=1e-5, rtol=1e-5)
@@ -207,15 +213,7 @@ def test_folded_first_layer_equals_explicit_features_with_positions():
 
 
 def test_folded_first_layer_equals_explicit_features_with_positions_and_source():
-    policy = SelectionPolicy(dim=D, hidden=16, seed=5, position_features=True)  # source features: the default
-    net = policy.net(RETRIEVER)
-    g = torch.Generator().manual_seed(2)
-    with torch.no_grad():
-        for p in net.parameters():
-            p.add_(0.3 * torch.randn(p.shape, generator=g))
-    x, c1, c2 = torch.randn(3, K, D, generator=g), torch.randn(3, D, generator=g), torch.randn(3, D, generator=g)
-    role = net.role_emb(torch.tensor([0, 1, 2]))
-    match, pos = torch.randn(3, K, generator=g), torch.rand(3, K, generator=g)
+    net, g, (x, c1, c2, role, match, pos) = _perturbed_net_and_inputs(2)  # source features: the default
     src = (torch.rand(3, K, generator=g) > 0.5).float()
     for mlp in (net.keep, net.option):
         ref = mlp(net._features(x, c1, c2, role, match, pos, src)).squeeze(-1)
