@@ -16,21 +16,8 @@ from agents.llm import TRUNCATION_MARKER, LLMPolicy, LLMPolicyConfig  # noqa: E4
 from agents.tiny import build_tiny_llm  # noqa: E402
 
 # peft calls a transformers helper that transformers 5 deprecates; not ours to fix
-pytestmark = pytest.mark.filterwarnings("ignore:.*is_gradient_checkpointing.*:FutureWarning")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    # the tiny model gains nothing from intra-op threads and a busy shared CPU makes them spin
-    prev = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(prev)
-
-
-@pytest.fixture(scope="module")
-def tiny_path(tmp_path_factory):
-    return build_tiny_llm(tmp_path_factory.mktemp("tiny") / "llm")
+pytestmark = [pytest.mark.filterwarnings("ignore:.*is_gradient_checkpointing.*:FutureWarning"),
+              pytest.mark.usefixtures("torch_single_thread")]
 
 
 @pytest.fixture(scope="module")

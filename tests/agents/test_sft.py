@@ -17,27 +17,14 @@ from agents.format_reward import format_score  # noqa: E402
 from agents.grpo import zero_variance_groups  # noqa: E402
 from agents.llm import LLMPolicy  # noqa: E402
 from agents.sft import SFTConfig, fit_target, oracle_examples, run_sft  # noqa: E402
-from agents.tiny import build_tiny_llm  # noqa: E402
 
-pytestmark = pytest.mark.filterwarnings("ignore:.*is_gradient_checkpointing.*:FutureWarning")
+pytestmark = [pytest.mark.filterwarnings("ignore:.*is_gradient_checkpointing.*:FutureWarning"),
+              pytest.mark.usefixtures("torch_single_thread")]
 
 #: a few short synthetic histories (the CPU track's scale) so episodes are quick
 MINI = {"target_tokens": 2000, "n_personas": 4, "topics_per_persona": 2, "updates_per_topic": 1,
         "decoys_per_fact": 1, "session_turns": (6, 10), "mid_history_questions": 0.0}
 ENV_KW = {"chunk_tokens": 400, "data_kwargs": MINI}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    prev = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(prev)
-
-
-@pytest.fixture(scope="module")
-def tiny_path(tmp_path_factory):
-    return build_tiny_llm(tmp_path_factory.mktemp("tiny") / "llm")
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ torch = pytest.importorskip("torch")
 
 from agents.credit import assign_credit_batch  # noqa: E402
 from agents.llm import TRUNCATION_MARKER, LLMPolicy  # noqa: E402
-from agents.tiny import build_tiny_llm  # noqa: E402
 from comam_env.charset import normalize_text  # noqa: E402
 from agents.integrations import trl as comam_trl  # noqa: E402
 from comam_env.integrations.episodes import ROLES, RoleEpisode, make_env_factory  # noqa: E402
@@ -21,24 +20,14 @@ ENV_KW = {"split": "train"}
 MAX_NEW = 12
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    return build_tiny_llm(tmp_path_factory.mktemp("tiny") / "llm")
-
-
-@pytest.fixture(scope="module")
-def tok(tiny):
+def tok(tiny_path):
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(tiny)
+    return AutoTokenizer.from_pretrained(tiny_path)
 
 
 def _config(tmp_path, **kw):
@@ -50,7 +39,7 @@ def _config(tmp_path, **kw):
     return GRPOConfig(**{**base, **kw})
 
 
-def test_role_dataset_prompts_are_the_llm_policys_truncated_prompts(tiny, tok):
+def test_role_dataset_prompts_are_the_llm_policys_truncated_prompts(tiny_path, tok):
     data = comam_trl.role_dataset(ENV, "retriever", tok, max_completion_length=MAX_NEW, limit=3, env_kwargs=ENV_KW)
     assert data.column_names == ["prompt", "question_id", "seed", "role", "step", "prompt_tokens", "truncated"]
     assert len(data) == 3 and set(data["role"]) == {"retriever"} and data["step"] == [0, 0, 0]
@@ -58,7 +47,7 @@ def test_role_dataset_prompts_are_the_llm_policys_truncated_prompts(tiny, tok):
     assert all(data["truncated"]) and all(TRUNCATION_MARKER.strip() in p for p in data["prompt"])
     assert all(len(tok(p)["input_ids"]) <= 1024 - MAX_NEW for p in data["prompt"])
     # same cut as LLMPolicy makes when it acts: replay the fixed episode to the retriever's turn
-    policy = LLMPolicy(model=tiny, lora=False, max_new_tokens=MAX_NEW, device="cpu")
+    policy = LLMPolicy(model=tiny_path, lora=False, max_new_tokens=MAX_NEW, device="cpu")
     episode = RoleEpisode(make_env_factory(ENV, ENV_KW)())
     episode.reset(data["question_id"][0], data["seed"][0])
     turn = episode.play({r: CopyAllPolicy() for r in ROLES}, until=("retriever", 0))
@@ -106,12 +95,12 @@ def test_role_reward_replays_the_episode_and_scores_the_completion():
 
 
 @pytest.mark.slow  # real GRPOTrainer steps with the tiny model: ~20-40 s on the shared CPU
-def test_grpo_trainer_trains_one_role_for_two_steps(tiny, tok, tmp_path):
+def test_grpo_trainer_trains_one_role_for_two_steps(tiny_path, tok, tmp_path):
     from trl import GRPOTrainer
 
     data = comam_trl.role_dataset(ENV, "retriever", tok, max_completion_length=MAX_NEW, limit=4, env_kwargs=ENV_KW)
     reward = comam_trl.RoleReward(ENV, "retriever", env_kwargs=ENV_KW)
-    trainer = GRPOTrainer(model=tiny, processing_class=tok, reward_funcs=reward, train_dataset=data,
+    trainer = GRPOTrainer(model=tiny_path, processing_class=tok, reward_funcs=reward, train_dataset=data,
                           args=_config(tmp_path))
     trainer.train()
     logs = [r for r in trainer.state.log_history if "reward" in r]
@@ -129,13 +118,13 @@ def test_episode_keys_round_trip_and_reject_other_prompts():
 
 
 @pytest.mark.slow  # real GRPOTrainer steps with the tiny model: ~20-40 s on the shared CPU
-def test_shared_model_rollout_credits_every_role_of_the_same_episodes(tiny, tok, tmp_path):
+def test_shared_model_rollout_credits_every_role_of_the_same_episodes(tiny_path, tok, tmp_path):
     from trl import GRPOTrainer
 
     data = comam_trl.episode_dataset(ENV, limit=2, env_kwargs=ENV_KW)
     assert data["prompt"][:3] == [comam_trl.episode_key(data["prompt"][0].split("=")[1].split(" ")[0], r) for r in ROLES]
     rollout = comam_trl.make_rollout_func(ENV, credit="adaptive", env_kwargs=ENV_KW)
-    trainer = GRPOTrainer(model=tiny, processing_class=tok, reward_funcs=comam_trl.credited_reward,
+    trainer = GRPOTrainer(model=tiny_path, processing_class=tok, reward_funcs=comam_trl.credited_reward,
                           train_dataset=data, rollout_func=rollout,
                           args=_config(tmp_path, per_device_train_batch_size=6, shuffle_dataset=False))
     trainer.train()
