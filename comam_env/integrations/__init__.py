@@ -4,8 +4,10 @@ reference learner, are in :mod:`agents.integrations`; Ray rollouts in :mod:`agen
 Each adapter is its own module and imports its library only when it is imported
 (``pip install "comam-env[integrations]"``); ``import comam_env`` never imports any of them:
 
-* :mod:`comam_env.integrations.verifiers` — a verifiers multi-agent environment (the three roles
-  as agents, per-agent rewards from the env's channels);
+* :mod:`comam_env.integrations.verifiers` — a verifiers 0.4 multi-agent environment (the three roles
+  as agents, per-agent local rewards and the answer reward from the env's channels), run in process
+  by its own harness: no uv, no subprocess, no network (the model endpoint is any OpenAI-compatible
+  server, e.g. :mod:`agents.chat_server` on 127.0.0.1);
 * :mod:`comam_env.integrations.openenv` — the env served per the OpenEnv spec
   (``comam-env serve``) and its typed client;
 

@@ -81,7 +81,7 @@ from comam_env.roles import role_of
 
 __all__ = ["TASKSET_ID", "ComamTaskData", "ComamTask", "ComamTasksetConfig", "ComamTaskset",
            "InProcessHarnessConfig", "InProcessHarness", "ComamEnvConfig", "ComamEnv", "EpisodeResult",
-           "make_env", "run_episodes", "evaluate"]
+           "make_env", "model_context", "run_episodes", "evaluate", "mean"]
 
 #: The verifiers plugin id of the taskset (and of its bundled harness).
 TASKSET_ID = "comam-memory"
@@ -229,6 +229,9 @@ class ComamEnvConfig(vf.EnvConfig):
 
     @model_validator(mode="after")
     def _offline_seats(self) -> ComamEnvConfig:
+        if self.taskset.id != TASKSET_ID:
+            raise ValueError(f"ComamEnvConfig.taskset.id: ComamEnv plays the {TASKSET_ID!r} taskset, "
+                             f"got {self.taskset.id!r}")
         for role in ROLES:
             seat = getattr(self, role)
             if not isinstance(seat.runtime, SubprocessConfig):
