@@ -25,7 +25,7 @@ from comam_env.scoring import score_answer  # noqa: E402
 ENV = "synthetic-32k"
 ENV_KW = {"split": "train", "chunk_tokens": 300}  # several extractor chunks per episode
 
-pytestmark = pytest.mark.usefixtures("torch_single_thread")
+pytestmark = [pytest.mark.usefixtures("torch_single_thread"), pytest.mark.slow]  # ~20 s: verifiers import, tiny model
 
 
 @pytest.fixture(scope="module")
