@@ -53,6 +53,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 ROLES = ("extractor", "profiler", "retriever")
 EPISODES = ("evidence-session", "full-history")
+TRAIN_EPISODES = (*EPISODES, "evidence+context")
 BUDGETS = ("rollouts", "updates")
 REFERENCE = "adaptive (CoMAM)"
 
@@ -128,7 +129,7 @@ def _config(args, variant: Variant, iterations: int, seed: int):
         env=args.env, seed=seed, iterations=iterations, batch_queries=args.batch_queries,
         group_size=args.group_size, eval_every=args.eval_every, checkpoint_every=args.eval_every,
         eval_limit=args.eval_limit, train_episode=args.train_episode, eval_episode=args.eval_episode,
-        target_accuracy=args.target, progress=False,
+        target_accuracy=args.target, progress=False, alpha=args.alpha,
         env_kwargs=dict(parse_key_value(kv) for kv in args.env_kw),
         policy_kwargs=dict(parse_key_value(kv) for kv in args.policy_kw),
         grpo={"lr": args.lr, "inner_epochs": args.inner_epochs}, **variant.overrides,
@@ -380,7 +381,8 @@ def markdown(args, report: dict, probe: dict, wall: float | None, missing: list[
         f"Command: `{cmd.strip()}`" + (f" — {wall / 60:.1f} min wall for the whole sweep" if wall else ""),
         "",
         (f"Environment `{args.env}`, seeds {args.seeds}, {args.iterations} iterations × {args.batch_queries} queries × "
-        f"G = {args.group_size} per run at the base budget; training on {args.train_episode} episodes; periodic "
+        f"G = {args.group_size} per run at the base budget; α = {args.alpha}"
+        + "".join(f", {kv}" for kv in args.env_kw) + f"; training on {args.train_episode} episodes; periodic "
         f"validation (curves, rollouts to target {args.target}) on {head} episodes. Accuracies: the final policy, "
         "greedy, on the validation split, mean ± 95% t-interval over seeds. Δ vs adaptive: mean paired difference "
         "over seeds × questions with a two-way bootstrap 95% interval and p-value."),
@@ -473,13 +475,19 @@ def main(argv=None) -> int:
     p.add_argument("--iterations", type=int, default=60, help="base budget: iterations of a joint run")
     p.add_argument("--batch-queries", type=int, default=8, help="queries per iteration")
     p.add_argument("--group-size", type=int, default=8, help="G trajectories per query")
-    p.add_argument("--eval-every", type=int, default=5, help="periodic validation every N iterations")
+    p.add_argument("--eval-every", type=int, default=10, help="periodic validation every N iterations")
     p.add_argument("--eval-limit", type=int, default=None, help="validate on the first N questions only (smoke tests)")
-    p.add_argument("--train-episode", choices=EPISODES, default="evidence-session", help="training episodes")
+    p.add_argument("--train-episode", choices=TRAIN_EPISODES, default="evidence-session",
+                   help="training episodes: the paper's evidence sessions, full histories, or the curriculum "
+                        "'evidence+context' (evidence sessions plus earlier same-topic sessions)")
     p.add_argument("--eval-episode", choices=EPISODES, default="evidence-session",
                    help="episodes of the periodic validation (curves and rollouts to target); the final policies "
                         "are evaluated on both kinds")
-    p.add_argument("--target", type=float, default=0.45, help="accuracy for the rollouts-to-target column")
+    # 0.35 was fixed before the v4 sweep, below a single-seed reference run's final accuracy
+    # (0.386), so that the column is defined; it is the same for every variant.
+    p.add_argument("--target", type=float, default=0.35, help="accuracy for the rollouts-to-target column")
+    p.add_argument("--alpha", type=float, default=0.8,
+                   help="extractor recall weight of eq. 9 (a difficulty knob, docs/synthetic.md; paper 0.8)")
     p.add_argument("--lr", type=float, default=1e-2, help="GRPO learning rate (selection policies: 1e-2, docs/training.md)")
     p.add_argument("--inner-epochs", type=int, default=2, help="GRPO inner epochs per batch")
     p.add_argument("--variants", nargs="+", default=list(VARIANTS),
