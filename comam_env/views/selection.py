@@ -16,24 +16,20 @@ line twice could only add an unmatched unit.
 
 Retriever memory budget
 -----------------------
-Real memory systems prepend the user profile to every prompt and retrieve from the
-fine-grained store under a budget. The retriever's candidates are therefore
+The retriever sees M under the memory budget of :mod:`comam_env.memory_budget` — one rule,
+shared with the text view (``EnvConfig.memory_budget``). Its candidates are
 
 1. the units of M_c (the profile), in profile order, flagged ``source = 1``;
 2. the units of M_f not already in the profile, flagged ``source = 0``: with
    ``memory_budget = B`` only the ``B − |M_c|`` most similar to the query (cosine of the
    embeddings; ties: the earlier unit), shown in chronological order.
 
-The budget counts units of both: a profile longer than ``B`` keeps the ``B`` units most
-similar to the query (in profile order) and leaves no room for M_f, so a verbose
-profile (e.g. the profiler keeping all of M_f) costs the answer the query-relevant
-fine memory, and an over-inclusive M_f crowds the evidence out of the ``B − |M_c|``
-slots with query-similar stale statements and decoys. Facts no query resembles (the
-synthetic habits) reach the retriever only through the profile. The default
-:data:`DEFAULT_MEMORY_BUDGET` = 16 units; ``memory_budget=None`` shows everything (the
-paper's setting: M = M_f followed by M_c, then the ``K`` pre-ranking below). The profile's
-units are shown even when M_f holds the same line (the line is then flagged 1 and not
-repeated), so the profile always changes what the retriever sees.
+A profile longer than ``B`` keeps its ``B`` units most similar to the query (in profile
+order) and leaves no room for M_f (why this makes every role matter: :mod:`comam_env.memory_budget`).
+The selection view's default is :data:`DEFAULT_MEMORY_BUDGET` = 16 units (the text view's is
+``None``); ``memory_budget=None`` shows everything (the paper's setting: M = M_f followed by M_c,
+then the ``K`` pre-ranking below). The profile's units are shown even when M_f holds the same line
+(the line is then flagged 1 and not repeated), so the profile always changes what the retriever sees.
 
 Observation (one space for every role, so one network can serve all roles)
 --------------------------------------------------------------------------
@@ -112,6 +108,8 @@ from gymnasium import spaces
 from pettingzoo import AECEnv
 
 from comam_env.embed import EmbeddingCache, embed_dataset, get_embedder, message_text
+from comam_env.memory_budget import SELECTION_DEFAULT_BUDGET, budgeted_memory, check_budget, memory_units
+from comam_env.memory_budget import dedupe as _dedupe
 from comam_env.prompts import retriever_action
 from comam_env.roles import Role, role_index, role_of
 from comam_env.text import split_units
@@ -122,8 +120,8 @@ __all__ = ["SelectionView", "SelectionState", "wrap", "N_OPTIONS", "DEFAULT_MEMO
 #: Size of the option axis of the observation and of the retriever's option action.
 N_OPTIONS = 4
 PRERANK_RULES = ("similarity", "first", "last")
-#: Units of memory the retriever sees by default (profile first; see the module docstring).
-DEFAULT_MEMORY_BUDGET = 16
+#: Units of memory the retriever sees by default (profile first; :mod:`comam_env.memory_budget`).
+DEFAULT_MEMORY_BUDGET = SELECTION_DEFAULT_BUDGET
 
 # Extractor states by chunk, shared by every view of the process:
 # (id(embedding cache), K, prerank, id(history), span) -> (history, cache, state). A chunk's
@@ -185,38 +183,6 @@ def render_selection(role: str, texts: Sequence[str], selected: Sequence[bool], 
     return retriever_action(lines, answer)
 
 
-def _top_in_order(emb: np.ndarray, ref: np.ndarray, n: int) -> np.ndarray:
-    """Indices of the ``n`` rows of ``emb`` most similar to ``ref`` (ties: earlier row), ascending."""
-    if n <= 0:
-        return np.zeros(0, dtype=np.int64)
-    if n >= len(emb):
-        return np.arange(len(emb))
-    return np.sort(np.argsort(-(emb @ ref), kind="stable")[:n])
-
-
-def budgeted_memory(profile: Sequence[str], fine: Sequence[str], profile_emb: np.ndarray, fine_emb: np.ndarray,
-                    query_emb: np.ndarray, budget: int | None) -> tuple[np.ndarray, np.ndarray]:
-    """Which profile and fine-memory units a retriever sees under ``budget`` (module docstring).
-
-    ``profile`` and ``fine`` are de-duplicated unit texts (``fine`` without the profile's);
-    returns the kept indices of each, ascending. ``budget=None`` keeps everything.
-    """
-    if budget is None:
-        return np.arange(len(profile)), np.arange(len(fine))
-    keep_p = _top_in_order(profile_emb, query_emb, budget)
-    return keep_p, _top_in_order(fine_emb, query_emb, budget - len(keep_p))
-
-
-def _dedupe(texts: Sequence[str]) -> list[str]:
-    seen: set[str] = set()
-    out = []
-    for t in texts:
-        if t and t not in seen:
-            seen.add(t)
-            out.append(t)
-    return out
-
-
 class SelectionView(AECEnv):
     """PettingZoo AEC wrapper: numeric selection view over a text-view env (see module doc)."""
 
@@ -257,10 +223,7 @@ class SelectionView(AECEnv):
             raise ValueError(f"selection view: prerank must be one of {PRERANK_RULES}, got {prerank!r}")
         if infos not in ("full", "numeric"):
             raise ValueError(f"selection view: infos must be 'full' or 'numeric', got {infos!r}")
-        if memory_budget is not None and (isinstance(memory_budget, bool) or not isinstance(memory_budget, (int, np.integer))
-                                          or memory_budget < 1):
-            raise ValueError(f"selection view: memory_budget must be a positive integer or None, got {memory_budget!r}")
-        self.memory_budget = None if memory_budget is None else int(memory_budget)
+        self.memory_budget = check_budget("selection view: memory_budget", memory_budget)
         self.info_mode = infos
         self.env = env
         self._inner = env.unwrapped  # the raw env: skips the order-enforcing wrapper's __getattr__ per lookup
@@ -376,13 +339,9 @@ class SelectionView(AECEnv):
         if role == "profiler":
             return role, _dedupe(self._units(inner.fine_memory)), "", [], 0
         q = inner.current_question
-        profile = _dedupe(self._units(inner.coarse_memory))
+        profile, fine = memory_units(self._units(inner.coarse_memory), self._units(inner.fine_memory))
         if self.memory_budget is None:  # the paper's M = M_f followed by M_c (the profile's lines not repeated)
-            seen = set(profile)
-            fine = [t for t in _dedupe(self._units(inner.fine_memory)) if t not in seen]
             return role, fine + profile, q.query, list(q.options), -len(profile)
-        seen = set(profile)
-        fine = [t for t in _dedupe(self._units(inner.fine_memory)) if t not in seen]
         return role, profile + fine, q.query, list(q.options), len(profile)
 
     def _units(self, text: str) -> list[str]:
