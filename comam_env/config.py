@@ -12,6 +12,9 @@ from typing import Any
 
 import numpy as np
 
+from comam_env.embed import get_embedder
+from comam_env.memory_budget import check_budget
+
 __all__ = ["EnvConfig", "EPISODES", "REWARD_MODES", "check_int", "check_real"]
 
 
@@ -72,6 +75,13 @@ class EnvConfig:
         "help": "cap on every observation text field (flagged when hit); the observation spaces' max_length"})
     record_trajectory: bool = field(default=True, metadata={
         "help": "keep every prompt and action for env.trajectory() (disable to save memory on long runs)"})
+    memory_budget: int | None = field(default=None, metadata={
+        "help": "retriever memory budget in units (comam_env.memory_budget): the profile's units, then the "
+                "budget minus those of M_f most similar to the query, in chronological order; None = the paper's "
+                "setting (all of M_f and M_c). The selection view has its own (view_kwargs memory_budget, default 16)"})
+    memory_embedder: Any = field(default="hashing", metadata={
+        "help": "embedder ranking memory units by query similarity under memory_budget: 'hashing' "
+                "(deterministic, no model), 'minilm' or an object with name/dim/encode"})
 
     def __post_init__(self) -> None:
         if self.episode not in EPISODES:
@@ -91,6 +101,11 @@ class EnvConfig:
             check_int(name, getattr(self, name), 1)
         if not isinstance(self.record_trajectory, (bool, np.bool_)):
             raise ValueError(f"record_trajectory must be True or False, got {self.record_trajectory!r}")
+        check_budget("memory_budget", self.memory_budget)
+        try:
+            get_embedder(self.memory_embedder)  # lazy: a model is loaded on first use, never here
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"memory_embedder: {exc}") from None
 
     @classmethod
     def field_names(cls) -> tuple[str, ...]:

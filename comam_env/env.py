@@ -52,8 +52,8 @@ Observation (every agent; one cached ``Dict`` per agent)::
 ``prompt`` is the full rendered prompt (:mod:`comam_env.prompts`); the other
 fields are its parts (empty when the role does not read them): the extractor
 gets ``chunk``; the profiler gets ``memory`` = M_f; the retriever gets
-``memory`` = M_f + M_c, ``query`` and ``options`` (``(a) …`` lines; empty for
-open questions). Any agent can be observed at any time (the parallel
+``memory`` = M_f + M_c (under a ``memory_budget``: the units the budget keeps, below),
+``query`` and ``options`` (``(a) …`` lines; empty for open questions). Any agent can be observed at any time (the parallel
 conversion observes all three): it sees its own view of the current state.
 
 Action: ``Text(0, max_action_chars)``. All ``Text`` spaces share one wide
@@ -107,10 +107,23 @@ truncation. Step count = K + 1 + Q.
 
 Arguments
 ---------
-``raw_env(dataset, question_ids=None, *, episode, queries_per_episode,
+``raw_env(dataset, question_ids=None, *, episode, context_sessions, queries_per_episode,
 chunk_tokens, alpha, beta, matcher, tau, judge, reward_mode, max_action_chars,
-max_observation_chars, record_trajectory, render_mode)`` — see
-:class:`comam_env.config.EnvConfig` for every field. ``comam_env.make(env_id, …)`` loads the
+max_observation_chars, record_trajectory, memory_budget, memory_embedder, render_mode)`` — see
+:class:`comam_env.config.EnvConfig` for every field.
+
+``memory_budget`` (default ``None``, the paper's setting: the retriever reads all of M_f and
+M_c) — the retriever's memory budget in units, the one rule of :mod:`comam_env.memory_budget`
+that the selection view applies too (its default there is 16). Under ``memory_budget = B`` the
+retriever's ``memory`` shows the profile's units (the ``B`` most similar to the query when
+there are more, in profile order) under ``## User profile``, then the ``B − |M_c|`` units of
+M_f not in the profile most similar to the query, in chronological order, under
+``## Fine-grained memory (retrieved for the query below)`` (:func:`comam_env.prompts.render_budgeted_memory`).
+So an over-inclusive M_f crowds the evidence out of the retriever's prompt and a verbose
+profile leaves no room for fine memory. Similarity is the cosine of ``memory_embedder``
+embeddings (default ``"hashing"``: deterministic, no model; ``"minilm"`` or an embedder
+object). The budget changes only what the retriever is shown: its local reward (eq. 11) still
+scores the units it copies inside ``<information>`` against the evidence. ``comam_env.make(env_id, …)`` loads the
 dataset and the split and then calls :func:`env`.
 
 ``reset(seed=None, options=None)``: without options the first question is drawn
@@ -156,6 +169,7 @@ from comam_env.chunks import plan_chunks
 from comam_env.config import EnvConfig
 from comam_env.data.schema import Dataset, History, Question
 from comam_env.episode import Episode, EpisodeScorer, Transition
+from comam_env.memory_budget import MemoryBudget
 from comam_env.roles import AGENTS, ROLE_OF, Role
 from comam_env.spaces import UnicodeText, observation_space, text_space
 
@@ -169,7 +183,7 @@ ENV_VERSION = 0
 # (prompts.prompt_overhead, longer on a two-speaker dialogue), and the memory block's
 # headings and placeholders.
 _PROMPT_SLACK = 64
-_MEMORY_OVERHEAD = len(prompts.render_memory("", "")) + 16
+_MEMORY_OVERHEAD = max(len(prompts.render_memory("", "")), len(prompts.render_budgeted_memory((), ()))) + 16
 
 
 def coerce_action(action: Any, max_chars: int) -> tuple[str, dict[str, Any]]:
@@ -255,6 +269,9 @@ class raw_env(AECEnv):
             self._groups.setdefault((q.history_id, q.end_index), []).append(qid)
 
         self._scorer = EpisodeScorer(dataset, config)  # resolves matcher and judge: fails early on a bad name
+        # the retriever's memory budget (None: the paper's setting, all of M_f and M_c)
+        self._budget = None if config.memory_budget is None else MemoryBudget(config.memory_budget,
+                                                                                config.memory_embedder)
 
         self.possible_agents = list(AGENTS)
         self.agents: list[str] = []
@@ -340,8 +357,12 @@ class raw_env(AECEnv):
         elif role == "profiler":
             memory = prompts.render_memory(ep.fine_memory)
         else:
-            memory = prompts.render_memory(ep.fine_memory, ep.coarse)
-            query, options = self._question_texts(ep.questions[min(query_index, len(ep.questions) - 1)])
+            q = ep.questions[min(query_index, len(ep.questions) - 1)]
+            query, options = self._question_texts(q)
+            if self._budget is None:
+                memory = prompts.render_memory(ep.fine_memory, ep.coarse)
+            else:  # ranked by the dataset's query text, as the selection view ranks it
+                memory = prompts.render_budgeted_memory(*self._budget.select(ep.fine_memory, ep.coarse, q.query))
         return role, {"chunk": chunk, "memory": memory, "query": query, "options": options}
 
     def _question_texts(self, q: Question) -> tuple[str, str]:

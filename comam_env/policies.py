@@ -25,7 +25,7 @@ from __future__ import annotations
 from typing import Any
 
 from comam_env.charset import normalize_text
-from comam_env.prompts import retriever_action
+from comam_env.prompts import RETRIEVED_HEADING, retriever_action
 from comam_env.roles import role_of
 from comam_env.text import split_units
 
@@ -34,7 +34,7 @@ __all__ = ["OraclePolicy", "CopyAllPolicy", "run_episode", "ABSTAIN_ANSWER", "go
 #: What the oracle answers to a question the conversation cannot answer (LoCoMo category 5).
 ABSTAIN_ANSWER = "Not mentioned in the conversation."
 
-_HEADINGS = ("## Fine-grained memory", "## User profile", "(empty)")
+_HEADINGS = ("## Fine-grained memory", "## User profile", "(empty)", RETRIEVED_HEADING)
 
 
 def _unwrap(env: Any) -> Any:

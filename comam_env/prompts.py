@@ -28,7 +28,10 @@ Rendering conventions (what the reward code relies on):
   message are folded to spaces, :meth:`History.render`), so the *line* is the
   natural memory unit and copying a line copies exactly one message.
 * The memory block shows M_f and M_c under two headings; an empty part is shown
-  as ``(empty)`` so an agent can tell "nothing yet" from a rendering bug.
+  as ``(empty)`` so an agent can tell "nothing yet" from a rendering bug. Under a
+  retriever memory budget (``EnvConfig.memory_budget``) the retriever's block is
+  :func:`render_budgeted_memory`: the profile units first, then the fine-memory
+  units retrieved for the query.
 * Options are rendered ``(a) text`` one per line; an open question (LoCoMo) has
   no options and the retriever prompt then asks for a free-text answer.
 
@@ -103,6 +106,8 @@ First copy, word for word, the memory lines needed to answer, one per line, insi
 is not available."""
 
 EMPTY = "(empty)"
+#: Heading of the fine memory the retriever is shown under a memory budget (:func:`render_budgeted_memory`).
+RETRIEVED_HEADING = "## Fine-grained memory (retrieved for the query below)"
 
 
 def retriever_action(information: str | Sequence[str], answer: str) -> str:
@@ -145,6 +150,14 @@ def render_memory(fine: str, coarse: str | None = None) -> str:
         return f"## Fine-grained memory\n{fine}"
     coarse = coarse.strip() or EMPTY
     return f"## Fine-grained memory\n{fine}\n\n## User profile\n{coarse}"
+
+
+def render_budgeted_memory(profile: Sequence[str], fine: Sequence[str]) -> str:
+    """The retriever's memory block under a memory budget (:mod:`comam_env.memory_budget`): the
+    profile units shown, then the fine-memory units retrieved for the query, one per line."""
+    coarse = "\n".join(profile) or EMPTY
+    fine_text = "\n".join(fine) or EMPTY
+    return f"## User profile\n{coarse}\n\n{RETRIEVED_HEADING}\n{fine_text}"
 
 
 def render_options(question: Question) -> str:

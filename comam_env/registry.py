@@ -147,6 +147,10 @@ def check_make_arguments(env_id: str, **kwargs: Any) -> EnvSpec:
         valid = sorted(set(EnvConfig.field_names()) | {"render_mode", *_DATA_KEYS, *_SPLIT_KEYS, *_VIEW_KEYS})
         raise TypeError(f"make({spec.env_id!r}): unknown argument(s) {sorted(unknown)}; valid: {valid}")
     EnvConfig(**kwargs)
+    if view == "selection" and kwargs.get("memory_budget") is not None:
+        # the selection view builds its candidates from M_f and M_c, not from the text prompt
+        raise ValueError(f"make({spec.env_id!r}): memory_budget is the text view's budget; the selection view "
+                         f"takes its own: view_kwargs={{'memory_budget': {kwargs['memory_budget']!r}}}")
     if view == "selection" and view_kwargs:
         import inspect
 
