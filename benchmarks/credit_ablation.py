@@ -41,6 +41,7 @@ import argparse
 import json
 import math
 import os
+import shlex
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -375,7 +376,7 @@ def _p(p):
 
 
 def markdown(args, report: dict, probe: dict, wall: float | None, missing: list[str]) -> str:
-    cmd = "python benchmarks/credit_ablation.py " + " ".join(sys.argv[1:])
+    cmd = "python benchmarks/credit_ablation.py " + shlex.join(sys.argv[1:])  # quoted: copy-pasteable
     head = args.eval_episode
     lines = [
         f"Command: `{cmd.strip()}`" + (f" — {wall / 60:.1f} min wall for the whole sweep" if wall else ""),
