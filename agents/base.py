@@ -26,8 +26,10 @@ Contract details that both LLM and selection policies follow (the learner relies
 * `ActOutput.info` is a list of B dicts with diagnostics (e.g. `truncated`, `prompt_tokens`,
   `completion_tokens`, `finished`).
 * Greedy acting (`greedy=True`) still returns log-probs, computed at temperature 1.
-* Randomness only from the `generator` argument (a `torch.Generator`); with the same generator
-  state, parameters and inputs a policy returns the same actions.
+* Randomness only from the `generator` argument: one `torch.Generator` for the batch, or a
+  sequence of one generator per observation (per-episode streams, `row_generators`), in which case
+  observation i's action is drawn from its own generator only. With the same generator states,
+  parameters and inputs a policy returns the same actions.
 
 `save(dir)` writes a `policy.json` holding at least `{"kind": <registered kind>}`; `load_policy(dir)`
 dispatches on it. `make_policy(kind, **kw)` builds a registered kind; kinds register themselves with
@@ -87,6 +89,19 @@ class ActOutput:
         return len(self.actions)
 
 
+def row_generators(generator: Any, n: int) -> list | None:
+    """``generator`` as a list of ``n`` per-observation generators, or ``None`` for one shared
+    stream (a single ``torch.Generator`` or ``None``)."""
+    if generator is None or isinstance(generator, torch.Generator):
+        return None
+    gens = list(generator)
+    if len(gens) != n:
+        raise ValueError(f"{len(gens)} generators for {n} observations: give one per observation or a single one")
+    if not all(isinstance(g, torch.Generator) for g in gens):
+        raise TypeError("generator: expected a torch.Generator or a sequence of torch.Generator")
+    return gens
+
+
 class LogProbs(NamedTuple):
     """What `Policy.logprobs_of` returns; unpacks as `(sum, token, mask)`."""
 
@@ -120,9 +135,9 @@ class Policy(abc.ABC):
         temperature: float = 1.0,
         top_p: float = 1.0,
         greedy: bool = False,
-        generator: torch.Generator | None = None,
+        generator: torch.Generator | Sequence[torch.Generator] | None = None,
     ) -> ActOutput:
-        """Choose one action per observation for `role`."""
+        """Choose one action per observation for `role` (`generator`: one, or one per observation)."""
 
     @abc.abstractmethod
     def logprobs_of(self, role: int, samples: Sequence[Any]) -> LogProbs:

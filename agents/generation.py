@@ -26,6 +26,14 @@ training setting) both definitions coincide and equal the exact sampling distrib
 `apply_top_p=True` switches to the exact sampling distribution (top-p-renormalised); tokens outside
 the nucleus then get a large negative finite value (`OUT_OF_NUCLEUS_LOGPROB`) instead of −inf.
 Greedy decoding records T = 1 log-probs.
+
+Randomness (one stream, or one per prompt)
+------------------------------------------
+``generator`` is one ``torch.Generator`` for the whole batch, or a sequence of one generator per
+prompt (*per-episode streams*, what :func:`agents.rollout.collect_rollouts` passes with
+``sample_seeds``). With one generator per prompt, prompt i's tokens are drawn from its own
+generator only, one draw per token it generates (never for a finished row), so which other
+prompts share the batch does not change how prompt i consumes its stream.
 """
 from __future__ import annotations
 
@@ -34,6 +42,8 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 import torch
+
+from agents.base import row_generators
 
 OUT_OF_NUCLEUS_LOGPROB = -1e4
 
@@ -106,14 +116,15 @@ class GenerationBackend(abc.ABC):
         max_new_tokens: int,
         temperature: float = 1.0,
         top_p: float = 1.0,
-        generator: torch.Generator | None = None,
+        generator: torch.Generator | Sequence[torch.Generator] | None = None,
         *,
         greedy: bool = False,
         apply_top_p: bool = False,
         stop_token_ids: Sequence[int] = (),
         pad_token_id: int = 0,
     ) -> GenerationResult:
-        """Sample one completion per prompt (see the module docstring for the log-prob definition)."""
+        """Sample one completion per prompt (see the module docstring for the log-prob definition and
+        for ``generator``: one stream, or one per prompt)."""
 
 
 def left_pad(seqs: Sequence[Sequence[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -154,6 +165,7 @@ class TransformersBackend(GenerationBackend):
             raise ValueError("TransformersBackend.generate: empty prompt")
         if not greedy and temperature <= 0:
             raise ValueError(f"temperature must be > 0 when sampling, got {temperature}")
+        gens = row_generators(generator, len(prompts_token_ids))
         model = self.model
         device = next(model.parameters()).device
         was_training = model.training
@@ -184,7 +196,12 @@ class TransformersBackend(GenerationBackend):
                     probs = sample_logp.exp()
                     if top_p < 1.0:  # out-of-nucleus tokens carry the finite floor value: zero them
                         probs = torch.where(sample_logp <= OUT_OF_NUCLEUS_LOGPROB, torch.zeros_like(probs), probs)
-                    nxt = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+                    if gens is None:
+                        nxt = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+                    else:  # per-prompt streams: one draw per live row, from that row's generator
+                        nxt = torch.full((B,), pad_token_id, dtype=torch.long, device=device)
+                        for i in (~done).nonzero().flatten().tolist():
+                            nxt[i] = torch.multinomial(probs[i].cpu(), 1, generator=gens[i])[0]
                 nxt = torch.where(done, torch.full_like(nxt, pad_token_id), nxt)
                 out_tokens.append(nxt)
                 out_logps.append(logp.gather(-1, nxt.unsqueeze(-1)).squeeze(-1))
@@ -274,8 +291,12 @@ class VLLMBackend(GenerationBackend):
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
-        # one seed per request drawn from the caller's generator: reproducible rollouts
-        if generator is not None:
+        # one seed per request drawn from the caller's generator (or from each prompt's own
+        # generator): reproducible rollouts
+        gens = row_generators(generator, len(prompts_token_ids))
+        if gens is not None:
+            seeds = [int(torch.randint(0, 2**31 - 1, (1,), generator=g)) for g in gens]
+        elif generator is not None:
             seeds = torch.randint(0, 2**31 - 1, (len(prompts_token_ids),), generator=generator).tolist()
         else:
             seeds = [None] * len(prompts_token_ids)

@@ -14,6 +14,11 @@ What it does
 * Sampling: temperature / top-p / greedy, a `max_new_tokens` bound (per role if a dict), batched
   left-padded generation through a `GenerationBackend` (`agents/generation.py`; transformers by
   default, vLLM on GPUs). The action is the decoded completion without the stop token.
+  `generator` is one `torch.Generator` or one per observation (per-episode streams).
+* Replicas: `trainable_state()` is what a copy of the policy built from the same `config` needs to
+  act like this one (the LoRA adapter tensors of every role; the whole models when `lora=False`),
+  `load_trainable_state(state)` installs it — how `agents.ray_rollout` ships the current weights to
+  its rollout actors every iteration.
 * Log-probs: `act` returns the summed log-prob of each completion; `logprobs_of` re-scores the
   stored (prompt ids, completion ids, temperature, top-p) records with gradients and returns
   per-token log-probs and masks. Both use `generation.token_logprobs` (definition in
@@ -49,9 +54,8 @@ from typing import Any, Sequence
 import torch
 
 from agents.base import (ALL_ROLES, ROLE_NAMES, ActOutput, LogProbs, Policy, read_policy_json,
-                         register_policy, role_id, write_policy_json)
-from agents.generation import (GenerationBackend, TransformersBackend, positions_from_mask,
-                               token_logprobs)
+                         register_policy, role_id, row_generators, write_policy_json)
+from agents.generation import GenerationBackend, TransformersBackend, positions_from_mask, token_logprobs
 
 TRUNCATION_MARKER = "\n[... truncated ...]\n"
 BODY_FIELDS = ("chunk", "memory")
@@ -484,8 +488,10 @@ class LLMPolicy(Policy):
         completions, lps, finished = [], [], []
         t_gen = time.perf_counter()
         bs = max(1, int(self.config.generation_batch_size))
+        gens = row_generators(generator, len(encoded))  # None: one shared stream
         for s in range(0, len(encoded), bs):
-            res = unit.backend.generate([e[0] for e in encoded[s:s + bs]], mnt, temperature, top_p, generator,
+            gen = generator if gens is None else gens[s:s + bs]
+            res = unit.backend.generate([e[0] for e in encoded[s:s + bs]], mnt, temperature, top_p, gen,
                                         greedy=greedy, apply_top_p=self.config.logprobs_apply_top_p,
                                         stop_token_ids=stop, pad_token_id=pad, **gen_kw)
             completions += res.completion_ids
@@ -591,6 +597,46 @@ class LLMPolicy(Policy):
                     seen.add(id(p))
                     params.append(p)
         return params
+
+    def trainable_state(self) -> dict:
+        """The trainable tensors (detached CPU copies): ``{"lora": True, "units": {base model:
+        {adapter name: peft adapter state dict}}}`` — every role's LoRA adapter, the base weights
+        excluded — or, with ``lora=False``, ``{"lora": False, "units": {base model: full state
+        dict}}``. A policy built from the same ``config`` acts exactly like this one after
+        :meth:`load_trainable_state` (what the Ray rollout actors receive every iteration)."""
+        units: dict[str, dict] = {}
+        for path, unit in self._units.items():
+            if self.config.lora:
+                from peft import get_peft_model_state_dict
+
+                names = dict.fromkeys(self._adapter_name(r) for r in self.roles if self._role_unit[r] == path)
+                units[path] = {n: {k: v.detach().cpu().clone()
+                                   for k, v in get_peft_model_state_dict(unit.model, adapter_name=n).items()}
+                               for n in names}
+            else:
+                units[path] = {k: v.detach().cpu().clone() for k, v in unit.model.state_dict().items()}
+        return {"lora": bool(self.config.lora), "units": units}
+
+    def load_trainable_state(self, state: dict) -> None:
+        """Install a :meth:`trainable_state` of a policy with the same config (raises on a mismatch)."""
+        if bool(state.get("lora")) != bool(self.config.lora) or set(state.get("units", {})) != set(self._units):
+            raise ValueError(f"load_trainable_state: state of base models {sorted(state.get('units', {}))} "
+                             f"(lora={state.get('lora')}) does not fit this policy ({sorted(self._units)}, "
+                             f"lora={self.config.lora})")
+        for path, unit in self._units.items():
+            if self.config.lora:
+                from peft import set_peft_model_state_dict
+
+                for name, sd in state["units"][path].items():
+                    if name not in unit.model.peft_config:
+                        raise ValueError(f"load_trainable_state: adapter {name!r} not in this policy's {path}")
+                    res = set_peft_model_state_dict(unit.model, {k: v.to(self._device) for k, v in sd.items()},
+                                                    adapter_name=name)
+                    unexpected = getattr(res, "unexpected_keys", [])
+                    if unexpected:
+                        raise ValueError(f"load_trainable_state: unexpected keys {unexpected[:3]} for adapter {name!r}")
+            else:
+                unit.model.load_state_dict(state["units"][path])
 
     def train(self) -> "LLMPolicy":
         for u in self._units.values():

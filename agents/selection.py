@@ -77,6 +77,7 @@ from agents.base import (
     read_policy_json,
     register_policy,
     role_id,
+    row_generators,
     write_policy_json,
 )
 
@@ -413,7 +414,7 @@ class SelectionPolicy(Policy):
         temperature: float = 1.0,
         top_p: float = 1.0,
         greedy: bool = False,
-        generator: torch.Generator | None = None,
+        generator: torch.Generator | Sequence[torch.Generator] | None = None,
     ) -> ActOutput:
         """Sample (or greedily pick) a subset — and for the retriever an option — per observation.
 
@@ -427,6 +428,7 @@ class SelectionPolicy(Policy):
             raise ValueError(f"SelectionPolicy.act: temperature must be > 0, got {temperature}")
         gen = generator if generator is not None else self._fallback_gen
         batch = _as_batch(observations)
+        gens = row_generators(generator, len(batch["role"]))  # one generator per observation, or None
         roles_in = batch["role"]
         if np.any((roles_in >= 0) & (roles_in != r)):
             raise ValueError(f"SelectionPolicy.act: observations carry role ids {sorted(set(roles_in.tolist()))}, act called for {r}")
@@ -441,7 +443,11 @@ class SelectionPolicy(Policy):
             if greedy:
                 bits = logits > 0
             else:
-                u = torch.rand((B, K), generator=gen).to(self._device)
+                if gens is None:
+                    u = torch.rand((B, K), generator=gen)
+                else:  # per-observation streams: row i's draws come from gens[i] only
+                    u = torch.stack([torch.rand(K, generator=g) for g in gens]) if gens else torch.zeros(0, K)
+                u = u.to(self._device)
                 bits = u < torch.sigmoid(logits)
             bits = bits & mask
             option = torch.full((B,), -1, dtype=torch.long, device=self._device)
@@ -454,7 +460,11 @@ class SelectionPolicy(Policy):
                     chosen = ol.argmax(-1)
                 else:
                     probs = torch.softmax(ol, dim=-1)
-                    chosen = torch.multinomial(probs.cpu(), 1, generator=gen).squeeze(1).to(self._device)
+                    if gens is None:
+                        chosen = torch.multinomial(probs.cpu(), 1, generator=gen).squeeze(1).to(self._device)
+                    else:
+                        chosen = torch.tensor([int(torch.multinomial(probs[i].cpu(), 1, generator=g)[0])
+                                               for i, g in enumerate(gens)], dtype=torch.long, device=self._device)
                 option = torch.where(has, chosen, option)
             token, dmask = self._decision_logprobs(r, cand, mask, query, options, bits, option, temp, logits, source)
             logprobs = (token * dmask).sum(1).float().cpu()

@@ -94,6 +94,59 @@ def test_same_generator_same_actions_and_greedy(policy):
     assert solo.actions[0] == g1.actions[2]
 
 
+def _gens(*seeds):
+    return [torch.Generator().manual_seed(s) for s in seeds]
+
+
+def test_one_generator_per_prompt(policy):
+    """Per-episode streams: each prompt samples from its own generator."""
+    a = policy.act(2, [OBS[1], OBS[1], OBS[2]], generator=_gens(4, 4, 5))
+    assert a.samples[0]["completion_ids"].tolist() == a.samples[1]["completion_ids"].tolist()
+    assert torch.equal(a.samples[0]["token_logprobs"], a.samples[1]["token_logprobs"])
+    again = policy.act(2, [OBS[1], OBS[1], OBS[2]], generator=_gens(4, 4, 5))
+    assert again.actions == a.actions and torch.equal(again.logprobs, a.logprobs)
+    shared = policy.act(2, [OBS[1], OBS[1]], generator=torch.Generator().manual_seed(4))
+    assert shared.actions[0] != shared.actions[1]  # one stream: the two rows draw different tokens
+    assert torch.allclose(policy.logprobs_of(2, a.samples).sum.detach(), a.logprobs, atol=1e-4)
+    with pytest.raises(ValueError, match="2 generators for 3 observations"):
+        policy.act(2, OBS[:3], generator=_gens(1, 2))
+
+
+def test_trainable_state_makes_an_identical_replica(tiny_path):
+    """What the Ray rollout actors receive each iteration: the adapters only, enough for a policy
+    built from the same config to act exactly like the learner's."""
+    a = LLMPolicy(model=tiny_path, max_new_tokens=10, lora_r=4, lora_alpha=8, generation_batch_size=2)
+    noise = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # LoRA B starts at 0: move every adapter so they matter
+        for p in a.trainable_parameters():
+            p.add_(0.5 * torch.randn(p.shape, generator=noise))
+    b = LLMPolicy(a.config)
+    state = a.trainable_state()
+    assert state["lora"] is True and list(state["units"]) == [tiny_path]
+    adapters = state["units"][tiny_path]
+    assert sorted(adapters) == ["extractor", "profiler", "retriever"]
+    assert all("lora_" in k for sd in adapters.values() for k in sd)
+    shipped = sum(v.numel() for sd in adapters.values() for v in sd.values())
+    assert shipped == sum(p.numel() for p in a.trainable_parameters())
+    assert shipped < sum(p.numel() for p in a.model(2).parameters()) / 3  # not the base model
+    fresh = b.act(2, OBS[:3], generator=_gens(1, 2, 3))
+    b.load_trainable_state(state)
+    for role in (0, 2):  # every role's adapter arrived (micro-batches of 2 take their slice of generators)
+        x = a.act(role, OBS[:3], generator=_gens(1, 2, 3))
+        y = b.act(role, OBS[:3], generator=_gens(1, 2, 3))
+        assert x.actions == y.actions and torch.equal(x.logprobs, y.logprobs)
+    assert fresh.actions != a.act(2, OBS[:3], generator=_gens(1, 2, 3)).actions  # the weights mattered
+    kept = {k: v.clone() for k, v in adapters["retriever"].items()}
+    with torch.no_grad():  # the state is a copy, not a view of the live parameters
+        for p in a.trainable_parameters(2):
+            p.add_(1.0)
+    assert all(torch.equal(adapters["retriever"][k], v) for k, v in kept.items())
+    full = LLMPolicy(model=tiny_path, lora=False, roles=(2,))
+    with pytest.raises(ValueError, match="does not fit this policy"):
+        full.load_trainable_state(state)
+    full.load_trainable_state(full.trainable_state())
+
+
 def _snapshot(pol):
     out = {}
     for path, unit in pol._units.items():
