@@ -13,6 +13,14 @@ Every episode is reset with an explicit seed drawn from the caller's
 ``numpy.random.Generator`` and the question id, and every action is sampled with
 the caller's ``torch.Generator``, so the same seeds give the same rollouts.
 
+Per-episode streams (``sample_seeds``, what the trainer uses for LLM policies): every episode
+samples from its own ``torch.Generator`` (seeded by :func:`episode_seeds` from the run seed, the
+iteration, the query and the group member), each ``policy.act`` call covers the members of *one*
+group waiting for the same role at the same tick, waves hold whole groups, and the actions come
+back ordered by trajectory. Then an episode's actions depend only on the parameters, its group
+and its seeds — not on the pool size, the other groups of the batch, or the process (or Ray actor,
+:mod:`agents.ray_rollout`) that plays it.
+
 The result is plain data: per trajectory the question id, group and member index,
 each role's local reward (``NaN`` when undefined, e.g. no gold evidence), the
 global reward, and the per-action records (role, policy sample, log-prob) that the
@@ -21,6 +29,7 @@ GRPO update needs.
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
@@ -110,6 +119,7 @@ def collect_rollouts(
     greedy: bool = False,
     overrides: Mapping[int, Mapping[str, Policy]] | None = None,
     reset_seeds: np.ndarray | None = None,
+    sample_seeds: Sequence[int] | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> RolloutBatch:
     """Run ``len(question_ids) × group_size`` episodes in lockstep.
@@ -133,6 +143,9 @@ def collect_rollouts(
             trajectory (leave-one-out counterfactuals use a frozen reference).
         reset_seeds: explicit ``(B·G,)`` reset seeds (counterfactual re-runs reuse the
             seeds of the runs they mirror).
+        sample_seeds: ``(B·G,)`` seeds of per-episode sampling streams (module docstring;
+            :func:`episode_seeds`) instead of the shared ``generator``: ``policy.act`` then gets
+            one ``torch.Generator`` per observation, and the pool must hold a whole group.
         progress: called with the number of episodes finished at each completion.
     """
     pool = envs if isinstance(envs, EnvPool) else LocalEnvPool(envs)
@@ -142,12 +155,24 @@ def collect_rollouts(
     seeds = rng.integers(0, 2**31 - 1, size=n) if reset_seeds is None else np.asarray(reset_seeds)
     if len(seeds) != n:
         raise ValueError(f"reset_seeds has {len(seeds)} entries, expected {n}")
+    streams: list[torch.Generator] | None = None
+    wave_size = len(pool)
+    if sample_seeds is not None:
+        if generator is not None:
+            raise ValueError("collect_rollouts: pass either generator (one shared stream) or sample_seeds, not both")
+        if len(sample_seeds) != n:
+            raise ValueError(f"sample_seeds has {len(sample_seeds)} entries, expected {n}")
+        if len(pool) < group_size:
+            raise ValueError(f"per-episode sampling plays whole groups per wave: the pool has {len(pool)} envs, "
+                             f"fewer than group_size={group_size}")
+        streams = [torch.Generator().manual_seed(int(s)) for s in sample_seeds]
+        wave_size = len(pool) // group_size * group_size
     trajectories: list[Trajectory | None] = [None] * n
     actions: list[Action] = []
     overrides = overrides or {}
 
-    for wave_start in range(0, n, len(pool)):
-        wave = list(range(wave_start, min(n, wave_start + len(pool))))
+    for wave_start in range(0, n, wave_size):
+        wave = list(range(wave_start, min(n, wave_start + wave_size)))
         slot = {t: k for k, t in enumerate(wave)}  # trajectory index -> env slot of the pool
         status = pool.reset({slot[t]: (int(seeds[t]), _reset_options(question_ids[t // group_size])) for t in wave})
         active = set(wave)
@@ -163,18 +188,39 @@ def collect_rollouts(
                     continue
                 role = role_of(st.agent)
                 policy = overrides.get(t, {}).get(role, policies[role])
-                waiting.setdefault((id(policy), role), []).append(t)
+                # per-episode streams: one act call per group, so a call's inputs are one group's
+                group = t // group_size if streams is not None else -1
+                waiting.setdefault((id(policy), role, group), []).append(t)
             stepped: dict[int, Any] = {}
-            for (_, role), ts in waiting.items():
+            for (_, role, _), ts in waiting.items():
                 policy = overrides.get(ts[0], {}).get(role, policies[role])
                 obs = [status[slot[t]].observation for t in ts]
-                out = policy.act(role_id(role), obs, temperature=temperature, greedy=greedy, generator=generator)
+                gen = generator if streams is None else [streams[t] for t in ts]
+                out = policy.act(role_id(role), obs, temperature=temperature, greedy=greedy, generator=gen)
                 for i, t in enumerate(ts):
                     actions.append(Action(t, role, out.samples[i], float(out.logprobs[i]), dict(out.info[i]), out.actions[i]))
                     stepped[slot[t]] = out.actions[i]
             if stepped:
                 status.update(pool.step(stepped))
+    if streams is not None:  # the order of a run that played one episode at a time (stable: tick order)
+        actions.sort(key=lambda a: a.trajectory)
     return RolloutBatch(list(question_ids), group_size, trajectories, actions)  # type: ignore[arg-type]
+
+
+def episode_seeds(seed: int, iteration: int, question_ids: Sequence[Any], group_size: int,
+                  stream: int = 0) -> list[int]:
+    """Seeds of the per-episode sampling streams of one batch: trajectory ``(b, g)`` gets a seed
+    that is a function of ``(seed, iteration, stream, b, g, question_ids[b])`` alone
+    (``numpy.random.SeedSequence``; the query enters as the CRC-32 of its id, or of its ids joined).
+    ``stream`` separates re-runs of the same batch (the trainer's leave-one-out counterfactuals)."""
+    out = []
+    for b, query in enumerate(question_ids):
+        key = "\x1f".join(query) if isinstance(query, (tuple, list)) else str(query)
+        crc = zlib.crc32(key.encode("utf-8"))
+        for g in range(group_size):
+            words = [int(x) % 2**64 for x in (seed, iteration, stream, b, g, crc)]
+            out.append(int(np.random.SeedSequence(words).generate_state(1, np.uint64)[0]) >> 1)
+    return out
 
 
 @dataclass
