@@ -103,7 +103,11 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         summary = train(config, args.out)
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, FileNotFoundError, ConnectionError) as exc:  # ConnectionError: --ray-address
+        raise CommandError(str(exc)) from None
+    except ImportError as exc:
+        if exc.name != "ray":  # --rollout-workers without Ray installed (agents.ray_rollout.init_ray)
+            raise
         raise CommandError(str(exc)) from None
     if args.json:
         print(json.dumps(summary, sort_keys=True))

@@ -48,13 +48,21 @@ from .config import TrainConfig  # defined torch-free in agents.config; agents.c
 from .credit import assign_credit_batch
 from .format_reward import format_matrix
 from .grpo import PerAgentGRPO, RoleBatch, group_advantages, zero_variance_groups
-from .rollout import RolloutBatch, collect_rollouts, evaluate
+from .rollout import RolloutBatch, collect_rollouts, episode_seeds, evaluate
 
 #: fields a checkpointed run may change on resume: the length, and where its envs run (results do
 #: not depend on it)
 RESUME_MAY_CHANGE = frozenset({"iterations", "rollout_workers", "ray_address"})
 
 # ----------------------------------------------------------------------------- helpers
+
+
+def is_timing_key(key: str) -> bool:
+    """Whether a ``metrics.jsonl`` field measures wall time (``seconds``, ``seconds_rollout``,
+    ``tokens_per_s_<role>``, any ``*seconds*`` key): the only fields that differ between two runs
+    with the same configuration and seed — for any number of rollout workers."""
+    return "seconds" in key or key.startswith("tokens_per_s")
+
 
 
 def _make_envs(cfg: TrainConfig, n: int, split: str, episode: str):
@@ -173,7 +181,22 @@ class Trainer:
         self.rng = np.random.default_rng(config.seed)
         self.gen = torch.Generator().manual_seed(config.seed)
         n_train = min(config.env_pool, config.batch_queries * config.group_size)
-        if config.rollout_workers:  # envs on Ray actors; the policies still act here (same results)
+        # LLM policies sample from per-episode streams, one group per generation call, whole groups
+        # per wave (agents.rollout): the rollouts do not depend on the pool or on where they run
+        self.episode_streams = config.policy == "llm"
+        if self.episode_streams:
+            n_train = max(1, n_train // config.group_size) * config.group_size
+        self.n_train = n_train
+        self.rollout_workers = None  # agents.ray_rollout.RayRolloutWorkers, started at the first rollout
+        if config.rollout_workers and self.episode_streams:  # generation and envs on Ray actors
+            from .ray_rollout import init_ray
+
+            init_ray(config.ray_address, num_cpus=None if config.ray_address else config.rollout_workers)
+            self.probe_env = _make_envs(config, 1, "train", config.train_episode)[0]
+            # the learner plays only the leave-one-out counterfactuals
+            self.train_envs = (_make_envs(config, n_train, "train", config.train_episode)
+                               if config.credit == "leave-one-out" else None)
+        elif config.rollout_workers:  # envs on Ray actors; the policies still act here (same results)
             from .ray_rollout import RayEnvPool
 
             make = functools.partial(_make_envs, config, split="train", episode=config.train_episode)
@@ -298,11 +321,15 @@ class Trainer:
             upstream = ROLE_NAMES[:k]
             overrides = {t: {role: self.reference, **{u: _Replay(by_traj.get((t, u), [])) for u in upstream}}
                          for t in range(n)}
+            streams = {"generator": self.gen}
+            if self.episode_streams:  # counterfactual k samples from its own per-episode streams
+                streams = {"sample_seeds": episode_seeds(self.cfg.seed, self.iteration, batch.question_ids,
+                                                         batch.group_size, stream=k + 1)}
             with torch.no_grad():
                 cf = collect_rollouts(
                     self.train_envs, _policies_for_roles(self.policy), batch.question_ids, batch.group_size,
-                    rng=self.rng, generator=self.gen, temperature=self.cfg.temperature,
-                    overrides=overrides, reset_seeds=seeds,
+                    rng=self.rng, temperature=self.cfg.temperature, overrides=overrides, reset_seeds=seeds,
+                    **streams,
                 )
             out[role] = cf.global_matrix()
         return out
@@ -330,18 +357,51 @@ class Trainer:
         seeds = self.rng.integers(0, 2**31 - 1, size=len(qids) * cfg.group_size)
         self._generation_record()  # drop what evaluations generated since the last iteration
         self.policy.train()
-        with torch.no_grad():
-            batch = collect_rollouts(
-                self.train_envs, _policies_for_roles(self.policy), qids, cfg.group_size,
-                rng=self.rng, generator=self.gen, temperature=cfg.temperature, reset_seeds=seeds,
-            )
+        if not self.episode_streams:
+            with torch.no_grad():
+                batch = collect_rollouts(
+                    self.train_envs, _policies_for_roles(self.policy), qids, cfg.group_size,
+                    rng=self.rng, generator=self.gen, temperature=cfg.temperature, reset_seeds=seeds,
+                )
+            return batch, seeds
+        streams = episode_seeds(cfg.seed, self.iteration, qids, cfg.group_size)
+        if cfg.rollout_workers:
+            batch = self._rollout_workers().collect(self.policy, qids, reset_seeds=seeds, sample_seeds=streams,
+                                                    temperature=cfg.temperature)
+        else:
+            with torch.no_grad():
+                batch = collect_rollouts(
+                    self.train_envs, _policies_for_roles(self.policy), qids, cfg.group_size,
+                    rng=self.rng, temperature=cfg.temperature, reset_seeds=seeds, sample_seeds=streams,
+                )
         return batch, seeds
 
+    def _rollout_workers(self):
+        """The Ray actors generating this run's rollouts, started once from the policy of the first
+        rollout (after a warm start or resume): its config builds each actor's replica."""
+        if self.rollout_workers is None:
+            from .ray_rollout import RayRolloutWorkers
+
+            cfg = self.cfg
+            make = functools.partial(_make_envs, cfg, split="train", episode=cfg.train_episode)
+            replica = functools.partial(type(self.policy), self.policy.config)
+            self.rollout_workers = RayRolloutWorkers(make, self.n_train, cfg.rollout_workers, replica,
+                                                     group_size=cfg.group_size, groups=cfg.batch_queries,
+                                                     address=cfg.ray_address)
+        return self.rollout_workers
+
     def _generation_record(self) -> dict:
-        """Generated tokens and tokens/s per role since the last call (LLM policies only)."""
+        """Generated tokens and tokens/s per role since the last call (LLM policies only; with
+        generation on Ray actors, the actors' tokens and their summed generation seconds)."""
         pop = getattr(self.policy, "pop_generation_stats", None)
+        stats = pop() if pop is not None else {}
+        if self.rollout_workers is not None:
+            for role, st in self.rollout_workers.pop_generation_stats().items():
+                acc = stats.setdefault(role, {"tokens": 0, "seconds": 0.0, "calls": 0})
+                for key in acc:
+                    acc[key] += st.get(key, 0)
         out = {}
-        for role, st in (pop() if pop is not None else {}).items():
+        for role, st in stats.items():
             out[f"gen_tokens_{role}"] = int(st["tokens"])
             out[f"tokens_per_s_{role}"] = st["tokens"] / st["seconds"] if st["seconds"] > 0 else None
         return out
@@ -452,6 +512,8 @@ class Trainer:
                 bar.close()
             if hasattr(self.train_envs, "close"):  # Ray actors give their CPUs back
                 self.train_envs.close()
+            if self.rollout_workers is not None:
+                self.rollout_workers.close()
         if last_eval is None:
             last_eval = self.evaluate()
         try:
