@@ -64,7 +64,6 @@ def is_timing_key(key: str) -> bool:
     return "seconds" in key or key.startswith("tokens_per_s")
 
 
-
 def _make_envs(cfg: TrainConfig, n: int, split: str, episode: str):
     import comam_env
 

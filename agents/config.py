@@ -145,7 +145,7 @@ class TrainConfig:
     eval_limit: int | None = field(default=None, metadata={"help": "evaluate on at most this many questions (None = the whole split)"})
     eval_every: int = field(default=5, metadata={"help": "evaluate every N iterations (and at the start and end)"})
     checkpoint_every: int = field(default=5, metadata={"help": "write a checkpoint every N iterations (and at the end)"})
-    env_pool: int = field(default=64, metadata={"help": "environments stepped in lockstep (rollouts are batched across them)"})
+    env_pool: int = field(default=64, metadata={"help": "environments stepped in lockstep (rollouts are batched across them); LLM policies: rounded down to whole groups (at least one)"})
     env_kwargs: dict = field(default_factory=dict, metadata={"help": "extra keyword arguments for comam_env.make (e.g. K, embedder, chunk_tokens)"})
     policy_kwargs: dict = field(default_factory=dict, metadata={"help": "extra keyword arguments for the policy constructor"})
     grpo: dict = field(default_factory=lambda: {"inner_epochs": 2}, metadata={"help": "GRPOConfig fields (clip_eps, kl_coef, inner_epochs, lr, ...); lr defaults to 1e-2 for selection policies and 1e-5 for LLM (LoRA) policies"})
@@ -155,7 +155,7 @@ class TrainConfig:
     sft: dict = field(default_factory=dict, metadata={"help": "SFTConfig fields for warm_start='sft' (questions, epochs, lr, batch_size, max_grad_norm, weight_decay, seed)"})
     zero_variance: str | None = field(default=None, metadata={"help": "groups whose integrated rewards are all equal (zero advantage, no gradient): 'skip' drops them from the update (DAPO-style dynamic sampling; default for LLM policies) or 'keep' (plain GRPO; default for selection policies). The fraction is logged either way"})
     format_reward: float = field(default=0.0, metadata={"help": "weight of the optional format reward added to each role's integrated reward (agents/format_reward.py); 0 = off, as in the paper"})
-    rollout_workers: int = field(default=0, metadata={"help": "Ray actors that step the training envs (agents/ray_rollout.py); 0 = in process. Results are identical for any value"})
+    rollout_workers: int = field(default=0, metadata={"help": "Ray actors for the training rollouts (agents/ray_rollout.py): they step the envs, and for LLM policies also generate (the adapters are shipped each iteration); 0 = in process. Same seed, same metrics for any value (LLM policies: bit-identical at one torch thread, docs/multiagent.md)"})
     ray_address: str | None = field(default=None, metadata={"help": "existing Ray cluster for the rollout workers ('auto' or host:port); None starts a local Ray instance"})
     progress: bool = field(default=True, metadata={"help": "show a progress bar"})
 

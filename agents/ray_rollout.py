@@ -1,4 +1,5 @@
-"""Rollout envs on Ray actors: :class:`RayEnvPool`, the pool behind ``comam-env train --rollout-workers N``.
+"""Rollouts on Ray actors, behind ``comam-env train --rollout-workers N``: :class:`RayEnvPool` (envs on
+actors, selection policies) and :class:`RayRolloutWorkers` (envs and generation on actors, LLM policies).
 
 Design
 ------
