@@ -107,20 +107,37 @@ def test_evaluate_is_deterministic_and_reports_rewards(envs, qids):
         evaluate(envs, {r: policy for r in ROLE_NAMES}, [])
 
 
-def test_grouped_greedy_evaluation_equals_one_episode_per_question():
+def _one_question_sessions(ds, qid, episode):
+    from comam_env.episode import history_ranges
+
+    q = ds.question(qid)
+    return tuple(history_ranges(ds.history_for(q), [q], episode)[0])
+
+
+@pytest.mark.parametrize("episode", ["full-history", "evidence-session"])
+def test_grouped_greedy_evaluation_equals_one_episode_per_question(episode):
     """Greedy evaluate() shares one episode between questions on the same visible history and
     memoises the extractor: every per-question reward and answer is what a one-question episode
-    gives."""
-    from agents.rollout import question_results
+    gives — on evidence-session episodes too, where questions on one visible history can hold
+    their evidence in different sessions (one shared episode would show the union)."""
+    from agents.rollout import history_groups, question_results
 
-    envs = [comam_env.make("synthetic-32k", split="validation", episode="full-history", view="selection")
+    envs = [comam_env.make("synthetic-32k", split="validation", episode=episode, view="selection")
             for _ in range(3)]
     ds = envs[0].unwrapped.dataset
     ids = list(envs[0].unwrapped.question_ids)
     by_history: dict = {}
     for q in ids:
         by_history.setdefault((ds.question(q).history_id, ds.question(q).end_index), []).append(q)
-    shared = next(g for g in by_history.values() if len(g) > 1)
+    if episode == "full-history":
+        shared = next(g for g in by_history.values() if len(g) > 1)
+    else:  # a visible history whose questions' evidence sessions differ
+        shared = next(g for g in by_history.values()
+                      if len({_one_question_sessions(ds, q, episode) for q in g}) > 1)
+        groups = history_groups(ds, shared, envs[0].unwrapped.config)
+        assert len(groups) > 1  # split by the sessions each question's own episode shows
+        for g in groups:
+            assert len({_one_question_sessions(ds, q, episode) for q in g}) == 1
     others = [g[0] for g in by_history.values() if ds.question(g[0]).history_id == ds.question(shared[0]).history_id]
     qids = list(dict.fromkeys(shared + others[:3]))
     policy = _policy(envs)
