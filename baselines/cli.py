@@ -9,8 +9,9 @@ Usage::
 
 ``--env`` names an environment id (``comam-env envs``) or a dataset name
 (``synthetic-32k``, ``personamem-32k``, …); the questions are the chosen split
-(``comam_env.data.splits.split_question_ids``, seeded by ``--split-seed``),
-cut to the first ``--limit``. With ``--run`` the system and env default to the
+as the env draws it (``comam_env.registry.split_ids``, seeded by ``--split-seed``:
+synthetic tracks by persona, so a trained run is scored on personas it never
+saw; other datasets by question), cut to the first ``--limit``. With ``--run`` the system and env default to the
 ones recorded in the run's ``config.json`` (see :mod:`baselines.trained`).
 
 Predictions go to ``--out`` and a rerun with the same ``--out`` resumes (and says so on
@@ -96,6 +97,19 @@ def env_dataset_name(env_id: str) -> str:
         raise
 
 
+def env_split_ids(env_id: str, dataset, split: str, seed: int = 0) -> list[str]:
+    """The questions of ``split`` as ``comam_env.make(env_id, split=split)`` draws them
+    (``comam_env.registry.split_ids``); a bare dataset name that is no env id splits by question."""
+    from comam_env.data.splits import split_question_ids
+    from comam_env.registry import resolve_id, split_ids
+
+    try:
+        resolve_id(env_id)
+    except ValueError:
+        return list(split_question_ids(dataset, split, seed=seed))
+    return split_ids(env_id, dataset, split, seed=seed)
+
+
 def code_fingerprint() -> str:
     """sha256 of the Python sources of comam_env, agents and baselines (what computes a prediction)."""
     import hashlib
@@ -165,9 +179,7 @@ def run(args: argparse.Namespace) -> int:
         dataset = load_env_dataset(env_id)
     except (KeyError, FileNotFoundError, ValueError) as exc:
         raise CommandError(f"cannot load env {env_id!r}: {exc}") from None
-    from comam_env.data.splits import split_question_ids
-
-    ids = list(split_question_ids(dataset, args.split, seed=args.split_seed))
+    ids = env_split_ids(env_id, dataset, args.split, seed=args.split_seed)
     if args.limit is not None:
         ids = ids[: args.limit]
     if not ids:

@@ -81,10 +81,10 @@ def _step_baselines(args) -> dict:
     from baselines.base import PROBES, get_system
     from baselines.harness import evaluate
     from comam_env.data import load_dataset
-    from comam_env.data.splits import split_question_ids
+    from comam_env.registry import split_ids
 
     ds = load_dataset(args.env)
-    ids = split_question_ids(ds, "validation", seed=args.seed)[: args.questions]
+    ids = split_ids(args.env, ds, "validation", seed=args.seed)[: args.questions]
     systems = ["random", "longest-option", "question-only", "bm25", "heuristic-pipeline", "mem0-style"]
     if args.quick:
         systems = ["longest-option", "heuristic-pipeline"]

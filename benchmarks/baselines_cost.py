@@ -38,10 +38,10 @@ EMBEDDING_SYSTEMS = {"full-context", "rag", "bm25", "heuristic-pipeline", "mem0-
 def worker(size: str, system_name: str, limit: int, embedder: str | None, seed: int) -> dict:
     from baselines.base import get_system
     from comam_env.data import load_dataset
-    from comam_env.data.splits import split_question_ids
+    from comam_env.registry import split_ids
 
     dataset = load_dataset(f"synthetic-{size}")
-    ids = split_question_ids(dataset, "validation", seed=0)[:limit]
+    ids = split_ids(f"synthetic-{size}", dataset, "validation")[:limit]
     kw = {"embedder": embedder} if embedder and system_name in EMBEDDING_SYSTEMS else {}
     system = get_system(system_name, context={"seed": seed}, **kw)
     t0 = time.perf_counter()

@@ -336,11 +336,10 @@ def probes(args) -> dict:
     """Answer-only probe accuracies on the validation questions the report evaluates."""
     from baselines.harness import probe_accuracies
     from comam_env.data import load_dataset
-    from comam_env.data.splits import split_question_ids
-    from comam_env.registry import resolve_id
+    from comam_env.registry import resolve_id, split_ids
 
     ds = load_dataset(resolve_id(args.env).dataset)
-    ids = list(split_question_ids(ds, "validation", seed=0))
+    ids = split_ids(args.env, ds, "validation")  # the trainer's validation split (synthetic: by persona)
     ids = ids[: args.eval_limit] if args.eval_limit else ids
     return {k: v["accuracy"] for k, v in probe_accuracies(ds, ids, probes=("random", "longest-option", "question-only")).items()}
 

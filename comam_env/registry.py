@@ -50,7 +50,7 @@ import functools
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["EnvSpec", "ENV_IDS", "make", "list_envs", "resolve_id", "configure", "run"]
+__all__ = ["EnvSpec", "ENV_IDS", "make", "split_ids", "list_envs", "resolve_id", "configure", "run"]
 
 VERSION = 0
 NAMESPACE = "comam"
@@ -165,6 +165,22 @@ def check_make_arguments(env_id: str, **kwargs: Any) -> EnvSpec:
     return spec
 
 
+def split_ids(env_id: str, dataset: Any, split: str, *, seed: int = 0, sizes: Any = None) -> list[str]:
+    """Question ids of ``split`` of ``dataset`` as ``make(env_id, split=split)`` draws them.
+
+    The env's own split rule (:attr:`EnvSpec.split_by`): synthetic tracks split by
+    persona, so a policy trained on ``split="train"`` never saw a validation persona;
+    other datasets (and any call with ``sizes``) split by question. Every evaluation
+    of an env's split (``comam-env evaluate``, the leaderboard) draws its questions
+    here, so they are the questions the trainer held out.
+    """
+    from comam_env.data.splits import split_question_ids
+
+    spec = resolve_id(env_id)
+    by = spec.split_by if sizes is None else "question"
+    return list(split_question_ids(dataset, split, sizes=sizes, seed=seed, by=by))
+
+
 def make(env_id: str, **kwargs: Any) -> Any:
     """Build the environment ``env_id`` (see the module docstring for the arguments).
 
@@ -190,13 +206,8 @@ def make(env_id: str, **kwargs: Any) -> Any:
         from comam_env.data import load_dataset
 
         dataset = load_dataset(spec.dataset, data_dir=data_dir, **data_kwargs)
-    if split == "all":
-        question_ids = None
-    else:
-        from comam_env.data.splits import split_question_ids
-
-        by = spec.split_by if split_sizes is None else "question"
-        question_ids = split_question_ids(dataset, split, sizes=split_sizes, seed=split_seed, by=by)
+    question_ids = None if split == "all" else split_ids(spec.env_id, dataset, split, seed=split_seed,
+                                                         sizes=split_sizes)
     e = make_env(dataset, question_ids, **kwargs)
     e.unwrapped.env_id = spec.env_id
     e.unwrapped.split = split

@@ -231,7 +231,7 @@ def score_entry(path: str | os.PathLike, *, seed: int = 0, n_resamples: int = DE
     if kind == "hidden-run":
         return _score_hidden_run(sub, seed=seed, n_resamples=n_resamples)
     ds = dataset if dataset is not None else track_dataset(meta["track"])
-    ids = split_ids(ds, meta["split"], meta.get("split_seed", 0))
+    ids = split_ids(meta["track"], ds, meta["split"], meta.get("split_seed", 0))
     return score_predictions(meta, sub.predictions or [], ds, ids, seed=seed, n_resamples=n_resamples,
                              entry=sub.name)
 

@@ -290,7 +290,8 @@ def write_entry(known: Known, meta: dict, out: str | os.PathLike, *, drop_retrie
         text = "".join(lines)
     try:
         ds = track_dataset(meta["track"])
-        meta["questions_sha256"] = questions_fingerprint(ds, split_ids(ds, meta["split"], meta["split_seed"]))
+        ids = split_ids(meta["track"], ds, meta["split"], meta["split_seed"])
+        meta["questions_sha256"] = questions_fingerprint(ds, ids)
     except Exception:  # noqa: BLE001 - an unknown track is reported by validation below, by field
         pass
     dest.parent.mkdir(parents=True, exist_ok=True)

@@ -15,8 +15,8 @@ than stopping at the first, each naming the file, the line and the field:
   real calendar date, and the files its kind requires;
 * ``predictions.jsonl`` line by line against ``schema/predictions.schema.json``;
   every question id must belong to the track, appear once and belong to the
-  declared split (``comam_env.data.splits.split_question_ids`` with
-  ``split_seed``); every question of the split must be answered; for
+  declared split as the track's env draws it (``comam_env.registry.split_ids``
+  with ``split_seed``: synthetic tracks by persona); every question of the split must be answered; for
   multiple-choice questions the answer must be one of the question's option
   letters (or ``""`` for no answer);
 * archives are inspected member by member *before* anything is extracted:
@@ -319,10 +319,12 @@ def questions_fingerprint(dataset, question_ids) -> str:
     return h.hexdigest()
 
 
-def split_ids(dataset, split: str, split_seed: int = 0) -> list[str]:
-    from comam_env.data.splits import split_question_ids
+def split_ids(track: str, dataset, split: str, split_seed: int = 0) -> list[str]:
+    """The questions of ``split`` of a public track as its env draws them (``comam_env.registry.split_ids``:
+    synthetic tracks by persona, so a trained run is scored on the personas its trainer held out)."""
+    from comam_env.registry import split_ids as env_split_ids
 
-    return list(split_question_ids(dataset, split, seed=split_seed))
+    return env_split_ids(track, dataset, split, seed=split_seed)
 
 
 # --------------------------------------------------------------------------- archives
@@ -830,7 +832,7 @@ def _check_ids(ds, meta: dict, rows: list[tuple[int, dict]], first: dict[str, in
     if split not in ("train", "validation", "all") or not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         return  # already reported by the schema
     try:
-        wanted = hidden_ids if hidden_ids is not None else split_ids(ds, split, seed)
+        wanted = hidden_ids if hidden_ids is not None else split_ids(meta["track"], ds, split, seed)
     except ValueError as exc:
         issues.add("metadata.json", f"cannot draw the {split!r} split of this track: {exc}", field="split")
         return
@@ -847,7 +849,7 @@ def _check_ids(ds, meta: dict, rows: list[tuple[int, dict]], first: dict[str, in
     if split != "all" and hidden_ids is None:
         for s in ("train", "validation"):
             if s != split:
-                other.update({q: s for q in split_ids(ds, s, seed)})
+                other.update({q: s for q in split_ids(meta["track"], ds, s, seed)})
     for n, obj in rows:
         qid = obj["question_id"]
         if first.get(qid) != n:

@@ -37,6 +37,24 @@ def test_evaluate_json_and_resume(tmp_path, capsys):
     assert "different configuration" in capsys.readouterr().err
 
 
+def test_evaluate_scores_the_questions_the_trainer_held_out(tmp_path, capsys):
+    """The validation questions are the env's (synthetic: split by persona), never a training persona's:
+    a by-question split put 438 of 543 synthetic-32k validation questions on training personas."""
+    import comam_env
+    from comam_env.registry import split_ids
+
+    out = tmp_path / "p.jsonl"
+    assert main(["evaluate", "--env", "synthetic-32k", "--system", "longest-option", "--limit", "40", "--json",
+                 "--out", str(out), "--resamples", "50", "--no-probes"]) == 0
+    assert _json(capsys)["n_questions"] == 40
+    got = [json.loads(line)["question_id"] for line in out.read_text().splitlines()]
+    envs = {s: comam_env.make("synthetic-32k", split=s).unwrapped for s in ("train", "validation")}
+    ds = envs["train"].dataset
+    assert got == list(envs["validation"].question_ids)[:40] == split_ids("synthetic-32k", ds, "validation")[:40]
+    train_personas = {ds.question(q).persona_id for q in envs["train"].question_ids}
+    assert not {ds.question(q).persona_id for q in got} & train_personas
+
+
 def test_evaluate_table_output(tmp_path, capsys):
     assert main(["evaluate", "--env", "synthetic-32k", "--system", "mem0-style", "--embedder", "hashing",
                  "--limit", "3", "--out", str(tmp_path / "m.jsonl"), "--quiet", "--resamples", "100"]) == 0

@@ -19,7 +19,7 @@ from leaderboard import validate as V
 def small_ds():
     from comam_env.data.synthetic import load_synthetic
 
-    # one question per boundary: the rankings below are pinned to this split size
+    # one question per boundary; the validation split is one of the two personas (34 questions)
     return load_synthetic("32k", seed=0, cache=False, n_personas=2, question_repeats=1)
 
 
@@ -52,7 +52,7 @@ def write_entry(folder: Path, meta: dict | None, lines: list | None, raw_predict
 
 
 def validation_ids(ds) -> list[str]:
-    return V.split_ids(ds, "validation", 0)
+    return V.split_ids("synthetic-32k", ds, "validation", 0)
 
 
 def gold_lines(ds, ids=None, wrong=(), empty=()) -> list[dict]:

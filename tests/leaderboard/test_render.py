@@ -36,7 +36,8 @@ def _submissions(root: Path, small_ds) -> Path:
     ids = validation_ids(small_ds)
     subs = root / "submissions"
     # three scored systems with different accuracy and cost, one published number, one pending agent
-    for name, wrong, cost in (("alpha", ids[:2], 5), ("bravo", ids[:6], 50), ("charlie", [], 500)):
+    # (bravo gets half the split wrong: below the published 0.64 at any split size, alpha above it)
+    for name, wrong, cost in (("alpha", ids[:2], 5), ("bravo", ids[:len(ids) // 2], 50), ("charlie", [], 500)):
         lines = gold_lines(small_ds, wrong=set(wrong))
         for l in lines:
             l["tokens_in"] = cost
@@ -57,7 +58,7 @@ def test_render_writes_readme_between_markers_and_is_deterministic(tmp_path, sma
     text = readme.read_text()
     assert text.startswith("# Docs\nintro text\n") and text.endswith("footer text\n") and "old table" not in text
     rows = [l for l in text.splitlines() if l.startswith("| ") and ("System" in l or "Paper" in l)]
-    # ranked by accuracy: charlie 1.0, alpha (2 wrong), the published 0.64, bravo (6 wrong)
+    # ranked by accuracy: charlie 1.0, alpha (2 wrong), the published 0.64, bravo (half wrong)
     assert [re.search(r"System \w+|Paper", r).group(0) for r in rows] == ["System charlie", "System alpha", "Paper",
                                                                            "System bravo"]
     assert "reported, not verified" in text and "awaiting a hidden-track run" in text

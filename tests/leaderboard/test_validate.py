@@ -36,7 +36,7 @@ def test_valid_submission_passes(tmp_path, small_ds):
 
 def test_missing_duplicate_unknown_and_wrong_split_ids(tmp_path, small_ds):
     ids = validation_ids(small_ds)
-    train_id = V.split_ids(small_ds, "train", 0)[0]
+    train_id = V.split_ids("synthetic-32k", small_ds, "train", 0)[0]
     lines = gold_lines(small_ds, ids[2:])  # ids[0], ids[1] missing
     lines.append(dict(lines[0]))  # duplicate
     lines.append({"question_id": "no-such-question", "answer": "a"})
@@ -52,6 +52,23 @@ def test_missing_duplicate_unknown_and_wrong_split_ids(tmp_path, small_ds):
     assert wrong.line == len(lines)
     missing = _one(report, "have no prediction")
     assert f"2 of the {len(ids)} questions" in missing.message and ids[0] in missing.message
+
+
+def test_synthetic_validation_is_the_envs_split_by_persona(tmp_path, small_ds):
+    """The track's validation questions are the ones its env holds out (whole personas); predictions
+    for a question split (the rule before, which put training personas in validation) are refused."""
+    from comam_env.data.splits import split_question_ids
+
+    ids = validation_ids(small_ds)
+    train = V.split_ids("synthetic-32k", small_ds, "train", 0)
+    persona = {q.question_id: q.persona_id for q in small_ds.questions}
+    assert len({persona[q] for q in ids}) == 1 and not {persona[q] for q in ids} & {persona[q] for q in train}
+    by_question = split_question_ids(small_ds, "validation", seed=0, by="question")
+    assert set(by_question) - set(ids)
+    report = V.validate_submission(write_entry(tmp_path / "q", base_meta(), gold_lines(small_ds, by_question)))
+    assert not report.ok
+    stray = next(q for q in by_question if q in set(train))
+    _one(report, stray, "belongs to the 'train' split, not the declared split 'validation'")
 
 
 def test_malformed_options_rejected(tmp_path, small_ds):
