@@ -8,8 +8,12 @@ questions (split seed 0) without writing predictions. Printed per pair:
 * ``prepare_s`` — seconds in ``system.prepare(dataset)``;
 * ``s_per_question`` — mean wall seconds of ``system.answer`` (the first question
   included, so lazy embedding of a history's texts is counted);
-* ``peak_rss_mb`` — the process's peak resident memory (``ru_maxrss``) at the end,
-  including the dataset and any model.
+* ``peak_rss_mb`` — the process's peak resident memory at the end, including the
+  dataset and any model: ``VmHWM`` of ``/proc/self/status`` (the high-water mark of
+  this process's own address space), else ``ru_maxrss``. Linux keeps ``ru_maxrss``
+  across ``fork`` + ``exec``, so a worker started by a large parent (``make_results``
+  after embedding a dataset with MiniLM: 1.3 GB) reported the parent's size for every
+  system.
 
 Embedding-based systems use MiniLM by default and read the persisted dataset
 embeddings when they exist (``comam_env.embed.embed_dataset``); pass
@@ -35,6 +39,18 @@ CPU_SYSTEMS = ["random", "longest-option", "question-only", "full-context", "rag
 EMBEDDING_SYSTEMS = {"full-context", "rag", "bm25", "heuristic-pipeline", "mem0-style"}
 
 
+def peak_rss_kb() -> int:
+    """This process's peak resident memory in KiB: ``VmHWM`` (reset by ``exec``), else ``ru_maxrss``."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)  # KiB on Linux
+
+
 def worker(size: str, system_name: str, limit: int, embedder: str | None, seed: int) -> dict:
     from baselines.base import get_system
     from comam_env.data import load_dataset
@@ -52,7 +68,7 @@ def worker(size: str, system_name: str, limit: int, embedder: str | None, seed: 
         q = dataset.question(qid)
         system.answer(q, dataset.history_for(q))
     per_q = (time.perf_counter() - t1) / len(ids)
-    rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    rss_kb = peak_rss_kb()
     return {"size": size, "system": system_name, "n_questions": len(ids), "prepare_s": round(prepare_s, 3),
             "s_per_question": round(per_q, 4), "peak_rss_mb": round(rss_kb / 1024, 1),
             "embedder": kw.get("embedder", "minilm" if system_name in EMBEDDING_SYSTEMS else None)}
