@@ -104,9 +104,11 @@ def render(results: dict, cost_rows: list[dict], args, cmds: dict, started: str,
              f"{elapsed/60:.0f} min). "
              "Do not edit by hand: rerun the script.")
     L.append("")
-    L.append("* Data: `synthetic-32k` and `synthetic-128k` from the built-in generator with its default seed 0 "
-             "(`comam_env.data.load_dataset`); questions: the **validation** split (`split_question_ids`, "
-             "split seed 0)" + (f", the first {args.limit} of it (`--limit {args.limit}`)" if args.limit else "") + ".")
+    L.append("* Data: " + " and ".join(f"`synthetic-{size}`" for size in args.sizes)
+             + " from the built-in generator with its default seed 0 (`comam_env.data.load_dataset`); questions: the "
+             "**validation** split as the env draws it (`comam_env.registry.split_ids`, split seed 0: the personas "
+             "held out from training)" + (f", the first {args.limit} of it (`--limit {args.limit}`)" if args.limit else "")
+             + ".")
     L.append("* Seeds: `--seed 0` for every run (random probe, bootstrap). 95% intervals: percentile bootstrap, "
              "2,000 resamples, seeded. Answering for classic systems: the similarity answerer "
              f"(`--answerer similarity`, embedder `{args.embedder}`); windows and chunking as documented in "
