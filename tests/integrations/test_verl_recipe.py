@@ -49,3 +49,30 @@ def test_per_role_advantages_reject_incomplete_or_inconsistent_episodes():
         per_role_advantages(q, r, m, loc, bad)
     with pytest.raises(ValueError, match="appears twice"):
         per_role_advantages(q + q[:1], r + r[:1], m + m[:1], loc + loc[:1], glob + glob[:1])
+
+
+def test_recipe_against_real_verl():
+    """Runs only where verl 0.9 is installed (its own environment: scripts/verl_env.sh); skipped in
+    the dev environment, where verl does not resolve beside TorchRL's tensordict."""
+    pytest.importorskip("verl.experimental.agent_loop.agent_loop")
+    import torch
+    from verl import DataProto
+    from verl.experimental.agent_loop.agent_loop import AgentLoopBase, _agent_loop_registry
+
+    import agents.integrations.verl as recipe
+
+    assert issubclass(recipe.ComamAgentLoop, AgentLoopBase)
+    assert _agent_loop_registry[recipe.AGENT_NAME]["_target_"] == "agents.integrations.verl.ComamAgentLoop"
+    qids, roles, members, local, glob = _batch(seed=3)
+    n = len(qids)
+    batch = DataProto.from_dict(
+        tensors={"response_mask": torch.tensor([[1, 1, 1, 0]] * n, dtype=torch.float32)},
+        non_tensors={"comam_question_id": np.array(qids, dtype=object), "comam_role": np.array(roles, dtype=object),
+                     "comam_member": np.array(members, dtype=object), "comam_local": np.array(local, dtype=object),
+                     "comam_global": np.array(glob, dtype=object)})
+    out = recipe.compute_comam_advantage(batch)
+    expected = per_role_advantages(qids, roles, members, local, glob, credit="adaptive")
+    adv = out.batch["advantages"].numpy()
+    np.testing.assert_allclose(adv[:, 0], expected, rtol=1e-6, atol=1e-6)
+    assert np.all(adv[:, 3] == 0)  # masked response tokens get no advantage
+    np.testing.assert_array_equal(out.batch["returns"].numpy(), adv)
