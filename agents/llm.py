@@ -107,6 +107,10 @@ class LLMPolicyConfig:
     """Record/recompute log-probs under the top-p-renormalised distribution (see generation.py)."""
     generation_batch_size: int = 8
     """Prompts per generation micro-batch."""
+    share_prompt_forward: bool = True
+    """`logprobs_of` runs each distinct prompt once and shares its KV cache with every sample that
+    repeats it (a GRPO group's G extractor steps on one chunk): same log-probs and gradients,
+    less prompt compute. Off under activation checkpointing (no KV cache there)."""
     backend: str = "transformers"
     """"transformers" or "vllm" (GPU only; see docs/llm.md)."""
     backend_kwargs: dict = field(default_factory=dict)
@@ -575,14 +579,50 @@ class LLMPolicy(Policy):
             attn[i, P:P + len(c)] = 1
             tmask[i, :len(c)] = 1.0
         ids, attn, tmask = ids.to(dev), attn.to(dev), tmask.to(dev)
-        out = unit.model(input_ids=ids, attention_mask=attn, position_ids=positions_from_mask(attn),
-                         use_cache=False, logits_to_keep=T + 1)
-        logits = out.logits[:, :-1, :]  # positions P-1 .. P+T-2 predict completion tokens 0..T-1
+        logits = self._shared_prompt_logits(unit, samples, ids, attn, P, T, pad)
+        if logits is None:
+            out = unit.model(input_ids=ids, attention_mask=attn, position_ids=positions_from_mask(attn),
+                             use_cache=False, logits_to_keep=T + 1)
+            logits = out.logits[:, :-1, :]  # positions P-1 .. P+T-2 predict completion tokens 0..T-1
         temps = torch.tensor([float(s["temperature"]) for s in samples], device=dev).view(B, 1, 1)
         tops = torch.tensor([float(s["top_p"]) for s in samples], device=dev).view(B, 1, 1)
         tok_lp = token_logprobs(logits, ids[:, P:], temps, tops, self.config.logprobs_apply_top_p)
         tok_lp = tok_lp * tmask
         return LogProbs(tok_lp.sum(-1), tok_lp, tmask)
+
+    def _shared_prompt_logits(self, unit: _Unit, samples, ids, attn, P: int, T: int, pad: int):
+        """Logits (B, T, V) predicting the completion tokens, with every distinct prompt run once.
+
+        A GRPO group repeats each prompt G times (every trajectory's extractor step on the same
+        chunk). The prompt pass runs over the distinct prompts only, its KV cache rows are copied
+        to the samples that share them (``Cache.reorder_cache``: an ``index_select``, so the
+        backward pass sums the copies' gradients into the one prompt pass) and a second pass runs
+        the completions on top of that cache. Same values and gradients as one full pass (tested);
+        the prompt compute shrinks by the repeat factor. Returns None (caller does the full
+        pass) when no prompt repeats, when disabled (``share_prompt_forward=False``) or under
+        activation checkpointing (which runs without a KV cache).
+        """
+        if not self.config.share_prompt_forward or self.config.gradient_checkpointing or T < 1:
+            return None
+        first: dict[tuple, int] = {}
+        index = [first.setdefault(tuple(int(t) for t in s["prompt_ids"]), len(first)) for s in samples]
+        if len(first) == len(index):
+            return None
+        dev = ids.device
+        sel = torch.tensor(index, dtype=torch.long, device=dev)
+        rows = torch.tensor([index.index(k) for k in range(len(first))], dtype=torch.long, device=dev)
+        p_ids, p_mask = ids[rows, :P], attn[rows, :P]  # the distinct prompts, left-padded to width P
+        res = unit.model(input_ids=p_ids, attention_mask=p_mask, position_ids=positions_from_mask(p_mask),
+                         use_cache=True, logits_to_keep=1)
+        past = res.past_key_values
+        past.reorder_cache(sel)
+        head = res.logits[:, -1:, :].index_select(0, sel)  # position P-1 predicts completion token 0
+        if T == 1:
+            return head
+        mask = attn[:, :P + T - 1]
+        out = unit.model(input_ids=ids[:, P:P + T - 1], attention_mask=mask,
+                         position_ids=positions_from_mask(mask)[:, P:], past_key_values=past, use_cache=True)
+        return torch.cat([head, out.logits], dim=1)
 
     def trainable_parameters(self, role=None) -> list:
         roles = self.roles if role is None else (self.check_role(role),)

@@ -389,3 +389,34 @@ def test_lora_layers_puts_adapters_only_in_the_top_layers(tiny_path):
     assert all(p.grad is not None for p in pol.trainable_parameters(2))
     with pytest.raises(ValueError, match="lora_layers must be in 1..2"):
         LLMPolicy(model=tiny_path, roles=(2,), lora_layers=3)
+
+
+def test_shared_prompt_forward_gives_the_full_pass_logprobs_and_grads(tiny_path, policy):
+    """Repeated prompts in `logprobs_of` run once (two passes over a shared KV cache): the same
+    log-probs and LoRA gradients as one full pass over every sample, and fewer prompt rows."""
+    obs = [OBS[1], OBS[2], OBS[1], OBS[1], OBS[3]]
+    out = policy.act(2, obs, generator=torch.Generator().manual_seed(9))
+    assert len({len(s["completion_ids"]) for s in out.samples}) > 1  # ragged completions, right pads
+    results = []
+    for share in (True, False):
+        pol = LLMPolicy(model=tiny_path, max_new_tokens=20, roles=(2,), share_prompt_forward=share).train()
+        seen = []
+        hook = pol.model(2).register_forward_pre_hook(
+            lambda m, a, kw: seen.append(tuple(kw["input_ids"].shape)), with_kwargs=True)
+        try:
+            lp = pol.logprobs_of(2, out.samples)
+        finally:
+            hook.remove()
+        (lp.token * torch.linspace(-1, 1, lp.token.shape[1])).sum().backward()
+        grads = [p.grad.clone() for p in pol.trainable_parameters(2)]
+        results.append((lp, grads, seen))
+    (a, ga, seen_a), (b, gb, seen_b) = results
+    P = max(len(s["prompt_ids"]) for s in out.samples)
+    T = max(len(s["completion_ids"]) for s in out.samples)
+    assert seen_a == [(3, P), (5, T - 1)] and seen_b == [(5, P + T)]  # 3 distinct prompts run once
+    assert torch.equal(a.mask, b.mask)
+    assert torch.allclose(a.token, b.token, atol=1e-5) and torch.allclose(a.sum, b.sum, atol=1e-4)
+    assert any(g.abs().sum() > 0 for g in ga)
+    assert all(torch.allclose(x, y, atol=1e-5) for x, y in zip(ga, gb))
+    for smp, tok, m in zip(out.samples, a.token, a.mask):  # and the act-time log-probs
+        assert torch.allclose(smp["token_logprobs"], tok[m > 0], atol=1e-4)
