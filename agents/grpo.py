@@ -25,6 +25,7 @@ ratio of whole-action probabilities). Advantages are ``(B,)`` and broadcast over
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
@@ -379,6 +380,7 @@ class PerAgentGRPO:
             )
         self.frozen_roles: frozenset[int] = frozenset()
         self.set_frozen_roles(frozen_roles)
+        self._seconds = {"prepare": 0.0, "forward": 0.0, "backward": 0.0, "optimizer": 0.0}  # of the last update
 
     # ---------------------------------------------------------------- frozen roles
 
@@ -449,6 +451,17 @@ class PerAgentGRPO:
         ref = None if prep["ref"] is None else _scatter_rows([prep["ref"][i] for i in idx], lp.mask)
         return grpo_loss(lp.token, old, adv, lp.mask, cfg.clip_eps, ref, cfg.kl_coef, cfg.aggregation)
 
+    def _timed_loss(self, role: int, batch: RoleBatch, prep: dict, idx: list[int]):
+        t = time.perf_counter()
+        out = self._role_loss(role, batch, prep, idx)
+        self._seconds["forward"] += time.perf_counter() - t
+        return out
+
+    def _timed_backward(self, loss: torch.Tensor) -> None:
+        t = time.perf_counter()
+        loss.backward()
+        self._seconds["backward"] += time.perf_counter() - t
+
     def _role_backward(self, role: int, batch: RoleBatch, prep: dict, idx: list[int]) -> dict[str, float]:
         """Back-propagate the role's loss on minibatch ``idx``, in micro-batches of
         ``micro_batch_size`` samples when set (gradient accumulation: each micro-batch's loss is
@@ -458,8 +471,8 @@ class PerAgentGRPO:
         mb = cfg.micro_batch_size or len(idx)
         parts = [idx[i:i + mb] for i in range(0, len(idx), mb)]
         if len(parts) == 1:
-            loss, st = self._role_loss(role, batch, prep, idx)
-            loss.backward()
+            loss, st = self._timed_loss(role, batch, prep, idx)
+            self._timed_backward(loss)
             return st
         if cfg.aggregation == "token" and cfg.level == "token":
             try:
@@ -472,8 +485,8 @@ class PerAgentGRPO:
         total = sum(sizes) or 1.0
         acc: dict[str, float] = {}
         for p, size in zip(parts, sizes):
-            loss, st = self._role_loss(role, batch, prep, p)
-            (loss * (size / total)).backward()
+            loss, st = self._timed_loss(role, batch, prep, p)
+            self._timed_backward(loss * (size / total))
             for key, val in st.items():
                 if key == "ratio_max":
                     acc[key] = max(acc.get(key, val), val)
@@ -494,7 +507,10 @@ class PerAgentGRPO:
             Flat stats ``"<role>/<name>"`` averaged over the optimisation steps
             (``loss``, ``pg_loss``, ``kl_ref``, ``approx_kl``, ``clip_frac``,
             ``ratio_mean``, ``ratio_max``, ``grad_norm``, ``n_samples``, ``adv_mean``,
-            ``adv_std``), plus ``steps``.
+            ``adv_std``), plus ``steps`` and the wall seconds of the update's parts:
+            ``seconds_prepare`` (old/ref log-probs not supplied by the batch),
+            ``seconds_forward`` (re-scoring the samples with gradients, and the loss),
+            ``seconds_backward`` and ``seconds_optimizer`` (clipping + optimizer steps).
         """
         cfg = self.config
         batches = {role_id(r): b for r, b in batch_by_role.items()}
@@ -502,7 +518,10 @@ class PerAgentGRPO:
         missing = [ROLE_NAMES[r] for r in self.active_roles if r not in batches]
         if missing:
             raise ValueError(f"PerAgentGRPO.update: no RoleBatch for active roles {missing}")
+        self._seconds = {"prepare": 0.0, "forward": 0.0, "backward": 0.0, "optimizer": 0.0}
+        t = time.perf_counter()
         preps = {r: self._prepare(r, batches[r]) for r in active}
+        self._seconds["prepare"] = time.perf_counter() - t
         sums: dict[str, float] = {}
         counts: dict[str, int] = {}
 
@@ -532,6 +551,7 @@ class PerAgentGRPO:
                     for key, val in st.items():
                         if key != "n_decisions":
                             add(r, key, val)
+                t = time.perf_counter()
                 for gi, g in enumerate(self.groups):
                     roles_here = [r for r in g if r in stepped_roles]
                     if not roles_here:
@@ -546,6 +566,7 @@ class PerAgentGRPO:
                     for r in roles_here:
                         add(r, "grad_norm", float(gn))
                     self.optimizers[gi].step()
+                self._seconds["optimizer"] += time.perf_counter() - t
                 steps += 1
         for opt in self.optimizers:
             opt.zero_grad(set_to_none=True)
@@ -556,6 +577,7 @@ class PerAgentGRPO:
             out[f"{ROLE_NAMES[r]}/adv_mean"] = float(a.mean())
             out[f"{ROLE_NAMES[r]}/adv_std"] = float(a.std(unbiased=False))
         out["steps"] = float(steps)
+        out.update({f"seconds_{k}": v for k, v in self._seconds.items()})
         return out
 
     # -------------------------------------------------------------- checkpoints
