@@ -390,8 +390,9 @@ class Trainer:
         return self.rollout_workers
 
     def _generation_record(self) -> dict:
-        """Generated tokens and tokens/s per role since the last call (LLM policies only; with
-        generation on Ray actors, the actors' tokens and their summed generation seconds)."""
+        """Generated tokens, generation seconds and tokens/s per role since the last call (LLM
+        policies only; with generation on Ray actors, the actors' tokens and their summed
+        generation seconds)."""
         pop = getattr(self.policy, "pop_generation_stats", None)
         stats = pop() if pop is not None else {}
         if self.rollout_workers is not None:
@@ -403,6 +404,7 @@ class Trainer:
         for role, st in stats.items():
             out[f"gen_tokens_{role}"] = int(st["tokens"])
             out[f"tokens_per_s_{role}"] = st["tokens"] / st["seconds"] if st["seconds"] > 0 else None
+            out[f"gen_seconds_{role}"] = float(st["seconds"])
         return out
 
     def _credit(self, batch: RolloutBatch, seeds: np.ndarray, record: dict):

@@ -145,6 +145,7 @@ def test_trainer_sft_warm_start_skips_flat_groups_and_reuses_behaviour_logprobs(
     for role in ("extractor", "profiler", "retriever"):
         assert 0.0 <= rec[f"zero_var_frac_{role}"] <= 1.0 and f"format_{role}" in rec
         assert rec[f"gen_tokens_{role}"] > 0 and rec[f"tokens_per_s_{role}"] > 0
+        assert rec[f"tokens_per_s_{role}"] == pytest.approx(rec[f"gen_tokens_{role}"] / rec[f"gen_seconds_{role}"])
         # skipped groups leave the update: only the groups with signal are in it
         kept = round((1 - rec[f"zero_var_frac_{role}"]) * cfg.batch_queries)
         if kept == 0:
