@@ -268,6 +268,25 @@ def _drop_code_options(raw: dict, source: str) -> None:
                       "the model's code)", stacklevel=3)
 
 
+def _contiguous_input(module, args):
+    return (args[0].contiguous(),) + tuple(args[1:])
+
+
+def _contiguous_lm_head_input(model) -> None:
+    """Make the output head read a contiguous copy of its input.
+
+    transformers slices the last positions (``logits_to_keep``) out of the hidden states before
+    the head; that slice is a strided view, and ``torch.matmul`` then cannot fold it into one 2-D
+    product: it broadcasts the (vocab x hidden) weight over the batch and, in bfloat16 on CPU,
+    materialises that copy — B x 49,152 x 576 values (57 MB per row for SmolLM2) per forward pass,
+    measured as most of a prefill's non-matmul time. Copying the small slice instead costs
+    B x kept x hidden values. Same numbers either way.
+    """
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    if isinstance(head, torch.nn.Module):
+        head.register_forward_pre_hook(_contiguous_input)
+
+
 class _Unit:
     """One loaded base model (possibly wrapped by peft) with its tokenizer and backend."""
 
@@ -328,6 +347,7 @@ class LLMPolicy(Policy):
                                                      trust_remote_code=cfg.trust_remote_code)
         model.to(self._device)
         model.config.use_cache = True
+        _contiguous_lm_head_input(model)
         context = self._context_window(model, tok)
         if cfg.lora:
             from peft import LoraConfig, get_peft_model, set_peft_model_state_dict

@@ -420,3 +420,17 @@ def test_shared_prompt_forward_gives_the_full_pass_logprobs_and_grads(tiny_path,
     assert all(torch.allclose(x, y, atol=1e-5) for x, y in zip(ga, gb))
     for smp, tok, m in zip(out.samples, a.token, a.mask):  # and the act-time log-probs
         assert torch.allclose(smp["token_logprobs"], tok[m > 0], atol=1e-4)
+
+
+def test_output_head_reads_a_contiguous_slice(policy):
+    """The head's input is made contiguous (a strided slice makes bf16 matmul copy the whole
+    vocabulary weight per batch row), in the prefill and in the update's forward pass."""
+    head = policy.model(2).get_base_model().get_output_embeddings()
+    seen = []
+    hook = head.register_forward_pre_hook(lambda m, args: seen.append(args[0].is_contiguous()))
+    try:
+        out = policy.act(2, [OBS[1], OBS[4]], generator=torch.Generator().manual_seed(2))
+        policy.logprobs_of(2, out.samples)
+    finally:
+        hook.remove()
+    assert len(seen) >= 3 and all(seen)
