@@ -55,7 +55,8 @@ import torch
 
 from agents.base import (ALL_ROLES, ROLE_NAMES, ActOutput, LogProbs, Policy, read_policy_json,
                          register_policy, role_id, row_generators, write_policy_json)
-from agents.generation import GenerationBackend, TransformersBackend, positions_from_mask, token_logprobs
+from agents.generation import (GenerationBackend, TransformersBackend, common_prefix_length, positions_from_mask,
+                               prefill, token_logprobs)
 
 TRUNCATION_MARKER = "\n[... truncated ...]\n"
 BODY_FIELDS = ("chunk", "memory")
@@ -611,37 +612,33 @@ class LLMPolicy(Policy):
         return LogProbs(tok_lp.sum(-1), tok_lp, tmask)
 
     def _shared_prompt_logits(self, unit: _Unit, samples, ids, attn, P: int, T: int, pad: int):
-        """Logits (B, T, V) predicting the completion tokens, with every distinct prompt run once.
+        """Logits (B, T, V) predicting the completion tokens, with shared prompt tokens run once.
 
-        A GRPO group repeats each prompt G times (every trajectory's extractor step on the same
-        chunk). The prompt pass runs over the distinct prompts only, its KV cache rows are copied
-        to the samples that share them (``Cache.reorder_cache``: an ``index_select``, so the
-        backward pass sums the copies' gradients into the one prompt pass) and a second pass runs
-        the completions on top of that cache. Same values and gradients as one full pass (tested);
-        the prompt compute shrinks by the repeat factor. Returns None (caller does the full
-        pass) when no prompt repeats, when disabled (``share_prompt_forward=False``) or under
-        activation checkpointing (which runs without a KV cache).
+        The prompt pass is :func:`agents.generation.prefill` — the one generation uses: repeated
+        prompts (a GRPO group's G extractor steps on one chunk) run once and their KV-cache rows
+        are copied (an ``index_select``: the backward pass sums the copies' gradients into the
+        one pass), and the head all distinct prompts share (chat template + role instructions)
+        runs once. A second pass runs the completions on top of that cache. Same values and
+        gradients as one full pass (tested). Returns None (the caller does the full pass) when
+        nothing is shared, when disabled (``share_prompt_forward=False``) or under activation
+        checkpointing (which runs without a KV cache).
         """
         if not self.config.share_prompt_forward or self.config.gradient_checkpointing or T < 1:
             return None
-        first: dict[tuple, int] = {}
-        index = [first.setdefault(tuple(int(t) for t in s["prompt_ids"]), len(first)) for s in samples]
-        if len(first) == len(index):
+        prompts = [[int(t) for t in s["prompt_ids"]] for s in samples]
+        distinct = list(dict.fromkeys(tuple(p) for p in prompts))
+        shared = common_prefix_length(distinct) if len(distinct) > 1 else 0
+        if len(distinct) == len(prompts) and shared < TransformersBackend.min_shared_prefix:
             return None
-        dev = ids.device
-        sel = torch.tensor(index, dtype=torch.long, device=dev)
-        rows = torch.tensor([index.index(k) for k in range(len(first))], dtype=torch.long, device=dev)
-        p_ids, p_mask = ids[rows, :P], attn[rows, :P]  # the distinct prompts, left-padded to width P
-        res = unit.model(input_ids=p_ids, attention_mask=p_mask, position_ids=positions_from_mask(p_mask),
-                         use_cache=True, logits_to_keep=1)
-        past = res.past_key_values
-        past.reorder_cache(sel)
-        head = res.logits[:, -1:, :].index_select(0, sel)  # position P-1 predicts completion token 0
+        past, head, p_mask = prefill(unit.model, prompts, pad, ids.device,
+                                     min_shared_prefix=TransformersBackend.min_shared_prefix)
+        head = head.unsqueeze(1)  # each prompt's last position predicts completion token 0
         if T == 1:
             return head
-        mask = attn[:, :P + T - 1]
+        mask = torch.cat([p_mask, attn[:, P:P + T - 1]], dim=1)
+        W = p_mask.shape[1]
         out = unit.model(input_ids=ids[:, P:P + T - 1], attention_mask=mask,
-                         position_ids=positions_from_mask(mask)[:, P:], past_key_values=past, use_cache=True)
+                         position_ids=positions_from_mask(mask)[:, W:], past_key_values=past, use_cache=True)
         return torch.cat([head, out.logits], dim=1)
 
     def trainable_parameters(self, role=None) -> list:

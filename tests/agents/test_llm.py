@@ -451,3 +451,48 @@ def test_sample_categorical_draws_from_the_given_distribution():
     one_hot = torch.zeros(3, 7)
     one_hot[torch.arange(3), torch.tensor([6, 0, 3])] = 1.0
     assert sample_categorical(one_hot).tolist() == [6, 0, 3]
+
+
+HEAD = "You are the retriever. Copy the memory lines and answer with the option letter. " * 3
+
+
+def test_common_prompt_head_runs_once_in_generation_and_update(tiny_path, policy):
+    """Prompts sharing a long head (chat template + role instructions): generation runs the head
+    once on one row, then the distinct tails; greedy tokens equal one-prompt-at-a-time greedy
+    generation, sampled log-probs equal a full re-scoring, and the update's shared pass gives
+    the full pass's log-probs and gradients."""
+    obs = [dict(OBS[i], prompt=HEAD + OBS[i]["prompt"]) for i in (1, 2, 1, 5)]
+    model = policy.model(2)
+    seen = []
+    hook = model.register_forward_pre_hook(lambda m, a, kw: seen.append(tuple(kw["input_ids"].shape)), with_kwargs=True)
+    try:
+        greedy = policy.act(2, obs, greedy=True)
+    finally:
+        hook.remove()
+    prompts = [s["prompt_ids"].tolist() for s in greedy.samples]
+    k = min(i for i in range(len(prompts[0])) if any(p[i] != prompts[0][i] for p in prompts))
+    assert k >= 16 and seen[0] == (1, k)  # the head, once
+    assert seen[1][0] == 3 and seen[1][1] == max(len(p) for p in prompts) - k  # 3 distinct tails
+    assert all(s == (4, 1) for s in seen[2:])  # decoding: every row
+    for o, a in zip(obs, greedy.samples):
+        assert torch.equal(policy.act(2, [o], greedy=True).samples[0]["completion_ids"], a["completion_ids"])
+    out = policy.act(2, obs, generator=torch.Generator().manual_seed(4))
+    results = []
+    for share in (True, False):
+        pol = LLMPolicy(model=tiny_path, max_new_tokens=20, roles=(2,), share_prompt_forward=share).train()
+        shapes = []
+        hook = pol.model(2).register_forward_pre_hook(
+            lambda m, a, kw: shapes.append(tuple(kw["input_ids"].shape)), with_kwargs=True)
+        try:
+            lp = pol.logprobs_of(2, out.samples)
+        finally:
+            hook.remove()
+        lp.sum.sum().backward()
+        results.append((lp, [p.grad.clone() for p in pol.trainable_parameters(2)], shapes))
+    (a, ga, sa), (b, gb, sb) = results
+    assert sa[0] == (1, k) and len(sa) == 3 and len(sb) == 1
+    assert torch.allclose(a.token, b.token, atol=1e-5)
+    for smp, tok, m in zip(out.samples, a.token, a.mask):
+        assert torch.allclose(smp["token_logprobs"], tok[m > 0], atol=1e-4)
+    assert any(g.abs().sum() > 0 for g in ga)
+    assert all(torch.allclose(x, y, atol=1e-5) for x, y in zip(ga, gb))
