@@ -272,6 +272,19 @@ class RoleBatch:
         return len(self.samples)
 
 
+def _prompt_order(samples: Sequence[Any], idx: list[int]) -> list[int]:
+    """``idx`` ordered by prompt (length, then tokens) when the samples carry ``prompt_ids`` (LLM
+    policies), else unchanged. Micro-batches are then cut from samples that repeat one prompt
+    (a group's G extractor steps on one chunk) or have similar lengths, so the policy's shared
+    prompt pass (:meth:`agents.llm.LLMPolicy.logprobs_of`) still runs each prompt once and little
+    padding is computed. The summed gradient does not depend on the order."""
+    try:
+        keys = {i: tuple(int(t) for t in samples[i]["prompt_ids"]) for i in idx}
+    except (TypeError, KeyError, IndexError):
+        return idx
+    return sorted(idx, key=lambda i: (len(keys[i]), keys[i]))
+
+
 def _valid_rows(token: torch.Tensor, mask: torch.Tensor) -> list[torch.Tensor]:
     """Per sample, the 1-D tensor of log-probs at valid positions (padding-side agnostic)."""
     m = mask > 0
@@ -469,6 +482,8 @@ class PerAgentGRPO:
         ``aggregation="token"`` — so the summed gradient equals the whole minibatch's)."""
         cfg = self.config
         mb = cfg.micro_batch_size or len(idx)
+        if mb < len(idx):
+            idx = _prompt_order(batch.samples, idx)
         parts = [idx[i:i + mb] for i in range(0, len(idx), mb)]
         if len(parts) == 1:
             loss, st = self._timed_loss(role, batch, prep, idx)

@@ -496,3 +496,28 @@ def test_common_prompt_head_runs_once_in_generation_and_update(tiny_path, policy
         assert torch.allclose(smp["token_logprobs"], tok[m > 0], atol=1e-4)
     assert any(g.abs().sum() > 0 for g in ga)
     assert all(torch.allclose(x, y, atol=1e-5) for x, y in zip(ga, gb))
+
+
+def test_micro_batches_keep_repeated_prompts_together(policy, monkeypatch):
+    """Micro-batches are cut from prompt-ordered samples: the G copies of a prompt land in one
+    micro-batch (so the shared prompt pass runs it once), and the gradient is unchanged."""
+    from agents.grpo import GRPOConfig, PerAgentGRPO, RoleBatch
+
+    obs = [OBS[3], OBS[1], OBS[3], OBS[1], OBS[3], OBS[1]]
+    out = policy.act(2, obs, generator=torch.Generator().manual_seed(8))
+    batch = RoleBatch(out.samples, advantages=[1.0, -1.0, 0.5, 0.5, -1.5, 0.5],
+                      old_logprobs=[s["token_logprobs"] for s in out.samples])
+    calls, real = [], policy.logprobs_of
+    monkeypatch.setattr(policy, "logprobs_of", lambda role, smp: calls.append(
+        {tuple(s["prompt_ids"].tolist()) for s in smp}) or real(role, smp))
+    grads = []
+    for micro in (3, None):
+        up = PerAgentGRPO(policy, GRPOConfig(micro_batch_size=micro), roles=[2])
+        for p in policy.trainable_parameters(2):
+            p.grad = None
+        up._role_backward(2, batch, up._prepare(2, batch), list(range(6)))
+        grads.append([p.grad.clone() for p in policy.trainable_parameters(2)])
+    assert [len(c) for c in calls] == [1, 1, 2]  # two micro-batches of one prompt each, then the whole batch
+    for p in policy.trainable_parameters(2):
+        p.grad = None
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(*grads))
