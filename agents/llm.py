@@ -43,6 +43,7 @@ current mode; with `lora_dropout=0` (the default) train/eval give identical log-
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import shutil
@@ -516,9 +517,10 @@ class LLMPolicy(Policy):
         gens = row_generators(generator, len(encoded))  # None: one shared stream
         for s in range(0, len(encoded), bs):
             gen = generator if gens is None else gens[s:s + bs]
-            res = unit.backend.generate([e[0] for e in encoded[s:s + bs]], mnt, temperature, top_p, gen,
-                                        greedy=greedy, apply_top_p=self.config.logprobs_apply_top_p,
-                                        stop_token_ids=stop, pad_token_id=pad, **gen_kw)
+            with self._low_precision(unit):
+                res = unit.backend.generate([e[0] for e in encoded[s:s + bs]], mnt, temperature, top_p, gen,
+                                            greedy=greedy, apply_top_p=self.config.logprobs_apply_top_p,
+                                            stop_token_ids=stop, pad_token_id=pad, **gen_kw)
             completions += res.completion_ids
             lps += res.token_logprobs
             finished += res.finished
@@ -600,16 +602,40 @@ class LLMPolicy(Policy):
             attn[i, P:P + len(c)] = 1
             tmask[i, :len(c)] = 1.0
         ids, attn, tmask = ids.to(dev), attn.to(dev), tmask.to(dev)
-        logits = self._shared_prompt_logits(unit, samples, ids, attn, P, T, pad)
-        if logits is None:
-            out = unit.model(input_ids=ids, attention_mask=attn, position_ids=positions_from_mask(attn),
-                             use_cache=False, logits_to_keep=T + 1)
-            logits = out.logits[:, :-1, :]  # positions P-1 .. P+T-2 predict completion tokens 0..T-1
+        with self._low_precision(unit):
+            logits = self._shared_prompt_logits(unit, samples, ids, attn, P, T, pad)
+            if logits is None:
+                out = unit.model(input_ids=ids, attention_mask=attn, position_ids=positions_from_mask(attn),
+                                 use_cache=False, logits_to_keep=T + 1)
+                logits = out.logits[:, :-1, :]  # positions P-1 .. P+T-2 predict completion tokens 0..T-1
         temps = torch.tensor([float(s["temperature"]) for s in samples], device=dev).view(B, 1, 1)
         tops = torch.tensor([float(s["top_p"]) for s in samples], device=dev).view(B, 1, 1)
         tok_lp = token_logprobs(logits, ids[:, P:], temps, tops, self.config.logprobs_apply_top_p)
         tok_lp = tok_lp * tmask
         return LogProbs(tok_lp.sum(-1), tok_lp, tmask)
+
+    @contextlib.contextmanager
+    def _low_precision(self, unit: _Unit):
+        """LoRA in the base model's low precision, from float32 adapter weights.
+
+        With a bfloat16/float16 base, peft keeps the adapters in float32 (so AdamW's small steps
+        are not rounded away) and casts each LoRA layer's *input* to float32: one float32 copy of
+        the hidden states per adapted module, kept for the backward pass — measured as a quarter
+        of a SmolLM2 prefill and most of the update's activation memory. Here the cast is turned
+        the other way: peft's input cast is off and ``torch.autocast`` runs the LoRA matmuls in
+        the base dtype with the (tiny) adapter weights cast on the fly; gradients still reach the
+        float32 weights (mixed-precision training, as autocast does on GPUs). The adapter's delta
+        is rounded to the base dtype — which peft does to the layer's output anyway. No-op for a
+        float32 model or without LoRA.
+        """
+        if not (self.config.lora and self._dtype in (torch.bfloat16, torch.float16)
+                and isinstance(unit.backend, TransformersBackend) and self._device.type in ("cpu", "cuda")):
+            yield
+            return
+        from peft.helpers import disable_input_dtype_casting
+
+        with disable_input_dtype_casting(unit.model), torch.autocast(self._device.type, dtype=self._dtype):
+            yield
 
     def _shared_prompt_logits(self, unit: _Unit, samples, ids, attn, P: int, T: int, pad: int):
         """Logits (B, T, V) predicting the completion tokens, with shared prompt tokens run once.

@@ -521,3 +521,31 @@ def test_micro_batches_keep_repeated_prompts_together(policy, monkeypatch):
     for p in policy.trainable_parameters(2):
         p.grad = None
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(*grads))
+
+
+def test_bfloat16_base_runs_lora_in_bfloat16_from_float32_adapters(tiny_path):
+    """With a bf16 base, the adapters stay float32 (AdamW steps are not rounded away) but their
+    matmuls read the bf16 hidden states directly (no float32 copy of the input per adapted
+    module); gradients reach the float32 weights and act-time log-probs match re-scoring."""
+    pol = LLMPolicy(model=tiny_path, max_new_tokens=12, roles=(2,), dtype="bfloat16")
+    lora_a = [m for n, m in pol.model(2).named_modules() if n.endswith("lora_A.retriever")]
+    base_w = [p for n, p in pol.model(2).named_parameters() if "lora_" not in n]
+    assert lora_a and all(m.weight.dtype == torch.float32 for m in lora_a)
+    assert all(p.dtype == torch.bfloat16 for p in base_w)
+    seen = []
+    hooks = [m.register_forward_pre_hook(lambda mod, args: seen.append(args[0].dtype)) for m in lora_a]
+    try:
+        out = pol.act(2, OBS[:3], generator=torch.Generator().manual_seed(1))
+        pol.train()
+        lp = pol.logprobs_of(2, out.samples)
+    finally:
+        for h in hooks:
+            h.remove()
+    assert seen and set(seen) == {torch.bfloat16}
+    # peft's own input casting is back on outside the policy's forward passes
+    assert all(getattr(m, "cast_input_dtype_enabled", True) for m in pol.model(2).modules())
+    for smp, tok, m in zip(out.samples, lp.token, lp.mask):
+        assert torch.allclose(smp["token_logprobs"], tok[m > 0].float(), atol=0.1)
+    lp.sum.sum().backward()
+    grads = [p.grad for p in pol.trainable_parameters(2)]
+    assert all(g is not None and g.dtype == torch.float32 for g in grads) and any(g.abs().sum() > 0 for g in grads)
