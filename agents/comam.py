@@ -113,11 +113,14 @@ def _evaluate(cfg: TrainConfig, envs, policy: Policy, ids, per_question: bool = 
     return res
 
 
-def _behaviour_logprobs(actions: list, level: str):
+def _behaviour_logprobs(actions: list, level: str, policy: Any = None):
     """The per-token log-probs the policy recorded while sampling (``sample["token_logprobs"]``,
     :class:`agents.llm.LLMPolicy`), so the update needs no extra forward pass for its "old"
-    log-probs; ``None`` (recompute) when a sample lacks them or the update is at sample level."""
-    if level != "token" or not actions:
+    log-probs; ``None`` (recompute) when a sample lacks them, the update is at sample level, or
+    the policy says its recorded values are not what its update pass computes
+    (``behaviour_logprobs_exact = False``: a bf16 KV-cached decode differs from the full pass by
+    ~0.03 per token on SmolLM2, which would clip first-step ratios that are really 1)."""
+    if level != "token" or not actions or not getattr(policy, "behaviour_logprobs_exact", True):
         return None
     rows = [a.sample.get("token_logprobs") if isinstance(a.sample, dict) else None for a in actions]
     return None if any(r is None for r in rows) else rows
@@ -452,7 +455,7 @@ class Trainer:
             traj = [batch.trajectories[a.trajectory] for a in acts]
             role_batches[r] = RoleBatch(samples=[a.sample for a in acts],
                                         advantages=np.asarray([adv[t.group, t.member] for t in traj], dtype=np.float64),
-                                        old_logprobs=_behaviour_logprobs(acts, cfg.grpo_config().level))
+                                        old_logprobs=_behaviour_logprobs(acts, cfg.grpo_config().level, self.policy))
         if role_batches:
             record["zero_var_frac"] = float(np.mean([record[f"zero_var_frac_{r}"] for r in role_batches]))
         return role_batches

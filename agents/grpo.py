@@ -246,7 +246,10 @@ class RoleBatch:
         old_logprobs: optional behaviour log-probs. ``None`` (recommended for on-policy
             updates) → recomputed with ``logprobs_of`` under ``no_grad`` at the start of
             :meth:`PerAgentGRPO.update`, which equals the acting policy's log-probs when
-            the update directly follows the rollouts. Otherwise ``(N,)`` summed
+            the update directly follows the rollouts — or, when the update is a single
+            optimisation step over the whole batch (``inner_epochs=1``, no smaller
+            ``minibatch_size``), taken from that step's own forward pass (``new.detach()``:
+            the same values, parameters have not moved yet, without the extra pass). Otherwise ``(N,)`` summed
             log-probs (``ActOutput.logprobs``; level ``"sample"`` only) or a list of N
             1-D tensors of the valid per-decision log-probs (level ``"token"``).
         ref_logprobs: optional reference log-probs in the same formats; when ``None``
@@ -270,6 +273,10 @@ class RoleBatch:
 
     def __len__(self) -> int:
         return len(self.samples)
+
+
+#: ``old`` log-probs taken from the (single) optimisation step's own forward pass
+_CURRENT = object()
 
 
 def _prompt_order(samples: Sequence[Any], idx: list[int]) -> list[int]:
@@ -424,6 +431,8 @@ class PerAgentGRPO:
         pol = self.policies[role]
         prep: dict[str, Any] = {"old": batch.old_logprobs, "ref": batch.ref_logprobs}
         need_old = prep["old"] is None
+        if need_old and cfg.inner_epochs == 1 and (cfg.minibatch_size is None or cfg.minibatch_size >= len(batch)):
+            prep["old"], need_old = _CURRENT, False  # one step over every sample: old = that step's new
         need_ref = prep["ref"] is None and cfg.kl_coef > 0 and self.ref_policies is not None
         if cfg.kl_coef > 0 and prep["ref"] is None and self.ref_policies is None:
             raise ValueError("PerAgentGRPO: kl_coef > 0 needs a ref_policy or RoleBatch.ref_logprobs")
@@ -437,7 +446,7 @@ class PerAgentGRPO:
             prep["ref"] = lp.sum.detach().float() if cfg.level == "sample" else _valid_rows(lp.token, lp.mask)
         for key in ("old", "ref"):
             val = prep[key]
-            if val is None:
+            if val is None or val is _CURRENT:
                 continue
             if cfg.level == "sample":
                 t = torch.as_tensor(val, dtype=torch.float32).reshape(-1)
@@ -457,12 +466,14 @@ class PerAgentGRPO:
         lp = self.policies[role].logprobs_of(role, [batch.samples[i] for i in idx])
         adv = batch.advantages[idx].to(lp.token.device)
         if cfg.level == "sample":
-            old = prep["old"][idx].to(lp.sum.device)
-            ref = None if prep["ref"] is None else prep["ref"][idx].to(lp.sum.device)
-            return grpo_loss(lp.sum, old, adv, None, cfg.clip_eps, ref, cfg.kl_coef, cfg.aggregation)
-        old = _scatter_rows([prep["old"][i] for i in idx], lp.mask)
-        ref = None if prep["ref"] is None else _scatter_rows([prep["ref"][i] for i in idx], lp.mask)
-        return grpo_loss(lp.token, old, adv, lp.mask, cfg.clip_eps, ref, cfg.kl_coef, cfg.aggregation)
+            new, mask = lp.sum, None
+            pick = lambda rows: rows[idx].to(new.device)  # noqa: E731
+        else:
+            new, mask = lp.token, lp.mask
+            pick = lambda rows: _scatter_rows([rows[i] for i in idx], lp.mask)  # noqa: E731
+        old = new.detach() if prep["old"] is _CURRENT else pick(prep["old"])
+        ref = None if prep["ref"] is None else pick(prep["ref"])
+        return grpo_loss(new, old, adv, mask, cfg.clip_eps, ref, cfg.kl_coef, cfg.aggregation)
 
     def _timed_loss(self, role: int, batch: RoleBatch, prep: dict, idx: list[int]):
         t = time.perf_counter()

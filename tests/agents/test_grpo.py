@@ -285,6 +285,35 @@ def test_update_reports_the_seconds_of_its_parts():
     assert all(v > 0 for v in parts) and sum(parts) <= wall
 
 
+@pytest.mark.parametrize("level", ["token", "sample"])
+def test_single_step_update_takes_old_logprobs_from_its_own_forward_pass(level):
+    """One optimisation step over the whole batch and no old log-probs given: the step's own
+    forward pass supplies them (no extra pass), with the same loss and gradient as old log-probs
+    recomputed up front; first-step ratios are exactly 1."""
+    env = ToyPipeline(7)
+    episodes = [env.episode() for _ in range(4)]
+    states = []
+    for given in (False, True):
+        policy = SelectionPolicy(dim=D, hidden=16, roles=(EXTRACTOR, RETRIEVER), seed=0)
+        ext, _, _, _ = _rollout(policy, env, episodes, 4, torch.Generator().manual_seed(7))
+        adv = np.linspace(-1.0, 1.0, len(ext.samples))
+        old = None
+        if given:
+            with torch.no_grad():
+                lp = policy.logprobs_of(EXTRACTOR, ext.samples)
+            old = lp.sum if level == "sample" else [r[m > 0] for r, m in zip(lp.token, lp.mask)]
+        calls, real = [], policy.logprobs_of
+        policy.logprobs_of = lambda role, smp: calls.append(len(smp)) or real(role, smp)
+        up = PerAgentGRPO(policy, GRPOConfig(lr=1e-2, level=level, inner_epochs=1), roles=[EXTRACTOR])
+        stats = up.update({EXTRACTOR: RoleBatch(ext.samples, adv, old_logprobs=old)})
+        states.append((calls, stats, [p.detach().clone() for p in policy.trainable_parameters(EXTRACTOR)]))
+    (calls_a, st_a, par_a), (calls_b, st_b, par_b) = states
+    assert calls_a == [16] and calls_b == [16]  # no separate pass for the old log-probs
+    assert st_a["extractor/ratio_mean"] == 1.0 and st_a["extractor/approx_kl"] == 0.0
+    assert st_a["extractor/loss"] == pytest.approx(st_b["extractor/loss"], abs=1e-6)
+    assert all(torch.allclose(x, y, atol=1e-7) for x, y in zip(par_a, par_b))
+
+
 def test_frozen_roles_do_not_change():
     policy = SelectionPolicy(dim=D, hidden=16, roles=(EXTRACTOR, RETRIEVER), seed=0)
     updater = PerAgentGRPO(policy, GRPOConfig(lr=1e-2), frozen_roles=["extractor"])

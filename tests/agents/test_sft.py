@@ -163,6 +163,23 @@ def test_trainer_sft_warm_start_skips_flat_groups_and_reuses_behaviour_logprobs(
     for row, tok, m in zip(rows, lp.token, lp.mask):
         assert torch.allclose(row, tok[m > 0], atol=1e-4)
     assert _behaviour_logprobs(acts, "sample") is None
+    assert trainer.policy.behaviour_logprobs_exact  # float32: the recorded values are used
+
+
+def test_low_precision_sampling_leaves_old_logprobs_to_the_update(tiny_path):
+    """bf16 KV-cached sampling records log-probs that differ from the update's full pass, so the
+    trainer hands the update no "old" log-probs (it takes them from its own pass)."""
+    from agents.llm import LLMPolicy
+
+    bf16 = LLMPolicy(model=str(tiny_path), roles=(2,), max_new_tokens=4, dtype="bfloat16")
+    fp32 = LLMPolicy(model=str(tiny_path), roles=(2,), max_new_tokens=4)
+    assert not bf16.behaviour_logprobs_exact and fp32.behaviour_logprobs_exact
+    obs = [{"role": 2, "prompt": "Which option? (a) tea (b) coffee", "chunk": "", "memory": ""}]
+    for pol in (bf16, fp32):
+        out = pol.act(2, obs, generator=torch.Generator().manual_seed(0))
+        acts = [type("A", (), {"sample": s})() for s in out.samples]
+        rows = _behaviour_logprobs(acts, "token", pol)
+        assert (rows is None) == (pol is bf16)
 
 
 def test_best_iteration_only_when_validation_accuracy_rose(tmp_path):
