@@ -549,3 +549,23 @@ def test_bfloat16_base_runs_lora_in_bfloat16_from_float32_adapters(tiny_path):
     lp.sum.sum().backward()
     grads = [p.grad for p in pol.trainable_parameters(2)]
     assert all(g is not None and g.dtype == torch.float32 for g in grads) and any(g.abs().sum() > 0 for g in grads)
+
+
+def test_roles_share_one_base_model_in_memory(tiny_path):
+    """Three roles on one base: one copy of every base weight (one storage each), plus three
+    small adapters — not three models."""
+    pol = LLMPolicy(model=tiny_path, max_new_tokens=4)
+    models = {id(pol.model(r)) for r in (0, 1, 2)}
+    assert len(models) == 1
+    named = dict(pol.model(2).named_parameters())
+    base = {n: p for n, p in named.items() if "lora_" not in n}
+    lora = {n: p for n, p in named.items() if "lora_" in n}
+    storages = {p.untyped_storage().data_ptr() for p in pol.model(2).parameters()}
+    assert len(storages) == len({id(p) for p in pol.model(2).parameters()})  # no parameter is a second copy
+    from transformers import AutoModelForCausalLM
+    plain = AutoModelForCausalLM.from_pretrained(tiny_path)
+    assert sum(p.numel() for p in base.values()) == sum(p.numel() for p in plain.parameters())
+    per_role = {r: sum(p.numel() for n, p in lora.items() if f".{r}." in n) for r in ("extractor", "profiler", "retriever")}
+    assert len(set(per_role.values())) == 1 and sum(per_role.values()) == sum(p.numel() for p in lora.values())
+    total = sum(p.numel() for p in pol.model(2).parameters())
+    assert total == sum(p.numel() for p in plain.parameters()) + 3 * per_role["retriever"]
