@@ -38,6 +38,7 @@ prompts share the batch does not change how prompt i consumes its stream.
 from __future__ import annotations
 
 import abc
+import time
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -169,6 +170,11 @@ class TransformersBackend(GenerationBackend):
 
     def __init__(self, model):
         self.model = model
+        self.counters = {"prefill_calls": 0, "prefill_seconds": 0.0, "decode_steps": 0, "decode_rows": 0,
+                         "decode_seconds": 0.0}
+        """Running totals (wall seconds, each with its token choice) of the prompt passes and the
+        one-token decode steps (``decode_rows`` sums the batch rows over the steps); benchmarks
+        read and reset them."""
 
     @torch.inference_mode()
     def generate(self, prompts_token_ids, max_new_tokens, temperature=1.0, top_p=1.0, generator=None, *,
@@ -193,7 +199,9 @@ class TransformersBackend(GenerationBackend):
             done = torch.zeros(B, dtype=torch.bool, device=device)
             out_tokens, out_logps, alive = [], [], []
             past = step_ids = step_pos = None
+            counters = self.counters
             for step in range(int(max_new_tokens)):
+                t_step = time.perf_counter()
                 if step == 0:
                     past, logits, mask = self._prefill(prompts_token_ids, ids, mask, pad_token_id, device)
                 else:
@@ -221,6 +229,13 @@ class TransformersBackend(GenerationBackend):
                 out_logps.append(logp.gather(-1, nxt.unsqueeze(-1)).squeeze(-1))
                 alive.append(~done)
                 done = done | torch.isin(nxt, stop)
+                if step == 0:
+                    counters["prefill_calls"] += 1
+                    counters["prefill_seconds"] += time.perf_counter() - t_step
+                else:
+                    counters["decode_steps"] += 1
+                    counters["decode_rows"] += B
+                    counters["decode_seconds"] += time.perf_counter() - t_step
                 if bool(done.all()):
                     break
                 # the token just emitted is real for rows alive before this step (a stop token too);

@@ -199,8 +199,14 @@ def time_iteration(args) -> int:
     setup = time.perf_counter() - t0
     rss_setup = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     roles = ("extractor", "profiler", "retriever")
+    cpu_parts = _count_cpu(trainer)
     rows_json = []
     for _ in range(args.iterations):
+        for k in cpu_parts:
+            cpu_parts[k] = 0.0
+        backends = [u.backend for u in trainer.policy._units.values() if hasattr(u.backend, "counters")]
+        for be in backends:
+            be.counters = {k: type(v)() for k, v in be.counters.items()}
         c = time.process_time()
         r = trainer.step()
         cpu = time.process_time() - c
@@ -212,12 +218,15 @@ def time_iteration(args) -> int:
             "credit_and_advantages": r["seconds"] - r["seconds_rollout"] - sum(upd.values()),
             "scoring": upd["forward"] + upd["prepare"], "backward": upd["backward"],
             "optimizer": upd["optimizer"],
+            "cpu": {k: v for k, v in cpu_parts.items()},
+            "decode": {k: sum(be.counters[k] for be in backends) for k in (backends[0].counters if backends else {})},
             "gen_tokens": {role: r.get(f"gen_tokens_{role}", 0) for role in roles},
             "gen_seconds": {role: r.get(f"gen_seconds_{role}", 0.0) for role in roles},
             "samples": {role: r.get(f"grpo_{role}/n_samples", 0) for role in roles},
         })
-        print(f"  iteration: {r['seconds']:.1f} s wall ({cpu:.1f} s CPU): generation {gen:.1f} s, "
-              f"scoring {rows_json[-1]['scoring']:.1f} s, backward {upd['backward']:.1f} s",
+        print(f"  iteration: {r['seconds']:.1f} s wall ({cpu:.1f} s CPU): generation {gen:.1f} s "
+              f"({cpu_parts['generation']:.1f} CPU), scoring {rows_json[-1]['scoring']:.1f} s "
+              f"({cpu_parts['scoring']:.1f} CPU), backward {upd['backward']:.1f} s ({cpu_parts['backward']:.1f} CPU)",
               file=sys.stderr, flush=True)
     timed = rows_json[1:] or rows_json
 
@@ -234,7 +243,9 @@ def time_iteration(args) -> int:
         "warmup_iterations": len(rows_json) - len(timed),
         **{k: med(k) for k in ("seconds", "cpu_seconds", "generation", "env_steps", "credit_and_advantages",
                                 "scoring", "backward", "optimizer")},
+        "cpu_seconds_by_part": {k: statistics.median(x["cpu"][k] for x in timed) for k in cpu_parts},
         "gen_tokens": timed[-1]["gen_tokens"], "gen_seconds": timed[-1]["gen_seconds"],
+        "generation_passes": timed[-1]["decode"],
         "samples": timed[-1]["samples"],
         "peak_rss_mb": rss_mb, "peak_rss_after_setup_mb": rss_setup, "setup_seconds": setup,
         "iterations": rows_json,
@@ -248,12 +259,20 @@ def time_iteration(args) -> int:
           f"threads: {torch.get_num_threads()}  load average (1 min): {os.getloadavg()[0]:.2f}")
     note = f"median of {len(timed)} timed, after {len(rows_json) - len(timed)} warm-up"
     rows = [("iteration", f"{summary['seconds']:.1f} s", f"{summary['cpu_seconds']:.1f} s CPU ({note})"),
-            ("  generation (3 roles)", f"{summary['generation']:.1f} s", "LLMPolicy.act: prefill + decode"),
+            ("  generation (3 roles)", f"{summary['generation']:.1f} s",
+             f"{summary['cpu_seconds_by_part']['generation']:.1f} s CPU; LLMPolicy.act: prefill + decode"),
             ("  env steps", f"{summary['env_steps']:.1f} s", "prompts, parsing, rewards"),
             ("  credit + advantages", f"{summary['credit_and_advantages']:.1f} s", ""),
-            ("  scoring", f"{summary['scoring']:.1f} s", "logprobs_of with gradients + loss (every sample)"),
-            ("  backward", f"{summary['backward']:.1f} s", "loss.backward()"),
+            ("  scoring", f"{summary['scoring']:.1f} s", f"{summary['cpu_seconds_by_part']['scoring']:.1f} s CPU; "
+             "logprobs_of with gradients + loss (every sample)"),
+            ("  backward", f"{summary['backward']:.1f} s", f"{summary['cpu_seconds_by_part']['backward']:.1f} s CPU; "
+             "loss.backward()"),
             ("  optimizer", f"{summary['optimizer']:.2f} s", "clip + AdamW steps")]
+    gp = summary["generation_passes"]
+    if gp:
+        rows.insert(2, ("    prompt passes", f"{gp['prefill_seconds']:.1f} s", f"{gp['prefill_calls']} generate calls"))
+        rows.insert(3, ("    decode steps", f"{gp['decode_seconds']:.1f} s", f"{gp['decode_steps']} steps, "
+                        f"{gp['decode_rows'] / max(1, gp['decode_steps']):.1f} rows per step"))
     for role in roles:
         tok, sec = summary["gen_tokens"][role], summary["gen_seconds"][role]
         rows.append((f"  {role} generation", f"{sec:.1f} s", f"{tok} tokens, {summary['samples'][role]:.0f} "
@@ -267,6 +286,29 @@ def time_iteration(args) -> int:
     for name, val, note in rows:
         print(f"| {name.ljust(w)} | {val.ljust(v)} | {note} |")
     return 0
+
+
+def _count_cpu(trainer) -> dict:
+    """Process CPU seconds spent in generation (``policy.act``), scoring (the update's forward
+    passes) and ``backward`` — the wall-clock split's counterpart, which a loaded machine
+    inflates less. Wraps the three calls on these objects; returns the (mutable) totals."""
+    parts = {"generation": 0.0, "scoring": 0.0, "backward": 0.0}
+
+    def wrap(obj, name, key):
+        inner = getattr(obj, name)
+
+        def timed(*a, **kw):
+            c = time.process_time()
+            try:
+                return inner(*a, **kw)
+            finally:
+                parts[key] += time.process_time() - c
+        setattr(obj, name, timed)
+
+    wrap(trainer.policy, "act", "generation")
+    wrap(trainer.updater, "_timed_loss", "scoring")
+    wrap(trainer.updater, "_timed_backward", "backward")
+    return parts
 
 
 if __name__ == "__main__":
