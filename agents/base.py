@@ -120,6 +120,11 @@ class Policy(abc.ABC):
     kind: str = "abstract"
     #: roles this policy can act for (subset of (0, 1, 2)).
     roles: tuple = ALL_ROLES
+    #: rollouts batch this policy's roles in pipeline order (:func:`agents.rollout.collect_rollouts`):
+    #: episodes waiting for a later role wait until no episode needs an earlier one, so each role
+    #: runs in as few, as wide ``act`` calls as the episodes allow. For policies whose cost is per
+    #: call (an LLM's decode loop), not per observation.
+    batch_roles_in_order: bool = False
 
     @property
     @abc.abstractmethod

@@ -300,6 +300,9 @@ class _Unit:
 class LLMPolicy(Policy):
     """Causal-LM policy for the memory roles. See the module docstring."""
 
+    #: a generate call costs its decode steps whatever its width: batch each role's steps widely
+    batch_roles_in_order = True
+
     def __init__(self, config: LLMPolicyConfig | None = None, *, _adapter_dir: str | None = None,
                  _model_overrides: dict | None = None, **kw):
         if config is None:

@@ -77,6 +77,7 @@ class GreedyMemo:
 
     def __init__(self, policy: Any) -> None:
         self.policy = policy
+        self.batch_roles_in_order = bool(getattr(policy, "batch_roles_in_order", False))
         # key -> [(observation, (action, logprob, sample, info)), ...] (a list: keys may collide)
         self._cache: dict[tuple, list[tuple[Any, tuple]]] = {}
         self.hits = 0

@@ -5,7 +5,12 @@ For a batch of B queries the CoMAM learner samples G full trajectories per query
 of environments: at every tick the environments waiting for the same role are
 batched into one ``policy.act`` call. That is what keeps LLM rollouts efficient
 (one batched ``generate`` per role and tick) and costs nothing for the small
-selection policies. It works with any policy implementing :mod:`agents.base` and
+selection policies. When every policy sets ``batch_roles_in_order``
+(:class:`agents.llm.LLMPolicy`), a tick runs only the earliest role of the pipeline
+that any episode waits for: episodes with fewer extractor chunks wait at the profiler
+until the others catch up, so the profiler and the retriever each run once over the
+whole batch instead of once per chunk count (a generate call's decode loop costs the
+same for 4 rows as for 16). It works with any policy implementing :mod:`agents.base` and
 any view of the environment (text or selection) — the policy only sees the
 observations the view produces.
 
@@ -170,6 +175,7 @@ def collect_rollouts(
     trajectories: list[Trajectory | None] = [None] * n
     actions: list[Action] = []
     overrides = overrides or {}
+    in_order = all(getattr(p, "batch_roles_in_order", False) for p in policies.values())
 
     for wave_start in range(0, n, wave_size):
         wave = list(range(wave_start, min(n, wave_start + wave_size)))
@@ -192,6 +198,9 @@ def collect_rollouts(
                 group = t // group_size if streams is not None else -1
                 waiting.setdefault((id(policy), role, group), []).append(t)
             stepped: dict[int, Any] = {}
+            if waiting and in_order:  # only the earliest pipeline role waiting acts this tick
+                first = min(ROLE_NAMES.index(k[1]) for k in waiting)
+                waiting = {k: ts for k, ts in waiting.items() if ROLE_NAMES.index(k[1]) == first}
             for (_, role, _), ts in waiting.items():
                 policy = overrides.get(ts[0], {}).get(role, policies[role])
                 obs = [status[slot[t]].observation for t in ts]

@@ -557,6 +557,8 @@ def test_roles_share_one_base_model_in_memory(tiny_path):
     pol = LLMPolicy(model=tiny_path, max_new_tokens=4)
     models = {id(pol.model(r)) for r in (0, 1, 2)}
     assert len(models) == 1
+    from agents.memo import GreedyMemo
+    assert pol.batch_roles_in_order and GreedyMemo(pol).batch_roles_in_order  # rollouts batch roles widely
     named = dict(pol.model(2).named_parameters())
     base = {n: p for n, p in named.items() if "lora_" not in n}
     lora = {n: p for n, p in named.items() if "lora_" in n}

@@ -177,3 +177,26 @@ def test_greedy_memo_answers_repeats_from_cache_and_refuses_sampling(envs, qids)
     assert memo.hits == 2
     with pytest.raises(ValueError, match="only memoises greedy"):
         memo.act(0, [obs], greedy=False)
+
+
+def test_roles_in_order_batches_each_later_role_once_per_wave():
+    """With ``batch_roles_in_order`` (LLM policies), episodes with fewer extractor chunks wait:
+    the profiler and the retriever each act once over the whole wave; the episodes are the same
+    complete episodes, with every action recorded."""
+    pool = [comam_env.make("synthetic-mini", split="train", view="selection") for _ in range(8)]
+    qids = list(pool[0].unwrapped.question_ids[:8])  # one wave: 8 evidence-session episodes
+    calls = {}
+    for in_order in (False, True):
+        policy = _policy(pool)
+        policy.batch_roles_in_order = in_order
+        real, log = policy.act, []
+        policy.act = lambda role, obs, **kw: log.append((role, len(obs))) or real(role, obs, **kw)
+        batch = _roll(pool, policy, qids, 1, seed=2)
+        calls[in_order] = log
+        chunks = np.bincount([a.trajectory for a in batch.actions_of("extractor")], minlength=8)
+        assert all(t is not None for t in batch.trajectories) and (chunks >= 1).all()
+        assert len(batch.actions_of("profiler")) == len(batch.actions_of("retriever")) == 8
+    assert len(set(chunks.tolist())) > 1  # ragged chunk counts: the case that matters
+    assert [n for r, n in calls[True] if r == 0] == [int((chunks > k).sum()) for k in range(chunks.max())]
+    assert [c for c in calls[True] if c[0] != 0] == [(1, 8), (2, 8)]
+    assert len([c for c in calls[False] if c[0] == 1]) > 1  # without it the profiler runs per chunk count
