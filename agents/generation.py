@@ -102,6 +102,10 @@ class GenerationResult:
     """list of B float32 tensors (len = completion length): log-prob of each generated token."""
     finished: list = field(default_factory=list)
     """list of B bools: True when the completion ended with a stop token (not the length bound)."""
+    hidden: list | None = None
+    """With ``capture_layer``: B tensors (prompt + completion − 1, hidden) — the input of that
+    decoder layer at every position the model read (prompt tokens, then each generated token but
+    the last), in the model's dtype."""
 
 
 class GenerationBackend(abc.ABC):
@@ -178,7 +182,10 @@ class TransformersBackend(GenerationBackend):
 
     @torch.inference_mode()
     def generate(self, prompts_token_ids, max_new_tokens, temperature=1.0, top_p=1.0, generator=None, *,
-                 greedy=False, apply_top_p=False, stop_token_ids=(), pad_token_id=0) -> GenerationResult:
+                 greedy=False, apply_top_p=False, stop_token_ids=(), pad_token_id=0,
+                 capture_layer: torch.nn.Module | None = None) -> GenerationResult:
+        """``capture_layer``: a decoder layer of the model whose input hidden states are returned
+        per row in :attr:`GenerationResult.hidden` (see :func:`prefill`)."""
         if not prompts_token_ids:
             return GenerationResult()
         if any(len(p) == 0 for p in prompts_token_ids):
@@ -200,13 +207,20 @@ class TransformersBackend(GenerationBackend):
             out_tokens, out_logps, alive = [], [], []
             past = step_ids = step_pos = None
             counters = self.counters
+            prompt_hidden, step_hidden = None, []
             for step in range(int(max_new_tokens)):
                 t_step = time.perf_counter()
                 if step == 0:
-                    past, logits, mask = self._prefill(prompts_token_ids, ids, mask, pad_token_id, device)
+                    past, logits, mask, prompt_hidden = prefill(
+                        model, prompts_token_ids, pad_token_id, device, min_shared_prefix=self.min_shared_prefix,
+                        capture_layer=capture_layer)
+                    logits = logits.float()
                 else:
-                    res = model(input_ids=step_ids, attention_mask=mask, position_ids=step_pos,
-                                past_key_values=past, use_cache=True, logits_to_keep=1)
+                    with _Capture(capture_layer) as cap:
+                        res = model(input_ids=step_ids, attention_mask=mask, position_ids=step_pos,
+                                    past_key_values=past, use_cache=True, logits_to_keep=1)
+                    if capture_layer is not None:
+                        step_hidden.append(cap.inputs[0][:, 0])
                     past = res.past_key_values
                     logits = res.logits[:, -1, :].float()
                 logp = process_logits(logits, rec_t, rec_p, apply_top_p)
@@ -248,22 +262,21 @@ class TransformersBackend(GenerationBackend):
             live = torch.stack(alive, 1).cpu()
             result = GenerationResult()
             stop_set = set(int(t) for t in stop_token_ids)
+            steps_h = torch.stack(step_hidden, 1) if step_hidden else None  # (B, steps, H)
+            if capture_layer is not None:
+                result.hidden = []
             for i in range(B):
                 n = int(live[i].sum())
                 seq = toks[i, :n].tolist()
                 result.completion_ids.append(seq)
                 result.token_logprobs.append(lps[i, :n].clone())
                 result.finished.append(bool(seq) and seq[-1] in stop_set)
+                if capture_layer is not None:
+                    parts = [prompt_hidden[i]] + ([steps_h[i, :n - 1]] if steps_h is not None and n > 1 else [])
+                    result.hidden.append(torch.cat(parts, 0).cpu())
             return result
         finally:
             model.train(was_training)
-
-    def _prefill(self, prompts, ids, mask, pad_token_id, device):
-        """Run the prompts once (:func:`prefill`); returns (KV cache, last-position logits (B, V)
-        in float32, attention mask)."""
-        past, logits, mask = prefill(self.model, prompts, pad_token_id, device,
-                                     min_shared_prefix=self.min_shared_prefix)
-        return past, logits.float(), mask
 
     #: shortest common prompt head run once for the whole batch (see :func:`prefill`)
     min_shared_prefix = 16
@@ -282,13 +295,35 @@ def common_prefix_length(seqs: Sequence[Sequence[int]]) -> int:
     return n
 
 
+class _Capture:
+    """Context manager recording the input hidden states of ``layer`` (a decoder layer) on every
+    call while it is open (no-op for ``layer=None``)."""
+
+    def __init__(self, layer: torch.nn.Module | None):
+        self.layer, self.inputs, self._hook = layer, [], None
+
+    def _record(self, module, args, kwargs):
+        self.inputs.append((args[0] if args else kwargs["hidden_states"]).detach())
+
+    def __enter__(self):
+        if self.layer is not None:
+            self._hook = self.layer.register_forward_pre_hook(self._record, with_kwargs=True)
+        return self
+
+    def __exit__(self, *exc):
+        if self._hook is not None:
+            self._hook.remove()
+        return False
+
+
 def prefill(model, prompts: Sequence[Sequence[int]], pad_token_id: int, device, *,
-            min_shared_prefix: int = 16):
+            min_shared_prefix: int = 16, capture_layer: torch.nn.Module | None = None):
     """Run ``prompts`` through ``model`` with a KV cache, computing shared tokens once.
 
-    Returns ``(past, logits, mask)``: the cache of every prompt (B rows), the logits at each
-    prompt's last position (B, V) in the model's dtype, and the (B, W) attention mask of the
-    cache (1 = real token). Positions restart at 0 on each row's first real token, so the rows
+    Returns ``(past, logits, mask, hidden)``: the cache of every prompt (B rows), the logits at
+    each prompt's last position (B, V) in the model's dtype, the (B, W) attention mask of the
+    cache (1 = real token), and — with ``capture_layer`` (a decoder layer of ``model``) — B
+    tensors (prompt length, hidden) holding that layer's input at each prompt token (else None). Positions restart at 0 on each row's first real token, so the rows
     are what B separate forward passes give. Two savings, both exact:
 
     * **repeated prompts** (a GRPO group repeats each prompt G times — every trajectory's
@@ -308,25 +343,36 @@ def prefill(model, prompts: Sequence[Sequence[int]], pad_token_id: int, device, 
     index = [first.setdefault(tuple(int(t) for t in p), len(first)) for p in prompts]
     distinct = [list(k) for k in first]
     head = min(common_prefix_length(distinct), min(len(p) for p in distinct) - 1)
-    if len(distinct) > 1 and head >= max(1, int(min_shared_prefix)):
-        h_ids = torch.tensor([distinct[0][:head]], dtype=torch.long, device=device)
-        res = model(input_ids=h_ids, attention_mask=torch.ones_like(h_ids), use_cache=True, logits_to_keep=1)
-        past = res.past_key_values
-        past.reorder_cache(torch.zeros(len(distinct), dtype=torch.long, device=device))
-        t_ids, t_mask = left_pad([p[head:] for p in distinct], pad_token_id, device)
-        mask = torch.cat([torch.ones((len(distinct), head), dtype=t_mask.dtype, device=device), t_mask], dim=1)
-        res = model(input_ids=t_ids, attention_mask=mask, position_ids=positions_from_mask(mask)[:, head:],
-                    past_key_values=past, use_cache=True, logits_to_keep=1)
-    else:
-        ids, mask = left_pad(distinct, pad_token_id, device)
-        res = model(input_ids=ids, attention_mask=mask, position_ids=positions_from_mask(mask),
-                    use_cache=True, logits_to_keep=1)
+    with _Capture(capture_layer) as cap:
+        if len(distinct) > 1 and head >= max(1, int(min_shared_prefix)):
+            h_ids = torch.tensor([distinct[0][:head]], dtype=torch.long, device=device)
+            res = model(input_ids=h_ids, attention_mask=torch.ones_like(h_ids), use_cache=True, logits_to_keep=1)
+            past = res.past_key_values
+            past.reorder_cache(torch.zeros(len(distinct), dtype=torch.long, device=device))
+            t_ids, t_mask = left_pad([p[head:] for p in distinct], pad_token_id, device)
+            mask = torch.cat([torch.ones((len(distinct), head), dtype=t_mask.dtype, device=device), t_mask], dim=1)
+            res = model(input_ids=t_ids, attention_mask=mask, position_ids=positions_from_mask(mask)[:, head:],
+                        past_key_values=past, use_cache=True, logits_to_keep=1)
+        else:
+            ids, mask = left_pad(distinct, pad_token_id, device)
+            res = model(input_ids=ids, attention_mask=mask, position_ids=positions_from_mask(mask),
+                        use_cache=True, logits_to_keep=1)
+    hidden = None
+    if capture_layer is not None:  # the layer's input at each real prompt token, per distinct prompt
+        if len(cap.inputs) == 2:
+            h_head, h_tail = cap.inputs[0][0], cap.inputs[1]
+            lengths = [len(p) - head for p in distinct]
+            hidden = [torch.cat([h_head, h_tail[u, h_tail.shape[1] - n:]], 0) for u, n in enumerate(lengths)]
+        else:
+            h = cap.inputs[0]
+            hidden = [h[u, h.shape[1] - len(p):] for u, p in enumerate(distinct)]
+        hidden = [hidden[u] for u in index]
     past, logits = res.past_key_values, res.logits[:, -1, :]
     if len(distinct) < len(index):
         sel = torch.tensor(index, dtype=torch.long, device=device)
         past.reorder_cache(sel)
         logits, mask = logits.index_select(0, sel), mask.index_select(0, sel)
-    return past, logits, mask
+    return past, logits, mask, hidden
 
 
 class VLLMBackend(GenerationBackend):

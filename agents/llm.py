@@ -109,6 +109,14 @@ class LLMPolicyConfig:
     """Record/recompute log-probs under the top-p-renormalised distribution (see generation.py)."""
     generation_batch_size: int = 8
     """Prompts per generation micro-batch."""
+    reuse_frozen_hidden: bool = False
+    """With ``lora_layers=N`` on a Llama-architecture model: ``act`` in training mode records the
+    input of the first adapted layer at every position (the layers below hold no trainable
+    parameter, so it never changes), and ``logprobs_of`` runs only the top N layers on it instead
+    of the whole model — the update's forward shrinks like its backward. Costs host memory of
+    (prompt + completion tokens) x hidden size x 2-4 bytes per sample (0.5 MB for SmolLM2 on
+    synthetic-mini; far more for long prompts on big models, hence off by default). Other
+    architectures, and samples without the record, take the full pass."""
     share_prompt_forward: bool = True
     """`logprobs_of` runs each distinct prompt once and shares its KV cache with every sample that
     repeats it (a GRPO group's G extractor steps on one chunk): same log-probs and gradients,
@@ -518,6 +526,10 @@ class LLMPolicy(Policy):
         t_gen = time.perf_counter()
         bs = max(1, int(self.config.generation_batch_size))
         gens = row_generators(generator, len(encoded))  # None: one shared stream
+        boundary = self._frozen_boundary(unit)
+        if boundary is not None and isinstance(unit.backend, TransformersBackend) and unit.model.training:
+            gen_kw["capture_layer"] = boundary[1]
+        hidden = []
         for s in range(0, len(encoded), bs):
             gen = generator if gens is None else gens[s:s + bs]
             with self._low_precision(unit):
@@ -527,10 +539,14 @@ class LLMPolicy(Policy):
             completions += res.completion_ids
             lps += res.token_logprobs
             finished += res.finished
+            hidden += res.hidden or []
         samples = [{"prompt_ids": torch.tensor(e[0], dtype=torch.long),
                     "completion_ids": torch.tensor(c, dtype=torch.long),
                     "temperature": rec_t, "top_p": rec_p}
                    for e, c in zip(encoded, completions)]
+        if hidden:
+            for smp, h in zip(samples, hidden):
+                smp["hidden"], smp["hidden_layer"] = h, boundary[0]
         if unit.backend.exact_logprobs:
             summed = torch.stack([lp.sum() for lp in lps]) if lps else torch.zeros(0)
         else:  # re-score with the training model so ratios start at exactly 1
@@ -617,7 +633,9 @@ class LLMPolicy(Policy):
             tmask[i, :len(c)] = 1.0
         ids, attn, tmask = ids.to(dev), attn.to(dev), tmask.to(dev)
         with self._low_precision(unit):
-            logits = self._shared_prompt_logits(unit, samples, ids, attn, P, T, pad)
+            logits = self._top_layer_logits(unit, samples, attn, P, T)
+            if logits is None:
+                logits = self._shared_prompt_logits(unit, samples, ids, attn, P, T, pad)
             if logits is None:
                 out = unit.model(input_ids=ids, attention_mask=attn, position_ids=positions_from_mask(attn),
                                  use_cache=False, logits_to_keep=T + 1)
@@ -651,6 +669,58 @@ class LLMPolicy(Policy):
         with disable_input_dtype_casting(unit.model), torch.autocast(self._device.type, dtype=self._dtype):
             yield
 
+    #: model types whose decoder stack is ``model.layers`` run in order on ``inputs_embeds`` as
+    #: given (no embedding scaling, one attention type), so the top layers can run on their own
+    _TOP_LAYER_TYPES = ("llama",)
+
+    def _frozen_boundary(self, unit: _Unit):
+        """(index, module) of the first adapted decoder layer when the layers below it are frozen
+        and their output can be reused (``reuse_frozen_hidden``), else None."""
+        cfg = self.config
+        if not (cfg.lora and cfg.reuse_frozen_hidden and cfg.lora_layers is not None):
+            return None
+        base = unit.model.get_base_model() if hasattr(unit.model, "get_base_model") else unit.model
+        inner = getattr(base, "model", None)
+        layers = getattr(inner, "layers", None)
+        if getattr(base.config, "model_type", None) not in self._TOP_LAYER_TYPES or layers is None:
+            return None
+        first = len(layers) - int(cfg.lora_layers)
+        return (first, layers[first]) if first > 0 else None
+
+    def _top_layer_logits(self, unit: _Unit, samples, attn, P: int, T: int):
+        """Logits (B, T, V) from the top ``lora_layers`` decoder layers only, run on the frozen
+        layers' output recorded at act time (``sample["hidden"]``, see ``reuse_frozen_hidden``):
+        the same function of the trainable parameters as the full pass (tested), without the
+        forward through the frozen layers. None when not applicable."""
+        boundary = self._frozen_boundary(unit)
+        if boundary is None or T < 1 or not all(s.get("hidden_layer") == boundary[0] for s in samples):
+            return None
+        first = boundary[0]
+        dev = attn.device
+        width = P + T - 1  # the last completion token is never read
+        x = None
+        mask = torch.zeros((len(samples), width), dtype=attn.dtype, device=dev)
+        for i, s in enumerate(samples):
+            h = s["hidden"]
+            n_p, n_c = len(s["prompt_ids"]), len(s["completion_ids"])
+            if h.shape[0] != n_p + max(n_c - 1, 0):
+                raise ValueError(f"logprobs_of: sample {i} records {h.shape[0]} hidden states for "
+                                 f"{n_p} prompt + {n_c} completion tokens")
+            if x is None:
+                x = torch.zeros((len(samples), width, h.shape[1]), dtype=h.dtype, device=dev)
+            x[i, P - n_p:P - n_p + h.shape[0]] = h.to(dev)
+            mask[i, P - n_p:P - n_p + h.shape[0]] = 1
+        base = unit.model.get_base_model()
+        inner = base.model
+        layers = inner.layers
+        inner.layers = torch.nn.ModuleList(list(layers)[first:])
+        try:
+            out = unit.model(inputs_embeds=x.to(self._dtype), attention_mask=mask,
+                             position_ids=positions_from_mask(mask), use_cache=False, logits_to_keep=T)
+        finally:
+            inner.layers = layers
+        return out.logits
+
     def _shared_prompt_logits(self, unit: _Unit, samples, ids, attn, P: int, T: int, pad: int):
         """Logits (B, T, V) predicting the completion tokens, with shared prompt tokens run once.
 
@@ -670,8 +740,8 @@ class LLMPolicy(Policy):
         shared = common_prefix_length(distinct) if len(distinct) > 1 else 0
         if len(distinct) == len(prompts) and shared < TransformersBackend.min_shared_prefix:
             return None
-        past, head, p_mask = prefill(unit.model, prompts, pad, ids.device,
-                                     min_shared_prefix=TransformersBackend.min_shared_prefix)
+        past, head, p_mask, _ = prefill(unit.model, prompts, pad, ids.device,
+                                        min_shared_prefix=TransformersBackend.min_shared_prefix)
         head = head.unsqueeze(1)  # each prompt's last position predicts completion token 0
         if T == 1:
             return head

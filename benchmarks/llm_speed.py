@@ -90,6 +90,8 @@ def main(argv=None) -> int:
     ap.add_argument("--generation-batch-size", type=int, default=None, help="--iteration: prompts per "
                     "generate call (default B x G: one call per role and tick)")
     ap.add_argument("--no-share-prompt", action="store_true", help="--iteration: share_prompt_forward=False")
+    ap.add_argument("--no-reuse-hidden", action="store_true", help="--iteration: reuse_frozen_hidden=False (with "
+                    "--lora-layers, the update runs the whole model instead of the adapted layers)")
     ap.add_argument("--json", action="store_true", help="--iteration: print one JSON object instead of the table")
     ap.add_argument("--iterations", type=int, default=2, help="--iteration: iterations run; the first "
                     "is the warm-up, the rest are timed")
@@ -191,7 +193,7 @@ def time_iteration(args) -> int:
                                      "lora_alpha": 2 * args.lora_r, "device": args.device, "dtype": args.dtype,
                                      "generation_batch_size": args.generation_batch_size or n,
                                      "gradient_checkpointing": args.gradient_checkpointing,
-                                     "lora_layers": args.lora_layers,
+                                     "lora_layers": args.lora_layers, "reuse_frozen_hidden": not args.no_reuse_hidden,
                                      "share_prompt_forward": not args.no_share_prompt},
                       grpo=grpo)
     t0 = time.perf_counter()
@@ -238,7 +240,8 @@ def time_iteration(args) -> int:
         "model": path, "env": args.env, "batch_queries": args.batch_queries, "group_size": args.group_size,
         "max_new_tokens": new_tokens, "dtype": args.dtype, "lora_layers": args.lora_layers,
         "micro_batch_size": args.micro_batch, "gradient_checkpointing": args.gradient_checkpointing,
-        "share_prompt_forward": not args.no_share_prompt, "threads": torch.get_num_threads(),
+        "share_prompt_forward": not args.no_share_prompt, "reuse_frozen_hidden": not args.no_reuse_hidden,
+        "threads": torch.get_num_threads(),
         "load_average_1min": os.getloadavg()[0], "timed_iterations": len(timed),
         "warmup_iterations": len(rows_json) - len(timed),
         **{k: med(k) for k in ("seconds", "cpu_seconds", "generation", "env_steps", "credit_and_advantages",

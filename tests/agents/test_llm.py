@@ -571,3 +571,43 @@ def test_roles_share_one_base_model_in_memory(tiny_path):
     assert len(set(per_role.values())) == 1 and sum(per_role.values()) == sum(p.numel() for p in lora.values())
     total = sum(p.numel() for p in pol.model(2).parameters())
     assert total == sum(p.numel() for p in plain.parameters()) + 3 * per_role["retriever"]
+
+
+def test_top_layers_reuse_the_frozen_layers_output(tiny_path):
+    """With ``lora_layers``, act records the frozen layers' output and logprobs_of runs only the
+    adapted layers on it: the same log-probs and gradients as the full pass, the frozen layer is
+    not run, and act-time log-probs still match (ragged completions, a shared prompt head and a
+    repeated prompt, so every prefill layout is reassembled)."""
+    obs = [dict(OBS[i], prompt=HEAD + OBS[i]["prompt"]) for i in (1, 2, 1, 5)] + [OBS[3]]
+    pol = LLMPolicy(model=tiny_path, max_new_tokens=20, roles=(2,), lora_layers=1, reuse_frozen_hidden=True)
+    for unit in pol._units.values():
+        unit.model.generation_config.eos_token_id = list(range(40, 80))
+    assert "hidden" not in pol.act(2, obs[:1], greedy=True).samples[0]  # evaluation (eval mode): not recorded
+    pol.train()
+    samples = []
+    for group in (obs[:4], obs[4:]):  # a shared head in the first call, a single prompt in the second
+        samples += pol.act(2, group, generator=torch.Generator().manual_seed(6)).samples
+    assert len({len(s["completion_ids"]) for s in samples}) > 1
+    for s in samples:
+        assert s["hidden_layer"] == 1
+        assert s["hidden"].shape == (len(s["prompt_ids"]) + len(s["completion_ids"]) - 1, 64)
+    bottom = pol.model(2).get_base_model().model.layers[0]
+    runs = []
+    hook = bottom.register_forward_pre_hook(lambda m, a: runs.append(1))
+    try:
+        top = pol.logprobs_of(2, samples)
+    finally:
+        hook.remove()
+    assert not runs  # the frozen layer is not run
+    full = pol.logprobs_of(2, [{k: v for k, v in s.items() if k not in ("hidden", "hidden_layer")} for s in samples])
+    assert torch.equal(top.mask, full.mask) and torch.allclose(top.token, full.token, atol=1e-5)
+    for smp, tok, m in zip(samples, top.token, top.mask):
+        assert torch.allclose(smp["token_logprobs"], tok[m > 0], atol=1e-4)
+    grads = []
+    for lp in (top, full):
+        for p in pol.trainable_parameters(2):
+            p.grad = None
+        (lp.token * torch.linspace(-1, 1, lp.token.shape[1])).sum().backward()
+        grads.append([p.grad.clone() for p in pol.trainable_parameters(2)])
+    assert any(g.abs().sum() > 0 for g in grads[0])
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(*grads))
