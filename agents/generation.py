@@ -317,7 +317,8 @@ class _Capture:
 
 
 def prefill(model, prompts: Sequence[Sequence[int]], pad_token_id: int, device, *,
-            min_shared_prefix: int = 16, capture_layer: torch.nn.Module | None = None):
+            min_shared_prefix: int = 16, capture_layer: torch.nn.Module | None = None,
+            embeds: Sequence[torch.Tensor] | None = None):
     """Run ``prompts`` through ``model`` with a KV cache, computing shared tokens once.
 
     Returns ``(past, logits, mask, hidden)``: the cache of every prompt (B rows), the logits at
@@ -337,25 +338,41 @@ def prefill(model, prompts: Sequence[Sequence[int]], pad_token_id: int, device, 
       and the position ids skip them.
 
     Differentiable: under autograd (``LLMPolicy.logprobs_of``) the copies' gradients sum into
-    the one shared pass.
+    the one shared pass. ``embeds`` (one (prompt length, hidden) tensor per prompt) feeds the
+    model ``inputs_embeds`` instead of the token ids (which still decide what is shared): how
+    ``LLMPolicy`` runs only its adapted top layers on the frozen layers' recorded output.
     """
     first: dict[tuple, int] = {}
     index = [first.setdefault(tuple(int(t) for t in p), len(first)) for p in prompts]
     distinct = [list(k) for k in first]
     head = min(common_prefix_length(distinct), min(len(p) for p in distinct) - 1)
+    rep = [index.index(u) for u in range(len(distinct))]  # a row holding each distinct prompt
+
+    def inputs(us: list, start: int, stop: int | None = None):
+        """Model inputs (and mask) for tokens ``start:stop`` of distinct prompts ``us``, left-padded."""
+        if embeds is None:
+            ids, mask = left_pad([distinct[u][start:stop] for u in us], pad_token_id, device)
+            return {"input_ids": ids}, mask
+        parts = [embeds[rep[u]][start:stop] for u in us]
+        _, mask = left_pad([[1] * len(x) for x in parts], 0, device)
+        x = parts[0].new_zeros((len(parts), mask.shape[1], parts[0].shape[-1]))
+        for i, part in enumerate(parts):
+            x[i, mask.shape[1] - len(part):] = part
+        return {"inputs_embeds": x.to(device)}, mask
+
     with _Capture(capture_layer) as cap:
         if len(distinct) > 1 and head >= max(1, int(min_shared_prefix)):
-            h_ids = torch.tensor([distinct[0][:head]], dtype=torch.long, device=device)
-            res = model(input_ids=h_ids, attention_mask=torch.ones_like(h_ids), use_cache=True, logits_to_keep=1)
+            kw, h_mask = inputs([0], 0, head)
+            res = model(**kw, attention_mask=h_mask, use_cache=True, logits_to_keep=1)
             past = res.past_key_values
             past.reorder_cache(torch.zeros(len(distinct), dtype=torch.long, device=device))
-            t_ids, t_mask = left_pad([p[head:] for p in distinct], pad_token_id, device)
+            kw, t_mask = inputs(list(range(len(distinct))), head)
             mask = torch.cat([torch.ones((len(distinct), head), dtype=t_mask.dtype, device=device), t_mask], dim=1)
-            res = model(input_ids=t_ids, attention_mask=mask, position_ids=positions_from_mask(mask)[:, head:],
+            res = model(**kw, attention_mask=mask, position_ids=positions_from_mask(mask)[:, head:],
                         past_key_values=past, use_cache=True, logits_to_keep=1)
         else:
-            ids, mask = left_pad(distinct, pad_token_id, device)
-            res = model(input_ids=ids, attention_mask=mask, position_ids=positions_from_mask(mask),
+            kw, mask = inputs(list(range(len(distinct))), 0)
+            res = model(**kw, attention_mask=mask, position_ids=positions_from_mask(mask),
                         use_cache=True, logits_to_keep=1)
     hidden = None
     if capture_layer is not None:  # the layer's input at each real prompt token, per distinct prompt

@@ -691,35 +691,74 @@ class LLMPolicy(Policy):
         """Logits (B, T, V) from the top ``lora_layers`` decoder layers only, run on the frozen
         layers' output recorded at act time (``sample["hidden"]``, see ``reuse_frozen_hidden``):
         the same function of the trainable parameters as the full pass (tested), without the
-        forward through the frozen layers. None when not applicable."""
+        forward through the frozen layers. Shared prompt tokens run once here too
+        (:func:`agents.generation.prefill` on the recorded states, then the completions on top of
+        its cache) unless ``share_prompt_forward`` is off. None when not applicable."""
         boundary = self._frozen_boundary(unit)
         if boundary is None or T < 1 or not all(s.get("hidden_layer") == boundary[0] for s in samples):
             return None
-        first = boundary[0]
         dev = attn.device
-        width = P + T - 1  # the last completion token is never read
-        x = None
-        mask = torch.zeros((len(samples), width), dtype=attn.dtype, device=dev)
+        hidden = []
         for i, s in enumerate(samples):
-            h = s["hidden"]
-            n_p, n_c = len(s["prompt_ids"]), len(s["completion_ids"])
+            h, n_p, n_c = s["hidden"], len(s["prompt_ids"]), len(s["completion_ids"])
             if h.shape[0] != n_p + max(n_c - 1, 0):
                 raise ValueError(f"logprobs_of: sample {i} records {h.shape[0]} hidden states for "
                                  f"{n_p} prompt + {n_c} completion tokens")
-            if x is None:
-                x = torch.zeros((len(samples), width, h.shape[1]), dtype=h.dtype, device=dev)
-            x[i, P - n_p:P - n_p + h.shape[0]] = h.to(dev)
-            mask[i, P - n_p:P - n_p + h.shape[0]] = 1
-        base = unit.model.get_base_model()
-        inner = base.model
+            hidden.append(h.to(dev, self._dtype))
+        width = P + T - 1  # the last completion token is never read
+        with self._top_layers_only(unit, boundary[0]):
+            prompts = [[int(t) for t in s["prompt_ids"]] for s in samples]
+            if self._shares_prompts(prompts):
+                past, head, p_mask, _ = prefill(unit.model, prompts, 0, dev, embeds=[h[:len(p)] for h, p in zip(hidden, prompts)],
+                                                min_shared_prefix=TransformersBackend.min_shared_prefix)
+                head = head.unsqueeze(1)
+                if T == 1:
+                    return head
+                x = hidden[0].new_zeros((len(samples), T - 1, hidden[0].shape[1]))
+                c_mask = torch.zeros((len(samples), T - 1), dtype=attn.dtype, device=dev)
+                for i, (h, p) in enumerate(zip(hidden, prompts)):
+                    x[i, :h.shape[0] - len(p)] = h[len(p):]
+                    c_mask[i, :h.shape[0] - len(p)] = 1
+                mask = torch.cat([p_mask, c_mask], dim=1)
+                W = p_mask.shape[1]
+                out = unit.model(inputs_embeds=x, attention_mask=mask, position_ids=positions_from_mask(mask)[:, W:],
+                                 past_key_values=past, use_cache=True)
+                return torch.cat([head, out.logits], dim=1)
+            x = hidden[0].new_zeros((len(samples), width, hidden[0].shape[1]))
+            mask = torch.zeros((len(samples), width), dtype=attn.dtype, device=dev)
+            for i, (h, p) in enumerate(zip(hidden, prompts)):
+                x[i, P - len(p):P - len(p) + h.shape[0]] = h
+                mask[i, P - len(p):P - len(p) + h.shape[0]] = 1
+            out = unit.model(inputs_embeds=x, attention_mask=mask, position_ids=positions_from_mask(mask),
+                             use_cache=False, logits_to_keep=T)
+            return out.logits
+
+    @contextlib.contextmanager
+    def _top_layers_only(self, unit: _Unit, first: int):
+        """The model as its decoder layers ``first:`` alone (renumbered from 0 for the KV cache),
+        fed ``inputs_embeds``; the full stack is back on exit."""
+        inner = unit.model.get_base_model().model
         layers = inner.layers
-        inner.layers = torch.nn.ModuleList(list(layers)[first:])
+        top = list(layers)[first:]
+        old_idx = [layer.self_attn.layer_idx for layer in top]
+        inner.layers = torch.nn.ModuleList(top)
+        for k, layer in enumerate(top):
+            layer.self_attn.layer_idx = k
         try:
-            out = unit.model(inputs_embeds=x.to(self._dtype), attention_mask=mask,
-                             position_ids=positions_from_mask(mask), use_cache=False, logits_to_keep=T)
+            yield
         finally:
+            for layer, k in zip(top, old_idx):
+                layer.self_attn.layer_idx = k
             inner.layers = layers
-        return out.logits
+
+    def _shares_prompts(self, prompts) -> bool:
+        """Whether the shared prompt pass saves anything for these prompts (repeats, or a common
+        head of at least ``TransformersBackend.min_shared_prefix`` tokens) and may be used."""
+        if not self.config.share_prompt_forward or self.config.gradient_checkpointing:
+            return False
+        distinct = list(dict.fromkeys(tuple(p) for p in prompts))
+        shared = common_prefix_length(distinct) if len(distinct) > 1 else 0
+        return len(distinct) < len(prompts) or shared >= TransformersBackend.min_shared_prefix
 
     def _shared_prompt_logits(self, unit: _Unit, samples, ids, attn, P: int, T: int, pad: int):
         """Logits (B, T, V) predicting the completion tokens, with shared prompt tokens run once.
@@ -733,12 +772,8 @@ class LLMPolicy(Policy):
         nothing is shared, when disabled (``share_prompt_forward=False``) or under activation
         checkpointing (which runs without a KV cache).
         """
-        if not self.config.share_prompt_forward or self.config.gradient_checkpointing or T < 1:
-            return None
         prompts = [[int(t) for t in s["prompt_ids"]] for s in samples]
-        distinct = list(dict.fromkeys(tuple(p) for p in prompts))
-        shared = common_prefix_length(distinct) if len(distinct) > 1 else 0
-        if len(distinct) == len(prompts) and shared < TransformersBackend.min_shared_prefix:
+        if T < 1 or not self._shares_prompts(prompts):
             return None
         past, head, p_mask, _ = prefill(unit.model, prompts, pad, ids.device,
                                         min_shared_prefix=TransformersBackend.min_shared_prefix)

@@ -611,3 +611,15 @@ def test_top_layers_reuse_the_frozen_layers_output(tiny_path):
         grads.append([p.grad.clone() for p in pol.trainable_parameters(2)])
     assert any(g.abs().sum() > 0 for g in grads[0])
     assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(*grads))
+    # the other layouts of the top-layer pass: a shared head (first call's samples), no sharing
+    for subset, share in ((samples[:4], True), (samples, False)):
+        pol.config.share_prompt_forward = share
+        runs.clear()
+        hook = bottom.register_forward_pre_hook(lambda m, a: runs.append(1))
+        try:
+            top = pol.logprobs_of(2, subset)
+        finally:
+            hook.remove()
+        full = pol.logprobs_of(2, [{k: v for k, v in s.items() if k not in ("hidden", "hidden_layer")} for s in subset])
+        assert not runs and torch.allclose(top.token, full.token, atol=1e-5)
+    pol.config.share_prompt_forward = True
