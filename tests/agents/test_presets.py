@@ -57,6 +57,9 @@ def test_smollm2_presets_resolve_offline_and_flags_override(tmp_path, fake_smoll
     assert cpu.policy_kwargs["model"] == gpu.policy_kwargs["model"] == fake_smollm2
     assert (cpu.env, cpu.batch_queries, cpu.group_size, cpu.policy_kwargs["max_new_tokens"]) == ("synthetic-mini", 4, 4, 64)
     assert cpu.warm_start == "sft" and cpu.zero_variance_mode == "skip"
+    # the measured CPU configuration (docs/llm.md): bf16, LoRA in the top 8 layers on recorded states
+    assert (cpu.policy_kwargs["dtype"], cpu.policy_kwargs["lora_layers"], cpu.policy_kwargs["reuse_frozen_hidden"],
+            cpu.grpo["micro_batch_size"]) == ("bfloat16", 8, True, 4)
     assert cpu.policy_kwargs.get("backend", "transformers") == "transformers" and cpu.format_reward == 0.0
     assert gpu.policy_kwargs["backend"] == "vllm" and gpu.policy_kwargs["device"] == "cuda"
     over = _config("--preset", "smollm2-cpu", "--out", str(tmp_path / "c"), "--iterations", "3",
