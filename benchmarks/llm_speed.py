@@ -12,6 +12,9 @@ What is timed:
   prompt prefill.
 * LoRA update: one GRPO-style step — `logprobs_of` over 8 (prompt, completion) trajectories,
   clipped-ratio loss with a dummy advantage, backward, Adam step on the retriever adapter.
+* act vs re-score: mean and max |difference| between the per-token log-probs `act` recorded
+  while sampling (KV cache) and `logprobs_of` (one full pass) on those 8 trajectories — 1e-4 in
+  float32, larger in ``--dtype bfloat16``.
 * peak RSS: `resource.getrusage(RUSAGE_SELF).ru_maxrss` of this process at the end.
 * ``--iteration``: one whole CoMAM iteration instead (`agents.comam.Trainer.step`: B queries × G
   trajectories through the three roles of the env, credit, advantages, the per-agent GRPO
@@ -127,7 +130,10 @@ def main(argv=None) -> int:
     obs = [_prompt(i, args.prompt_tokens) for i in range(8)]
     traj = pol.act(2, obs, temperature=1.0, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
-        old = pol.logprobs_of(2, traj.samples).token
+        rescored = pol.logprobs_of(2, traj.samples)
+        old = rescored.token
+    gap = torch.cat([(s["token_logprobs"] - t[m > 0].float()).abs()
+                     for s, t, m in zip(traj.samples, rescored.token, rescored.mask)])
     adv = torch.linspace(-1.5, 1.5, 8, device=pol.device)[:, None]
     opt = torch.optim.Adam(pol.trainable_parameters(2), lr=1e-4)
 
@@ -148,6 +154,8 @@ def main(argv=None) -> int:
     rows.append(("LoRA update, 8 trajectories", f"{sec:.2f} s/step",
                  f"{_median_time.last_cpu:.2f} s CPU; r={args.lora_r}, {n_comp} completion + "
                  f"{8 * prompt_len} prompt tokens"))
+    rows.append(("act vs re-score log-prob", f"{gap.mean():.4f} mean", f"max {gap.max():.4f} over {gap.numel()} "
+                 f"sampled tokens (absolute difference per token, {args.dtype})"))
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     rows.append(("peak RSS", f"{rss_mb:.0f} MB", "whole process"))
     rows.append(("model load", f"{t_load:.2f} s", f"(+ {prep:.1f} s locating/converting/imports)"))
