@@ -293,12 +293,12 @@ def test_single_step_update_takes_old_logprobs_from_its_own_forward_pass(level):
     env = ToyPipeline(7)
     episodes = [env.episode() for _ in range(4)]
     states = []
-    for given in (False, True):
+    for precomputed in (False, True):
         policy = SelectionPolicy(dim=D, hidden=16, roles=(EXTRACTOR, RETRIEVER), seed=0)
         ext, _, _, _ = _rollout(policy, env, episodes, 4, torch.Generator().manual_seed(7))
         adv = np.linspace(-1.0, 1.0, len(ext.samples))
         old = None
-        if given:
+        if precomputed:
             with torch.no_grad():
                 lp = policy.logprobs_of(EXTRACTOR, ext.samples)
             old = lp.sum if level == "sample" else [r[m > 0] for r, m in zip(lp.token, lp.mask)]
