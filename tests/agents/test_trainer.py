@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from agents.base import ROLE_NAMES, load_policy
-from agents.comam import TrainConfig, Trainer, train
+from agents.comam import TrainConfig, Trainer, is_timing_key, train
 from agents.credit import CREDIT_STRATEGIES
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -29,7 +29,7 @@ def metrics(run_dir) -> list[dict]:
     out = []
     for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines():
         rec = json.loads(line)
-        out.append({k: v for k, v in rec.items() if not k.startswith("seconds")})
+        out.append({k: v for k, v in rec.items() if not is_timing_key(k)})
     return out
 
 
