@@ -193,9 +193,11 @@ def _iterations(run_dir) -> list[int]:
 
 
 def _curve(run_dir) -> list[dict]:
+    from agents.comam import is_timing_key
+
     out = []
     for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines():
-        out.append({k: v for k, v in json.loads(line).items() if not k.startswith("seconds")})
+        out.append({k: v for k, v in json.loads(line).items() if not is_timing_key(k)})
     return out
 
 
