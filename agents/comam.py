@@ -326,7 +326,8 @@ class Trainer:
             streams = {"generator": self.gen}
             if self.episode_streams:  # counterfactual k samples from its own per-episode streams
                 streams = {"sample_seeds": episode_seeds(self.cfg.seed, self.iteration, batch.question_ids,
-                                                         batch.group_size, stream=k + 1)}
+                                                         batch.group_size, stream=k + 1),
+                           "batch_groups": self.cfg.rollout_batching == "batch"}
             with torch.no_grad():
                 cf = collect_rollouts(
                     self.train_envs, _policies_for_roles(self.policy), batch.question_ids, batch.group_size,
@@ -375,6 +376,7 @@ class Trainer:
                 batch = collect_rollouts(
                     self.train_envs, _policies_for_roles(self.policy), qids, cfg.group_size,
                     rng=self.rng, temperature=cfg.temperature, reset_seeds=seeds, sample_seeds=streams,
+                    batch_groups=cfg.rollout_batching == "batch",
                 )
         return batch, seeds
 

@@ -7,10 +7,10 @@ batched into one ``policy.act`` call. That is what keeps LLM rollouts efficient
 (one batched ``generate`` per role and tick) and costs nothing for the small
 selection policies. When every policy sets ``batch_roles_in_order``
 (:class:`agents.llm.LLMPolicy`), a tick runs only the earliest role of the pipeline
-that any episode waits for: episodes with fewer extractor chunks wait at the profiler
-until the others catch up, so the profiler and the retriever each run once over the
-whole batch instead of once per chunk count (a generate call's decode loop costs the
-same for 4 rows as for 16). It works with any policy implementing :mod:`agents.base` and
+that any episode of a batch (a group, with per-episode streams) waits for: episodes
+with fewer extractor chunks wait at the profiler until the others catch up, so the
+profiler and the retriever each run once per batch instead of once per chunk count (a
+generate call's decode loop costs about the same for 4 rows as for 16). It works with any policy implementing :mod:`agents.base` and
 any view of the environment (text or selection) — the policy only sees the
 observations the view produces.
 
@@ -126,6 +126,7 @@ def collect_rollouts(
     reset_seeds: np.ndarray | None = None,
     sample_seeds: Sequence[int] | None = None,
     progress: Callable[[int], None] | None = None,
+    batch_groups: bool = False,
 ) -> RolloutBatch:
     """Run ``len(question_ids) × group_size`` episodes in lockstep.
 
@@ -152,6 +153,11 @@ def collect_rollouts(
             :func:`episode_seeds`) instead of the shared ``generator``: ``policy.act`` then gets
             one ``torch.Generator`` per observation, and the pool must hold a whole group.
         progress: called with the number of episodes finished at each completion.
+        batch_groups: with ``sample_seeds``, one ``act`` call over every group waiting for a role
+            instead of one per group: B·G rows per LLM decode loop instead of G. Each episode still
+            draws only from its own stream, but its floats now depend on its batch-mates (padding
+            width, batched matmuls), so results equal those of the same pool at rounding level only
+            (not bit-identical across pool sizes or Ray workers).
     """
     pool = envs if isinstance(envs, EnvPool) else LocalEnvPool(envs)
     if not len(pool):
@@ -195,12 +201,14 @@ def collect_rollouts(
                 role = role_of(st.agent)
                 policy = overrides.get(t, {}).get(role, policies[role])
                 # per-episode streams: one act call per group, so a call's inputs are one group's
-                group = t // group_size if streams is not None else -1
+                group = t // group_size if streams is not None and not batch_groups else -1
                 waiting.setdefault((id(policy), role, group), []).append(t)
             stepped: dict[int, Any] = {}
-            if waiting and in_order:  # only the earliest pipeline role waiting acts this tick
-                first = min(ROLE_NAMES.index(k[1]) for k in waiting)
-                waiting = {k: ts for k, ts in waiting.items() if ROLE_NAMES.index(k[1]) == first}
+            if waiting and in_order:  # per group (or batch): only the earliest pipeline role waiting acts
+                first: dict[int, int] = {}
+                for k in waiting:
+                    first[k[2]] = min(first.get(k[2], len(ROLE_NAMES)), ROLE_NAMES.index(k[1]))
+                waiting = {k: ts for k, ts in waiting.items() if ROLE_NAMES.index(k[1]) == first[k[2]]}
             for (_, role, _), ts in waiting.items():
                 policy = overrides.get(ts[0], {}).get(role, policies[role])
                 obs = [status[slot[t]].observation for t in ts]

@@ -95,6 +95,9 @@ def main(argv=None) -> int:
     ap.add_argument("--no-share-prompt", action="store_true", help="--iteration: share_prompt_forward=False")
     ap.add_argument("--no-reuse-hidden", action="store_true", help="--iteration: reuse_frozen_hidden=False (with "
                     "--lora-layers, the update runs the whole model instead of the adapted layers)")
+    ap.add_argument("--rollout-batching", default="batch", choices=("batch", "group"),
+                    help="--iteration: TrainConfig.rollout_batching ('batch': one generate call per role over "
+                         "all B groups; 'group': one per group, bit-identical across pools)")
     ap.add_argument("--json", action="store_true", help="--iteration: print one JSON object instead of the table")
     ap.add_argument("--iterations", type=int, default=2, help="--iteration: iterations run; the first "
                     "is the warm-up, the rest are timed")
@@ -197,6 +200,7 @@ def time_iteration(args) -> int:
         grpo["micro_batch_size"] = args.micro_batch
     cfg = TrainConfig(env=args.env, policy="llm", iterations=args.iterations, batch_queries=args.batch_queries,
                       group_size=args.group_size, env_pool=n, eval_limit=1, progress=False, zero_variance="keep",
+                      rollout_batching=args.rollout_batching,
                       policy_kwargs={"model": path, "max_new_tokens": new_tokens, "lora_r": args.lora_r,
                                      "lora_alpha": 2 * args.lora_r, "device": args.device, "dtype": args.dtype,
                                      "generation_batch_size": args.generation_batch_size or n,
@@ -248,6 +252,7 @@ def time_iteration(args) -> int:
         "model": path, "env": args.env, "batch_queries": args.batch_queries, "group_size": args.group_size,
         "max_new_tokens": new_tokens, "dtype": args.dtype, "lora_layers": args.lora_layers,
         "micro_batch_size": args.micro_batch, "gradient_checkpointing": args.gradient_checkpointing,
+        "rollout_batching": args.rollout_batching,
         "share_prompt_forward": not args.no_share_prompt, "reuse_frozen_hidden": not args.no_reuse_hidden,
         "threads": torch.get_num_threads(),
         "load_average_1min": os.getloadavg()[0], "timed_iterations": len(timed),
@@ -267,6 +272,7 @@ def time_iteration(args) -> int:
     print(f"model: {path}  env: {args.env}  B={args.batch_queries} G={args.group_size}  "
           f"max new tokens/role: {new_tokens}  dtype: {args.dtype}  lora_layers: {args.lora_layers}  "
           f"micro-batch: {args.micro_batch}  gradient checkpointing: {args.gradient_checkpointing}  "
+          f"rollout batching: {args.rollout_batching}  "
           f"threads: {torch.get_num_threads()}  load average (1 min): {os.getloadavg()[0]:.2f}")
     note = f"median of {len(timed)} timed, after {len(rows_json) - len(timed)} warm-up"
     rows = [("iteration", f"{summary['seconds']:.1f} s", f"{summary['cpu_seconds']:.1f} s CPU ({note})"),

@@ -29,3 +29,14 @@ def test_train_config_still_validates():
     with pytest.raises(ValueError, match="unknown credit strategy"):
         TrainConfig(credit="bogus")
     assert TrainConfig(policy="selection").grpo_config().lr == 1e-2
+
+
+def test_rollout_batching_choices():
+    from agents.config import TrainConfig
+
+    assert TrainConfig().rollout_batching == "group"
+    assert TrainConfig(rollout_batching="batch").rollout_batching == "batch"
+    with pytest.raises(ValueError, match="rollout_batching must be 'group' or 'batch'"):
+        TrainConfig(rollout_batching="wide")
+    with pytest.raises(ValueError, match="with rollout_workers"):
+        TrainConfig(rollout_batching="batch", rollout_workers=2)

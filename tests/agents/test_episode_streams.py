@@ -110,3 +110,34 @@ def test_selection_policy_draws_each_row_from_its_own_generator():
     assert np.array_equal(a.actions[0], b.actions[0])
     with pytest.raises(ValueError, match="2 generators for 3 observations"):
         pol.act(0, [obs, obs, obs], generator=gens(1, 2))
+
+
+def test_batch_groups_runs_one_generate_call_per_role_over_all_groups(text_envs, llm):
+    """``batch_groups``: per-episode streams still, but one act call over every group waiting for
+    a role (B·G rows per decode loop) instead of one per group; the recorded log-probs are the
+    policy's (re-scoring gives them back)."""
+    qids = list(text_envs[0].unwrapped.question_ids[:2])
+    G = 2
+    streams = episode_seeds(0, 0, qids, G)
+    calls = {}
+    real = llm.act
+    for batch_groups in (False, True):
+        log = calls[batch_groups] = []
+        llm.act = lambda role, obs, **kw: log.append((role, len(obs))) or real(role, obs, **kw)
+        try:
+            with torch.no_grad():
+                batch = collect_rollouts(text_envs, {r: llm for r in ROLE_NAMES}, qids, G, rng=np.random.default_rng(0),
+                                         reset_seeds=np.array([11, 12, 13, 14]), sample_seeds=streams,
+                                         batch_groups=batch_groups)
+        finally:
+            llm.act = real
+        assert len(batch.trajectories) == 4 and all(t is not None for t in batch.trajectories)
+    per_role = lambda log, r: [n for role, n in log if role == r]  # noqa: E731
+    assert per_role(calls[False], 1) == [2, 2] and per_role(calls[False], 2) == [2, 2]  # one call per group
+    assert per_role(calls[True], 1) == [4] and per_role(calls[True], 2) == [4]  # one call over both groups
+    assert sum(per_role(calls[True], 0)) == sum(per_role(calls[False], 0))
+    acts = batch.actions_of("retriever")
+    with torch.no_grad():
+        lp = llm.logprobs_of(2, [a.sample for a in acts])
+    for a, tok, m in zip(acts, lp.token, lp.mask):
+        assert torch.allclose(a.sample["token_logprobs"], tok[m > 0], atol=1e-4)

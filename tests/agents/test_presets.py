@@ -59,7 +59,7 @@ def test_smollm2_presets_resolve_offline_and_flags_override(tmp_path, fake_smoll
     assert cpu.warm_start == "sft" and cpu.zero_variance_mode == "skip"
     # the measured CPU configuration (docs/llm.md): bf16, LoRA in the top 8 layers on recorded states
     assert (cpu.policy_kwargs["dtype"], cpu.policy_kwargs["lora_layers"], cpu.policy_kwargs["reuse_frozen_hidden"],
-            cpu.grpo["micro_batch_size"]) == ("bfloat16", 8, True, 4)
+            cpu.grpo["micro_batch_size"], cpu.rollout_batching) == ("bfloat16", 8, True, 4, "batch")
     assert cpu.policy_kwargs.get("backend", "transformers") == "transformers" and cpu.format_reward == 0.0
     assert gpu.policy_kwargs["backend"] == "vllm" and gpu.policy_kwargs["device"] == "cuda"
     over = _config("--preset", "smollm2-cpu", "--out", str(tmp_path / "c"), "--iterations", "3",
