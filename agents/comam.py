@@ -119,7 +119,7 @@ def _behaviour_logprobs(actions: list, level: str, policy: Any = None):
     log-probs; ``None`` (recompute) when a sample lacks them, the update is at sample level, or
     the policy says its recorded values are not what its update pass computes
     (``behaviour_logprobs_exact = False``: a bf16 KV-cached decode differs from the full pass by
-    ~0.03 per token on SmolLM2, which would clip first-step ratios that are really 1)."""
+    0.04 per token on SmolLM2, which would clip first-step ratios that are really 1)."""
     if level != "token" or not actions or not getattr(policy, "behaviour_logprobs_exact", True):
         return None
     rows = [a.sample.get("token_logprobs") if isinstance(a.sample, dict) else None for a in actions]

@@ -576,9 +576,9 @@ class LLMPolicy(Policy):
     def behaviour_logprobs_exact(self) -> bool:
         """Whether ``sample["token_logprobs"]`` recorded by ``act`` equal what ``logprobs_of``
         computes (to 1e-4): true in float32, or when an inexact backend's samples were re-scored
-        by the training model; false for KV-cached sampling in bf16/fp16 (measured mean |Δ| 0.03,
-        max 0.19 per token on SmolLM2), where the trainer lets the update compute its own "old"
-        log-probs (free for a single-step update, :class:`agents.grpo.PerAgentGRPO`)."""
+        by the training model; false for KV-cached sampling in bf16/fp16 (measured mean |Δ| 0.04,
+        max 0.22 per token on SmolLM2, docs/llm.md), where the trainer lets the update compute
+        its own "old" log-probs (free for a single-step update, :class:`agents.grpo.PerAgentGRPO`)."""
         if self._dtype == torch.float32:
             return True
         return not any(isinstance(u.backend, TransformersBackend) for u in self._units.values())
