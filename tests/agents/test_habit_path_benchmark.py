@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.scripts import load_script
 
 
 def _load():
-    spec = importlib.util.spec_from_file_location("habit_path", ROOT / "benchmarks" / "habit_path.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("benchmarks/habit_path.py")
 
 
 def test_profile_conditions_put_the_habit_where_they_say():

@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.scripts import load_script
 
 
 def _load():
-    spec = importlib.util.spec_from_file_location("role_interventions", ROOT / "benchmarks" / "role_interventions.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("benchmarks/role_interventions.py")
 
 
 def test_empty_output_keeps_nothing_and_the_retriever_answers_from_the_question_alone():

@@ -3,24 +3,13 @@ quotes beside them."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
+from tests.scripts import load_script
 
 def _sweep(root: Path, per_seed: list[list[float]]) -> Path:
     for s, answers in enumerate(per_seed):
@@ -35,7 +24,7 @@ def _sweep(root: Path, per_seed: list[list[float]]) -> Path:
 def test_compare_sweeps_pairs_seeds_and_questions(tmp_path, capsys):
     a = _sweep(tmp_path / "a", [[1, 1, 0, 1], [1, 0, 1, 1]])
     b = _sweep(tmp_path / "b", [[0, 1, 0, 0], [1, 0, 0, 1]])
-    _load("compare_sweeps").main([str(a), str(b), "--seeds", "0", "1", "--json"])
+    load_script("benchmarks/compare_sweeps.py").main([str(a), str(b), "--seeds", "0", "1", "--json"])
     out = json.loads(capsys.readouterr().out)
     r = out["full-history"]
     assert r["accuracy_a"] == pytest.approx(0.75) and r["accuracy_b"] == pytest.approx(0.375)
@@ -46,11 +35,11 @@ def test_compare_sweeps_pairs_seeds_and_questions(tmp_path, capsys):
 def test_compare_sweeps_names_a_missing_run(tmp_path):
     a = _sweep(tmp_path / "a", [[1, 0]])
     with pytest.raises(SystemExit, match="seed1/final_eval.json is missing"):
-        _load("compare_sweeps").main([str(a), str(a), "--seeds", "0", "1"])
+        load_script("benchmarks/compare_sweeps.py").main([str(a), str(a), "--seeds", "0", "1"])
 
 
 def test_ndcg_chance_rises_with_the_share_of_correct_answers(capsys):
-    _load("ndcg_chance").main(["--draws", "300"])
+    load_script("benchmarks/ndcg_chance.py").main(["--draws", "300"])
     rows = [line.split("|")[1:-1] for line in capsys.readouterr().out.splitlines()[2:]]
     assert [int(r[0]) for r in rows] == list(range(1, 8))
     means = [float(r[1]) for r in rows]
