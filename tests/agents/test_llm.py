@@ -2,6 +2,7 @@
 the context-window truncation rule, backends, and one env episode driven by LLM policies."""
 from __future__ import annotations
 
+import contextlib
 import os
 
 import pytest
@@ -337,17 +338,36 @@ def test_gradient_checkpointing_same_logprobs_and_grads(tiny_path, policy):
     assert all(torch.allclose(x, y, atol=1e-5) for x, y in zip(ga, gb))
 
 
+@contextlib.contextmanager
+def recorded_input_shapes(model):
+    """The ``input_ids`` shape of every forward call of ``model`` inside the block."""
+    shapes = []
+    hook = model.register_forward_pre_hook(lambda m, a, kw: shapes.append(tuple(kw["input_ids"].shape)), with_kwargs=True)
+    try:
+        yield shapes
+    finally:
+        hook.remove()
+
+
+def shared_and_full_pass(tiny_path, samples, loss):
+    """``logprobs_of`` over ``samples`` with the shared prompt pass and with one full pass each:
+    ``[(log-probs, LoRA grads of loss(log-probs), input shapes)]`` for share = True, False."""
+    results = []
+    for share in (True, False):
+        pol = LLMPolicy(model=tiny_path, max_new_tokens=20, roles=(2,), share_prompt_forward=share).train()
+        with recorded_input_shapes(pol.model(2)) as shapes:
+            lp = pol.logprobs_of(2, samples)
+        loss(lp).backward()
+        results.append((lp, [p.grad.clone() for p in pol.trainable_parameters(2)], shapes))
+    return results
+
+
 def test_repeated_prompts_are_prefilled_once(policy):
     """A GRPO group repeats each prompt G times: the prefill runs once per distinct prompt and
     the sampled tokens keep exactly the log-probs a full re-scoring gives."""
-    model = policy.model(2)
-    seen = []
-    hook = model.register_forward_pre_hook(lambda m, a, kw: seen.append(kw["input_ids"].shape), with_kwargs=True)
-    try:
-        obs = [OBS[1], OBS[2], OBS[1], OBS[1]]
+    obs = [OBS[1], OBS[2], OBS[1], OBS[1]]
+    with recorded_input_shapes(policy.model(2)) as seen:
         out = policy.act(2, obs, temperature=1.0, generator=torch.Generator().manual_seed(5))
-    finally:
-        hook.remove()
     assert seen[0][0] == 2 and all(s[0] == 4 and s[1] == 1 for s in seen[1:])  # 2 distinct prompts
     rescored = policy.logprobs_of(2, out.samples)
     assert torch.allclose(out.logprobs, rescored.sum, atol=1e-4)
@@ -397,20 +417,8 @@ def test_shared_prompt_forward_gives_the_full_pass_logprobs_and_grads(tiny_path,
     obs = [OBS[1], OBS[2], OBS[1], OBS[1], OBS[3]]
     out = policy.act(2, obs, generator=torch.Generator().manual_seed(9))
     assert len({len(s["completion_ids"]) for s in out.samples}) > 1  # ragged completions, right pads
-    results = []
-    for share in (True, False):
-        pol = LLMPolicy(model=tiny_path, max_new_tokens=20, roles=(2,), share_prompt_forward=share).train()
-        seen = []
-        hook = pol.model(2).register_forward_pre_hook(
-            lambda m, a, kw: seen.append(tuple(kw["input_ids"].shape)), with_kwargs=True)
-        try:
-            lp = pol.logprobs_of(2, out.samples)
-        finally:
-            hook.remove()
-        (lp.token * torch.linspace(-1, 1, lp.token.shape[1])).sum().backward()
-        grads = [p.grad.clone() for p in pol.trainable_parameters(2)]
-        results.append((lp, grads, seen))
-    (a, ga, seen_a), (b, gb, seen_b) = results
+    (a, ga, seen_a), (b, gb, seen_b) = shared_and_full_pass(
+        tiny_path, out.samples, lambda lp: (lp.token * torch.linspace(-1, 1, lp.token.shape[1])).sum())
     P = max(len(s["prompt_ids"]) for s in out.samples)
     T = max(len(s["completion_ids"]) for s in out.samples)
     assert seen_a == [(3, P), (5, T - 1)] and seen_b == [(5, P + T)]  # 3 distinct prompts run once
@@ -462,13 +470,8 @@ def test_common_prompt_head_runs_once_in_generation_and_update(tiny_path, policy
     generation, sampled log-probs equal a full re-scoring, and the update's shared pass gives
     the full pass's log-probs and gradients."""
     obs = [dict(OBS[i], prompt=HEAD + OBS[i]["prompt"]) for i in (1, 2, 1, 5)]
-    model = policy.model(2)
-    seen = []
-    hook = model.register_forward_pre_hook(lambda m, a, kw: seen.append(tuple(kw["input_ids"].shape)), with_kwargs=True)
-    try:
+    with recorded_input_shapes(policy.model(2)) as seen:
         greedy = policy.act(2, obs, greedy=True)
-    finally:
-        hook.remove()
     prompts = [s["prompt_ids"].tolist() for s in greedy.samples]
     k = min(i for i in range(len(prompts[0])) if any(p[i] != prompts[0][i] for p in prompts))
     assert k >= 16 and seen[0] == (1, k)  # the head, once
@@ -477,19 +480,7 @@ def test_common_prompt_head_runs_once_in_generation_and_update(tiny_path, policy
     for o, a in zip(obs, greedy.samples):
         assert torch.equal(policy.act(2, [o], greedy=True).samples[0]["completion_ids"], a["completion_ids"])
     out = policy.act(2, obs, generator=torch.Generator().manual_seed(4))
-    results = []
-    for share in (True, False):
-        pol = LLMPolicy(model=tiny_path, max_new_tokens=20, roles=(2,), share_prompt_forward=share).train()
-        shapes = []
-        hook = pol.model(2).register_forward_pre_hook(
-            lambda m, a, kw: shapes.append(tuple(kw["input_ids"].shape)), with_kwargs=True)
-        try:
-            lp = pol.logprobs_of(2, out.samples)
-        finally:
-            hook.remove()
-        lp.sum.sum().backward()
-        results.append((lp, [p.grad.clone() for p in pol.trainable_parameters(2)], shapes))
-    (a, ga, sa), (b, gb, sb) = results
+    (a, ga, sa), (b, gb, sb) = shared_and_full_pass(tiny_path, out.samples, lambda lp: lp.sum.sum())
     assert sa[0] == (1, k) and len(sa) == 3 and len(sb) == 1
     assert torch.allclose(a.token, b.token, atol=1e-5)
     for smp, tok, m in zip(out.samples, a.token, a.mask):
