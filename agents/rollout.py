@@ -10,9 +10,9 @@ selection policies. When every policy sets ``batch_roles_in_order``
 that any episode of a batch (a group, with per-episode streams) waits for: episodes
 with fewer extractor chunks wait at the profiler until the others catch up, so the
 profiler and the retriever each run once per batch instead of once per chunk count (a
-generate call's decode loop costs about the same for 4 rows as for 16). It works with any policy implementing :mod:`agents.base` and
-any view of the environment (text or selection) — the policy only sees the
-observations the view produces.
+generate call's decode loop costs about the same for 4 rows as for 16). It works with any
+policy implementing :mod:`agents.base` and any view of the environment (text or selection) —
+the policy only sees the observations the view produces.
 
 Every episode is reset with an explicit seed drawn from the caller's
 ``numpy.random.Generator`` and the question id, and every action is sampled with
