@@ -21,14 +21,18 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def _correct(run: Path, episode: str) -> dict[str, float]:
+def _episodes(run: Path) -> dict:
+    """The per-question evaluation of one run's final policy, by episode kind."""
     path = run / "final_eval.json"
     if not path.exists():
         raise SystemExit(f"compare_sweeps: {path} is missing (run the sweep first)")
-    episodes = json.loads(path.read_text())["episodes"]
-    if episode not in episodes:
-        raise SystemExit(f"compare_sweeps: {path} has no {episode!r} evaluation")
-    return episodes[episode]["correct"]
+    return json.loads(path.read_text())["episodes"]
+
+
+def _correct(evaluation: dict, run: Path, episode: str) -> dict[str, float]:
+    if episode not in evaluation:
+        raise SystemExit(f"compare_sweeps: {run / 'final_eval.json'} has no {episode!r} evaluation")
+    return evaluation[episode]["correct"]
 
 
 def main(argv=None) -> None:
@@ -42,10 +46,12 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     from comam_env.stats import two_way_bootstrap
 
+    runs = {side: [sweep / args.variant / f"it{args.iterations}" / f"seed{s}" for s in args.seeds]
+            for side, sweep in (("a", args.sweep_a), ("b", args.sweep_b))}
+    evaluations = {side: [_episodes(run) for run in rs] for side, rs in runs.items()}  # each file read once
     out = {}
     for episode in ("evidence-session", "full-history"):
-        a = [_correct(args.sweep_a / args.variant / f"it{args.iterations}" / f"seed{s}", episode) for s in args.seeds]
-        b = [_correct(args.sweep_b / args.variant / f"it{args.iterations}" / f"seed{s}", episode) for s in args.seeds]
+        a, b = ([_correct(e, run, episode) for e, run in zip(evaluations[side], runs[side])] for side in ("a", "b"))
         questions = sorted(a[0])
         if any(sorted(x) != questions for x in a + b):
             raise SystemExit(f"compare_sweeps: the runs were evaluated on different {episode} questions")
