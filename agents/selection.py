@@ -36,6 +36,14 @@ and outside the fine-memory budget; 0 when the observation has no ``source``), a
 option the flag of its best-matching kept candidate — so a retriever can learn to trust the
 profile, and the profiler's output is an input the policy reads.
 
+With ``supersede_features=True`` (off by default) both get one more entry after the source flag:
+the candidate's best similarity to a *later* valid candidate (rows are chronological, so a high
+value marks a line a later line restates or updates — a stale preference), and for an option that
+value of its best-matching kept candidate. It is the consolidation step of memory systems such as
+mem0 (a new statement updates an old one), computed from the observation alone. Measured on the
+default track (adaptive, seed 0, F1 judge; docs/credit_ablation.md "Role interventions"): it
+does not make the profiler necessary on full-history episodes, so it stays off.
+
 Decisions and log-probs. A sample's decisions are its valid candidates' keep bits plus,
 for the retriever, the option: ``logprobs_of`` returns ``(B, K + 1)`` per-decision
 log-probs with a mask (candidate slots masked by the observation mask; the last slot is
@@ -98,6 +106,7 @@ class SelectionPolicyConfig:
     shared: bool = field(default=False, metadata={"help": "one network for all roles (shared-policy ablation) instead of one per role"})
     position_features: bool = field(default=False, metadata={"help": "recency features: each candidate's relative position among the valid rows (the view keeps them in chronological order), and for each option the position of its best-matching kept candidate"})
     source_features: bool = field(default=True, metadata={"help": "profile features: each candidate's 'source' flag (1 = a profile unit) and, for each option, the flag of its best-matching kept candidate (policies saved without this field load with it off)"})
+    supersede_features: bool = field(default=False, metadata={"help": "consolidation features: each candidate's best similarity to a later valid candidate (a later line on the same subject supersedes it: a stale preference), and for each option that value of its best-matching kept candidate"})
     roles: tuple = field(default=ALL_ROLES, metadata={"help": "roles this policy acts for (ints 0..2)"})
     seed: int = field(default=0, metadata={"help": "seed of the parameter initialisation and of the fallback sampling generator"})
     device: str = field(default="cpu", metadata={"help": "torch device of the parameters"})
@@ -116,13 +125,14 @@ class _SelectionNet(nn.Module):
     """Keep-logit scorer for candidates (+ option scorer when it serves the retriever)."""
 
     def __init__(self, dim: int, hidden: int, role_dim: int, with_option: bool, position: bool = False,
-                 source: bool = False) -> None:
+                 source: bool = False, supersede: bool = False) -> None:
         super().__init__()
-        # + one "best match" similarity (see keep/option_logits) and, optionally, one position
-        # and one source flag (in that order, after the match)
-        feat = 5 * dim + 2 + role_dim + 1 + int(position) + int(source)
+        # + one "best match" similarity (see keep/option_logits) and, optionally, one position,
+        # one source flag and one "superseded" similarity (in that order, after the match)
+        feat = 5 * dim + 2 + role_dim + 1 + int(position) + int(source) + int(supersede)
         self.position = position
         self.source = source
+        self.supersede = supersede
         self.role_emb = nn.Embedding(len(ALL_ROLES), role_dim)
         self.keep = nn.Sequential(nn.Linear(feat, hidden), nn.Tanh(), nn.Linear(hidden, 1))
         self.option = (
@@ -147,8 +157,8 @@ class _SelectionNet(nn.Module):
                 self.option[-1].bias.zero_()
 
     @staticmethod
-    def _score(mlp: nn.Sequential, x, ctx1, ctx2, role, match, pos=None, src=None) -> torch.Tensor:
-        """``mlp`` applied to ``[x, c1, x⊙c1, c2, x⊙c2, x·c1, x·c2, role, match(, pos)(, src)]`` per row of ``x``.
+    def _score(mlp: nn.Sequential, x, ctx1, ctx2, role, match, pos=None, src=None, sup=None) -> torch.Tensor:
+        """``mlp`` applied to ``[x, c1, x⊙c1, c2, x⊙c2, x·c1, x·c2, role, match(, pos)(, src)(, sup)]`` per row of ``x``.
 
         The first layer is linear in that feature vector, so instead of materialising the
         ``(B, N, 5d + 2 + r)`` features it is folded into one per-sample matrix
@@ -176,19 +186,22 @@ class _SelectionNet(nn.Module):
             col += 1
         if src is not None:
             h = h + src[..., None] * W[:, col]
+            col += 1
+        if sup is not None:
+            h = h + sup[..., None] * W[:, col]
         for layer in list(mlp)[1:]:
             h = layer(h)
         return h.squeeze(-1)
 
     @staticmethod
-    def _features(x, ctx1, ctx2, role, match, pos=None, src=None) -> torch.Tensor:
+    def _features(x, ctx1, ctx2, role, match, pos=None, src=None, sup=None) -> torch.Tensor:
         """The explicit feature vector (reference for :meth:`_score`; used in tests)."""
         c1 = ctx1[:, None, :].expand_as(x)
         c2 = ctx2[:, None, :].expand_as(x)
         dot1 = (x * c1).sum(-1, keepdim=True)
         dot2 = (x * c2).sum(-1, keepdim=True)
         r = role[:, None, :].expand(x.shape[0], x.shape[1], role.shape[-1])
-        extra = [t[..., None] for t in (pos, src) if t is not None]
+        extra = [t[..., None] for t in (pos, src, sup) if t is not None]
         return torch.cat([x, c1, x * c1, c2, x * c2, dot1, dot2, r, match[..., None], *extra], dim=-1)
 
     @staticmethod
@@ -198,6 +211,20 @@ class _SelectionNet(nn.Module):
         sims = sims.masked_fill(~valid[:, None, :], float("-inf"))
         best = sims.max(dim=-1).values
         return torch.where(valid.any(-1, keepdim=True), best, torch.zeros_like(best))
+
+    @staticmethod
+    def _superseded(cand, mask) -> torch.Tensor:
+        """Per valid row: its best dot product with a *later* valid row (0 for the last row and masked ones).
+
+        Rows are in chronological order, so a high value means a later line says something close
+        to this one — the later statement of the same preference supersedes it (memory
+        consolidation, as in mem0's update step). Computed from the observation, not the data."""
+        sims = torch.bmm(cand, cand.transpose(1, 2))  # (B, N, N)
+        n = cand.shape[1]
+        later = torch.ones(n, n, dtype=torch.bool, device=cand.device).triu(diagonal=1)
+        ok = later[None] & mask[:, None, :] & mask[:, :, None]
+        best = sims.masked_fill(~ok, float("-inf")).max(dim=-1).values
+        return torch.where(ok.any(-1), best, torch.zeros_like(best))
 
     @staticmethod
     def _positions(mask) -> torch.Tensor:
@@ -214,7 +241,8 @@ class _SelectionNet(nn.Module):
         match = self._best_match(cand, options, options.abs().sum(-1) > 0)
         pos = self._positions(mask).to(cand.dtype) if self.position else None
         src = self._source(source, mask, cand.dtype) if self.source else None
-        return self._score(self.keep, cand, query, ctx, self.role_emb(role_ids), match, pos, src)
+        sup = self._superseded(cand, mask) if self.supersede else None
+        return self._score(self.keep, cand, query, ctx, self.role_emb(role_ids), match, pos, src, sup)
 
     @staticmethod
     def _source(source, mask, dtype) -> torch.Tensor:
@@ -242,7 +270,13 @@ class _SelectionNet(nn.Module):
             sims = torch.bmm(options, cand.transpose(1, 2)).masked_fill(~kept[:, None, :], float("-inf"))
             flag = self._source(source, kept, cand.dtype)
             src = torch.where(kept.any(-1, keepdim=True), flag.gather(1, sims.argmax(dim=-1)), torch.zeros_like(match))
-        return self._score(self.option, options, query, sel, self.role_emb(role_ids), match, pos, src)
+        sup = None
+        if self.supersede:
+            # Whether the option's best-matching kept candidate is superseded by a later one (stale).
+            sims = torch.bmm(options, cand.transpose(1, 2)).masked_fill(~kept[:, None, :], float("-inf"))
+            later = self._superseded(cand, mask if mask is not None else kept)
+            sup = torch.where(kept.any(-1, keepdim=True), later.gather(1, sims.argmax(dim=-1)), torch.zeros_like(match))
+        return self._score(self.option, options, query, sel, self.role_emb(role_ids), match, pos, src, sup)
 
 
 def _as_batch(observations: Any) -> dict[str, np.ndarray]:
@@ -330,11 +364,13 @@ class SelectionPolicy(Policy):
         nets: dict[str, _SelectionNet] = {}
         if config.shared:
             nets["shared"] = _SelectionNet(config.dim, config.hidden, config.role_dim, RETRIEVER in self.roles,
-                                           config.position_features, config.source_features)
+                                           config.position_features, config.source_features,
+                                           config.supersede_features)
         else:
             for r in self.roles:
                 nets[ROLE_NAMES[r]] = _SelectionNet(config.dim, config.hidden, config.role_dim, r == RETRIEVER,
-                                                    config.position_features, config.source_features)
+                                                    config.position_features, config.source_features,
+                                           config.supersede_features)
         self.nets = nn.ModuleDict(nets)
         for key in self.nets:  # deterministic, insertion order
             self.nets[key].reset(gen, config.keep_prob)

@@ -14,8 +14,11 @@ them (else ``None``). Scores are deterministic for the same inputs.
   one-to-one against the gold statements with the reward matcher
   (:func:`comam_env.rewards.match_units`, token recall by default). With ``c``
   matches, precision ``P = c/|units|`` and recall ``R = c/|gold|``, the score is
-  the recall-weighted F-beta ``(1+β²)·P·R / (β²·P + R)`` with ``β = 2`` (a profile
-  should above all cover the user; padding is punished less than omission).
+  the F-beta ``(1+β²)·P·R / (β²·P + R)`` with ``β = 1`` (F1: padding and omission cost
+  alike — a profile is a compact abstraction, and the retriever reads it under a memory
+  budget; until session 5 the default was the recall-weighted β = 2, which taught the
+  selection profiler to keep about half of M_f and made it causally inert,
+  docs/credit_ablation.md "Role interventions").
   The gold statements themselves score 1; an empty profile scores 0. The gold statements
   are what the history H the profiler saw supports
   (:meth:`comam_env.data.schema.Dataset.profile_for` with H's spans: statements whose
@@ -173,17 +176,17 @@ def _evenly_spaced(items: list[str], limit: int) -> list[str]:
 
 
 class GoldProfileJudge:
-    """Recall-weighted F-beta of profile units matched to gold statements (see module docstring).
+    """F-beta of profile units matched to gold statements (see module docstring).
 
     Args:
         matcher: matcher spec for :func:`comam_env.rewards.match_units`.
         tau: match threshold (``None`` = the matcher's default).
-        beta: F-beta weight of recall (2 = recall counts four times as much).
+        beta: F-beta weight of recall (1 = F1, the default; 2 = recall counts four times as much).
     """
 
     name = "gold"
 
-    def __init__(self, matcher: Any = "token-recall", tau: float | None = None, beta: float = 2.0) -> None:
+    def __init__(self, matcher: Any = "token-recall", tau: float | None = None, beta: float = 1.0) -> None:
         if beta <= 0:
             raise ValueError(f"beta must be > 0, got {beta}")
         self.matcher, self.tau, self.beta = matcher, tau, float(beta)

@@ -59,7 +59,7 @@ def paired_difference_ci(a: Sequence[float], b: Sequence[float], seed: int = 0,
 
 
 def two_way_bootstrap(diff: np.ndarray, seed: int = 0, n_resamples: int = 10_000,
-                      confidence: float = 0.95) -> dict:
+                      confidence: float = 0.95, groups: Sequence | None = None) -> dict:
     """Paired test of a mean difference measured on seeds × questions (``diff[s, q]`` = score of
     system A minus system B, trained with seed ``s``, on question ``q``).
 
@@ -70,7 +70,13 @@ def two_way_bootstrap(diff: np.ndarray, seed: int = 0, n_resamples: int = 10_000
     resamples along one axis only, hence this numpy version. The two-sided p-value is twice the
     smaller share of resampled means on either side of 0 (at least ``1 / n_resamples``).
 
-    Returns ``{"mean", "ci95", "p_value", "n_seeds", "n_questions"}``.
+    ``groups`` (one label per question, e.g. its persona) makes the question factor a cluster
+    bootstrap: whole groups are drawn with replacement, so questions that share a history (and
+    hence their errors) move together; the resampled mean is the weighted mean of the selected
+    cells. Without it questions are treated as independent, which understates the interval when
+    they are not.
+
+    Returns ``{"mean", "ci95", "p_value", "n_seeds", "n_questions"}`` (+ ``"n_groups"``).
     """
     d = np.asarray(diff, dtype=np.float64)
     if d.ndim != 2 or 0 in d.shape:
@@ -78,14 +84,24 @@ def two_way_bootstrap(diff: np.ndarray, seed: int = 0, n_resamples: int = 10_000
     S, Q = d.shape
     mean = float(d.mean())
     out = {"mean": mean, "n_seeds": S, "n_questions": Q}
+    if groups is not None:
+        if len(groups) != Q:
+            raise ValueError(f"two_way_bootstrap: {len(groups)} group labels for {Q} questions")
+        labels, group_of = np.unique(np.asarray(groups, dtype=object).astype(str), return_inverse=True)
+        out["n_groups"] = int(len(labels))
     if np.all(d == d.flat[0]):
         return {**out, "ci95": [mean, mean], "p_value": 1.0 if mean == 0 else 1.0 / n_resamples}
     rng = np.random.default_rng(seed)
-    # Resampling with replacement = multinomial counts per seed and per question; the mean of the
-    # selected cells is w_s^T D w_q / (S Q).
+    # Resampling with replacement = multinomial counts per seed and per question (or per group,
+    # each question weighted by its group's count); the mean of the selected cells is
+    # w_s^T D w_q / (S · sum(w_q)).
     ws = rng.multinomial(S, np.full(S, 1.0 / S), size=n_resamples).astype(np.float64)
-    wq = rng.multinomial(Q, np.full(Q, 1.0 / Q), size=n_resamples).astype(np.float64)
-    means = np.einsum("ns,sq,nq->n", ws, d, wq) / (S * Q)
+    if groups is None:
+        wq = rng.multinomial(Q, np.full(Q, 1.0 / Q), size=n_resamples).astype(np.float64)
+    else:
+        G = len(labels)
+        wq = rng.multinomial(G, np.full(G, 1.0 / G), size=n_resamples).astype(np.float64)[:, group_of]
+    means = np.einsum("ns,sq,nq->n", ws, d, wq) / (S * wq.sum(axis=1))
     alpha = (1.0 - confidence) / 2.0
     lo, hi = np.quantile(means, [alpha, 1.0 - alpha])
     p = 2.0 * min(float(np.mean(means <= 0.0)), float(np.mean(means >= 0.0)))

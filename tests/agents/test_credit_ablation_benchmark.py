@@ -48,7 +48,13 @@ def test_sweep_reports_budgets_paired_tests_and_claims(tmp_path, capsys):
     for budget in ("rollouts", "updates"):
         test = report["budgets"][budget]["no training"]["vs_reference"]["full-history"]
         assert test["n_seeds"] == 2 and test["n_questions"] == 6 and 0 < test["p_value"] <= 1
+        # the clustered test draws whole histories: fewer clusters than questions
+        clustered = test["by_history"]
+        assert clustered["n_questions"] == 6 and 1 <= clustered["n_groups"] < 6 and 0 < clustered["p_value"] <= 1
     claims = {(c["claim"], c["budget"]) for c in report["claims"]}
+    for c in report["claims"]:  # a claim holds only when the clustered test agrees
+        x = c["full-history"]
+        assert not x["holds"] or max(x["p_value"], x["p_value_by_history"]) < 0.05
     assert ("training > none", "rollouts") in claims and ("joint > independent", "updates") in claims
     w = report["weights"]["adaptive (CoMAM)"]["profiler"]
     assert 0 <= w["w_min"] <= w["w_mean"] <= w["w_max"] <= 1 and 0 <= w["v_mean"] <= 1

@@ -286,3 +286,39 @@ def test_best_match_feature():
     # Row 0: max(0.5, 2.0) = 2.0 (the invalid [9, 9] is ignored); row 1: max(0.5, 0) = 0.5.
     torch.testing.assert_close(SelectionPolicy(dim=2).net(0)._best_match(x, others, valid), torch.tensor([[2.0, 0.5]]))
     assert torch.equal(SelectionPolicy(dim=2).net(0)._best_match(x, others, torch.zeros(1, 3, dtype=torch.bool)), torch.zeros(1, 2))
+
+
+def test_superseded_is_the_best_similarity_to_a_later_valid_row():
+    cand = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [0.8, 0.6], [1.0, 0.0]]])
+    mask = torch.tensor([[True, True, True, False]])  # the last row (identical to row 0) is masked out
+    sup = SelectionPolicy(dim=2).net(0)._superseded(cand, mask)
+    torch.testing.assert_close(sup, torch.tensor([[0.8, 0.6, 0.0, 0.0]]))
+
+
+def test_supersede_features_tell_a_stale_line_from_its_update_and_survive_save_and_load(tmp_path):
+    """With the consolidation feature the profiler's keep logit of a line depends on whether a
+    later line says something close (the order of two near-identical statements matters); without
+    it, the two orders give the same logits up to the permutation."""
+    d = 4
+    stale_first = torch.tensor([[[1.0, 0.0, 0.0, 0.0], [0.95, 0.31, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0]]])
+    mask = torch.ones(1, 3, dtype=torch.bool)
+    zeros, role = torch.zeros(1, d), torch.tensor([1])
+    for supersede in (False, True):
+        policy = SelectionPolicy(dim=d, hidden=8, seed=3, supersede_features=supersede, source_features=False)
+        net = policy.net(1)
+        with torch.no_grad():
+            for p in net.parameters():
+                p.add_(0.5 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+            if supersede:
+                net.keep[0].weight[:, -1].fill_(4.0)  # the superseded column
+            a = net.keep_logits(stale_first, mask, zeros, role, torch.zeros(1, 4, d))
+            b = net.keep_logits(stale_first[:, [1, 0, 2]], mask, zeros, role, torch.zeros(1, 4, d))[:, [1, 0, 2]]
+        assert torch.allclose(a[:, 2], b[:, 2])  # the unrelated line is superseded by nothing either way
+        assert (not torch.allclose(a[:, :2], b[:, :2])) == supersede
+    policy = SelectionPolicy(dim=D, hidden=8, seed=3, supersede_features=True)
+    policy.save(tmp_path / "p")
+    again = SelectionPolicy.load(tmp_path / "p")
+    assert again.config.supersede_features is True
+    obs = _obs(np.random.default_rng(1), RETRIEVER, 5)
+    s = policy.act(RETRIEVER, [obs], greedy=True).samples[0]
+    torch.testing.assert_close(policy.logprobs_of(RETRIEVER, [s]).sum, again.logprobs_of(RETRIEVER, [s]).sum)

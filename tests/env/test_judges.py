@@ -48,14 +48,15 @@ def test_gold_judge_oracle_empty_and_by_hand():
     assert oracle.score == 1.0 and oracle.parts["recall"] == 1.0 and oracle.parts["precision"] == 1.0
     assert judge.score("", history=HISTORY, gold_profile=GOLD).score == 0.0
     # 2 of 4 gold statements + 2 unrelated lines: c = 2, P = 2/4, R = 2/4
-    # F2 = (1+4)*.5*.5 / (4*.5 + .5) = 1.25/2.5 = 0.5
+    # F1 (the default) = 2*.5*.5 / (.5 + .5) = 0.5
     profile = "\n".join([GOLD[0], GOLD[2], "Likes whales", "Rainy weather"])
     r = judge.score(profile, history=HISTORY, gold_profile=GOLD)
     assert r.parts["count"] == 2 and r.score == pytest.approx(0.5)
-    # 2 of 4 gold, no padding: P = 1, R = .5 -> F2 = 5*.5 / (4 + .5) = 0.5556
+    # 2 of 4 gold, no padding: P = 1, R = .5 -> F1 = 2*.5 / 1.5 = 0.6667; F2 = 5*.5 / (4 + .5) = 0.5556
     r = judge.score("\n".join(GOLD[:2]), history=None, gold_profile=GOLD)
-    assert r.score == pytest.approx(2.5 / 4.5)
+    assert r.score == pytest.approx(1.0 / 1.5) and r.parts["beta"] == 1.0
     assert r.parts["matched_gold"] == [0, 1]
+    assert GoldProfileJudge(beta=2).score("\n".join(GOLD[:2]), gold_profile=GOLD).score == pytest.approx(2.5 / 4.5)
 
 
 def test_gold_judge_paraphrase_and_recall_weighting():
