@@ -86,6 +86,57 @@ FACT_RES = (
                r"am a|am an|'m a|'m an|plan to|am planning|'m planning|decided|have been|recently)\b",
                re.IGNORECASE),
 )
+#: A first-person statement: "I" as the subject of a verb (group ``pred``: what follows "I",
+#: after an optional auxiliary).
+_SELF_RE = re.compile(r"(?<![\w'])I(?:'m|'ve|'d|\s+am|\s+have|\s+was|\s+had)?\s+(?P<pred>[\w'][^.;:!?]*)",
+                      re.IGNORECASE)
+#: Predicates that are about the moment of speaking, not the speaker: mental acts, attempts,
+#: intentions, moods and speech acts ("I'm thinking of…", "I'm not sure…", "I just heard that…").
+_TRANSIENT_PRED_RE = re.compile(
+    r"^(?:(?:just|really|still|also|ever|even|never|actually|honestly|kind of|sort of|so|been)\s+)*"
+    r"(?:think|thought|thinking|wonder|wondered|wondering|guess|suppose|curious|not sure|sure|unsure|"
+    r"try|tried|trying|mean|meant|meaning|hope|hoped|hoping|want|wanted|wanting|need|needed|wish|"
+    r"would|could|should|will|shall|can|can't|cannot|may|might|must|going to|gonna|about to|"
+    r"feel|felt|feeling|being|glad|happy|sorry|afraid that|afraid I|excited|bored|tired|here|back|"
+    r"learned that|heard|read|saw|noticed|found out|forgot|forget|remember|told|tell|said|say|asked|ask|"
+    r"agree|see|know|understand|looking forward|writing|reading up|had a|had the)\b",
+    re.IGNORECASE)
+#: Clauses about the present moment or a single recent occasion are not lasting facts.
+_MOMENT_RE = re.compile(r"\b(?:today|tonight|yesterday|right now|at the moment|this (?:morning|afternoon|evening)|"
+                        r"last night)\b", re.IGNORECASE)
+#: A self-description has at least this many words after "I" (and its auxiliary).
+MIN_SELF_WORDS = 3
+
+
+def self_descriptions(text: str) -> list[str]:
+    """The predicates of the first-person self-descriptions in a user message.
+
+    A self-description is a clause with "I" as its subject ("I'm allergic to …", "I've been
+    running every weekend", "I grew up by the sea") whose predicate has at least
+    :data:`MIN_SELF_WORDS` words, is not a mental act, attempt, intention, mood or speech act of
+    the moment (:data:`_TRANSIENT_PRED_RE`: "I'm thinking of …", "I just heard that …") and is not
+    dated to the present moment (:data:`_MOMENT_RE`: "today", "last night"). A message that asks
+    something (holds a "?") is a request, not a self-description, and holds none.
+    """
+    if "?" in text:
+        return []
+    out = []
+    for clause in _CLAUSE_SPLIT_RE.split(text):
+        if not clause or _MOMENT_RE.search(clause) or re.search(r"\b(?:if|when|whether)\s+I\b", clause, re.I):
+            continue
+        for m in _SELF_RE.finditer(clause):
+            pred = m.group("pred").strip()
+            if len(pred.split()) >= MIN_SELF_WORDS and not _TRANSIENT_PRED_RE.match(pred) and content_tokens(pred):
+                out.append(pred)
+                break
+    return out
+
+
+def is_self_description(text: str) -> bool:
+    """Whether a user message holds a first-person self-description (:func:`self_descriptions`)."""
+    return bool(self_descriptions(text))
+
+
 _CLAUSE_END_RE = re.compile(r"[.;!?,]|\b(?:because|since|but|although|though|as it|so that|which)\b", re.IGNORECASE)
 _CLAUSE_SPLIT_RE = re.compile(r"(?<=[.;!?])\s+|;\s*|\bbut\b|\band then\b|\band(?=\s+[\w' -]+\s+replaced\b)",
                               re.IGNORECASE)
@@ -197,6 +248,22 @@ def memory_units(memory: str) -> list[str]:
     return [u for u in split_units(memory) if not u.startswith("## ") and u != "(empty)"]
 
 
+def memory_sections(memory: str) -> tuple[list[str], list[str]]:
+    """(profile units, fine-memory units) of a rendered retriever memory block: the units under a
+    ``## User profile`` heading and those under a ``## Fine-grained memory…`` heading (either
+    order; the text view renders both, :func:`comam_env.prompts.render_memory`). A block without
+    headings is all fine memory."""
+    profile: list[str] = []
+    fine: list[str] = []
+    target = fine
+    for unit in split_units(memory):
+        if unit.startswith("## "):
+            target = profile if unit[3:].lower().startswith("user profile") else fine
+        elif unit != "(empty)":
+            target.append(unit)
+    return profile, fine
+
+
 class HeuristicExtractor:
     """Keep user turns (both speakers' with ``both_speakers``) stating preferences or facts;
     drop near-duplicates of kept lines."""
@@ -212,7 +279,7 @@ class HeuristicExtractor:
     def __call__(self, chunk: str) -> str:
         lines = []
         for line, text in user_lines(chunk, self.both_speakers):
-            if not (parse_statements(text) or is_fact(text)):
+            if not (parse_statements(text) or is_fact(text) or is_self_description(text)):
                 continue
             toks = content_tokens(text)
             if any(jaccard(toks, k) >= self.duplicate for k in self._kept):
@@ -222,25 +289,88 @@ class HeuristicExtractor:
         return "\n".join(lines)
 
 
+#: Prefix of a profile line holding the latest preference statement of a topic.
+PREFERENCE_PREFIX = "Current preference: "
+#: Prefix of a profile line holding a lasting self-description of the user.
+FACT_PREFIX = "About the user: "
+
+
+def _message(unit: str) -> str:
+    """The message text of a memory unit (without a ``User:``/``[i]`` prefix or a profile prefix)."""
+    for prefix in (PREFERENCE_PREFIX, FACT_PREFIX):
+        if unit.startswith(prefix):
+            unit = unit[len(prefix):]
+            break
+    m = _USER_LINE_RE.match(unit) or _SPEAKER_LINE_RE.match(unit)
+    return m.group(1) if m else unit
+
+
+def _self_topics(text: str) -> list[frozenset[str]]:
+    """The topics (content words of the predicate) of a message's self-descriptions."""
+    return [t for t in (content_tokens(p) for p in self_descriptions(text)) if t]
+
+
+def _group_latest(items: Sequence[tuple[frozenset[str], str]]) -> list[str]:
+    """Per topic (object words, :func:`same_topic` merges) the latest text, in first-seen order."""
+    topics: list[tuple[frozenset[str], str]] = []
+    for obj, text in items:
+        for i, (seen, _) in enumerate(topics):
+            if same_topic(seen, obj):
+                topics[i] = (seen | obj, text)
+                break
+        else:
+            topics.append((obj, text))
+    return list(dict.fromkeys(text for _, text in topics))
+
+
 def profile_lines(units: Sequence[str]) -> list[str]:
-    """Per topic (object) the latest preference statement, as ``Current preference: …`` lines."""
-    topics: list[tuple[frozenset[str], str]] = []  # (object words, latest statement text), first-seen order
+    """The user profile of memory ``units``: the user's present state, short.
+
+    * per preference topic (the object of a statement, :func:`parse_statements`) the *latest*
+      message stating a preference on it, as ``Current preference: <message>``;
+    * per self-description topic (the content words of its predicate, :func:`self_descriptions`)
+      of a message that states no preference, the latest such message, as
+      ``About the user: <message>`` — lasting facts the user states about themself ("I'm allergic
+      to …", "I volunteer at …"), told once however often they were repeated.
+
+    Messages are kept whole (the reasons and qualities around a statement stay with it); a
+    message that is the latest on several topics appears once.
+    """
+    prefs: list[tuple[frozenset[str], str]] = []
+    facts: list[tuple[frozenset[str], str]] = []
     for unit in units:
-        m = _USER_LINE_RE.match(unit)
-        text = m.group(1) if m else unit
-        for st in parse_statements(text):
-            for i, (obj, _) in enumerate(topics):
-                if same_topic(obj, st.obj):
-                    topics[i] = (obj | st.obj, st.text)
-                    break
-            else:
-                topics.append((st.obj, st.text))
-    seen, out = set(), []
-    for _, text in topics:
-        if text not in seen:
-            seen.add(text)
-            out.append(f"Current preference: {text}")
-    return out
+        text = _message(unit)
+        stmts = parse_statements(text)
+        if stmts:
+            prefs.extend((st.obj, text) for st in stmts)
+        else:
+            facts.extend((obj, text) for obj in _self_topics(text))
+    latest_prefs = _group_latest(prefs)
+    shown = set(latest_prefs)
+    return ([PREFERENCE_PREFIX + t for t in latest_prefs]
+            + [FACT_PREFIX + t for t in _group_latest(facts) if t not in shown])
+
+
+def superseded(unit: str, profile: Sequence[str]) -> bool:
+    """Whether the profile already states the user's present state on everything ``unit`` says.
+
+    A fine-memory unit stating preferences is superseded when every topic it speaks about has a
+    ``Current preference`` line in the profile (the profile holds the latest statement: the unit
+    is that statement or a stale one); a self-description is superseded when the profile has an
+    ``About the user`` line on the same topic. Other units (facts with no "I", anything the
+    profile does not cover) are never superseded.
+    """
+    text = _message(unit)
+    pref_topics = [st.obj for line in profile if line.startswith(PREFERENCE_PREFIX)
+                   for st in parse_statements(_message(line))]
+    stmts = parse_statements(text)
+    if stmts:
+        return all(any(same_topic(st.obj, t) for t in pref_topics) for st in stmts)
+    selves = _self_topics(text)
+    if not selves:
+        return False
+    fact_topics = [t for line in profile if line.startswith(FACT_PREFIX) for t in _self_topics(_message(line))]
+    return all(any(same_topic(s, t) for t in fact_topics) for s in selves)
 
 
 class HeuristicRetriever:
@@ -252,6 +382,30 @@ class HeuristicRetriever:
         self.embedder = embedder if isinstance(embedder, CachedEmbedder) else CachedEmbedder(embedder)
         self.top_k = int(top_k)
         self.answerer = SimilarityAnswerer(self.embedder)
+
+    def retrieve_memory(self, profile: Sequence[str], fine: Sequence[str], query: str) -> list[str]:
+        """The units copied into ``<information>``: the profile first, then fine memory.
+
+        The rule of :func:`comam_env.memory_budget.budgeted_memory` (what real memory systems do:
+        the user profile is in every prompt, fine-grained memory is retrieved for the query) with a
+        budget of ``len(profile) + top_k`` units: every profile unit (de-duplicated, in profile
+        order), then the ``top_k`` fine-memory units most similar to the query, in chronological
+        order, among those the profile does not supersede (:func:`superseded`: stale or repeated
+        statements on a topic the profile states the present of). With an empty profile this is
+        :meth:`retrieve` on the fine memory.
+        """
+        from comam_env.memory_budget import budgeted_memory, memory_units as split_profile_fine
+
+        profile, fine = split_profile_fine(profile, fine)
+        if profile:
+            fine = [u for u in fine if not superseded(u, profile)]
+        if not profile and not fine:
+            return []
+        q = self.embedder.encode([query])[0]
+        p_emb = self.embedder.encode(profile) if profile else np.zeros((0, len(q)), np.float32)
+        f_emb = self.embedder.encode(fine) if fine else np.zeros((0, len(q)), np.float32)
+        keep_p, keep_f = budgeted_memory(profile, fine, p_emb, f_emb, q, len(profile) + self.top_k)
+        return [profile[i] for i in keep_p] + [fine[i] for i in keep_f]
 
     def retrieve(self, units: Sequence[str], query: str) -> list[str]:
         units = list(dict.fromkeys(units))
@@ -299,10 +453,7 @@ class HeuristicRetriever:
 
 
 def _unit_text(unit: str) -> str:
-    m = _USER_LINE_RE.match(unit)
-    if m:
-        return m.group(1)
-    return unit.split(":", 1)[1] if unit.startswith("Current preference:") else unit
+    return _message(unit)
 
 
 def parse_options(options: str) -> list[str]:
@@ -342,8 +493,9 @@ class HeuristicPipeline:
             return extractor(obs["chunk"])
         if role == "profiler":
             return "\n".join(profile_lines(memory_units(obs["memory"])))
-        units = memory_units(obs["memory"])
-        retrieved = self.retriever.retrieve(units, obs["query"])
+        profile, fine = memory_sections(obs["memory"])
+        units = fine + profile
+        retrieved = self.retriever.retrieve_memory(profile, fine, obs["query"])
         options = parse_options(obs["options"])
         self._last_units = units
         if not options:
