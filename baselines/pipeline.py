@@ -48,7 +48,8 @@ from .answerers import CachedEmbedder, SimilarityAnswerer
 from .base import Prediction
 
 _POSITIVE = (
-    r"love|loved|like|liked|prefer|preferred|enjoy|enjoyed|adore|am into|'m into|got into|getting into|"
+    r"love|loved|loving|like|liked|liking|prefer|preferred|preferring|enjoy|enjoyed|enjoying|adore|adoring|"
+    r"am into|'m into|got into|getting into|"
     r"fell in love with|started|began|switched|took up|picked up|am a (?:big |huge )?fan of|"
     r"all about|obsessed with|been loving|into|a (?:big |huge )?fan of|can't get enough of|hooked on|keen on"
 )
@@ -60,7 +61,7 @@ _NEGATIVE = (
     r"not a fan of|not into|grew tired of|grown tired of|moved on from"
 )
 _ADVERBS = (r"(?:(?:really|absolutely|now|also|just|actually|recently|totally|truly|still|always|never|kind of|"
-            r"sort of|have|had|'ve|been|do|definitely|genuinely|honestly|mostly|even|personally|completely|"
+            r"sort of|have|had|'ve|been|begun|lately|do|definitely|genuinely|honestly|mostly|even|personally|completely|"
             r"pretty much|simply|basically|slowly|gradually|finally|kinda|started)\s+)*")
 #: A first-person preference statement; group 1 is the verb phrase, group 2 the rest.
 PREFERENCE_RE = re.compile(
@@ -99,7 +100,10 @@ _TRANSIENT_PRED_RE = re.compile(
     r"would|could|should|will|shall|can|can't|cannot|may|might|must|going to|gonna|about to|"
     r"feel|felt|feeling|being|glad|happy|sorry|afraid that|afraid I|excited|bored|tired|here|back|"
     r"learned that|heard|read|saw|noticed|found out|forgot|forget|remember|told|tell|said|say|asked|ask|"
-    r"agree|see|know|understand|looking forward|writing|reading up|had a|had the)\b",
+    r"agree|see|know|understand|looking forward|writing|reading up|had a|had the|"
+    r"(?:have|had|got)\s+(?:some|a (?:bit|little|few|minute|moment|second)|no|little)\b|"
+    r"(?:hadn't|haven't|didn't|don't|do not|did not|never)\s+(?:considered|consider|thought|think|known|know|"
+    r"realized|realised|noticed))\b",
     re.IGNORECASE)
 #: Clauses about the present moment or a single recent occasion are not lasting facts.
 _MOMENT_RE = re.compile(r"\b(?:today|tonight|yesterday|right now|at the moment|this (?:morning|afternoon|evening)|"
@@ -148,7 +152,7 @@ STANCE_WORDS = frozenset(
     "these days honestly completely bother keen obsessed hooked fan".split()
 )
 _ANYMORE_RE = re.compile(r"\b(?:any ?more|these days no)\b", re.IGNORECASE)
-_SWITCH_RE = re.compile(r"\bswitched\s+(?:from\s+(.*?)\s+)?to\s+(.*)", re.IGNORECASE)
+_SWITCH_RE = re.compile(r"\bswitched\s+(?:over\s+)?(?:from\s+(.*?)\s+)?to\s+(.*)", re.IGNORECASE)
 #: Minimum overlap coefficient |A∩B| / min(|A|,|B|) for two objects to be the same topic.
 SAME_TOPIC = 0.5
 #: Content-token Jaccard above which two memory lines are duplicates.
@@ -326,26 +330,36 @@ def _group_latest(items: Sequence[tuple[frozenset[str], str]]) -> list[str]:
 def profile_lines(units: Sequence[str]) -> list[str]:
     """The user profile of memory ``units``: the user's present state, short.
 
-    * per preference topic (the object of a statement, :func:`parse_statements`) the *latest*
-      message stating a preference on it, as ``Current preference: <message>``;
+    * the messages stating the *present* preference on a topic (the object of a statement,
+      :func:`parse_statements`), as ``Current preference: <message>``: a message is kept unless a
+      later statement on the topic of its first statement takes the other stance (so "I love X"
+      goes once "I've lost interest in X" follows, and "I'm all about Y; I like its Q" stays when a
+      later "Y won me over" confirms it);
     * per self-description topic (the content words of its predicate, :func:`self_descriptions`)
       of a message that states no preference, the latest such message, as
       ``About the user: <message>`` — lasting facts the user states about themself ("I'm allergic
       to …", "I volunteer at …"), told once however often they were repeated.
 
-    Messages are kept whole (the reasons and qualities around a statement stay with it); a
-    message that is the latest on several topics appears once.
+    Messages are kept whole (the reasons and qualities around a statement stay with it) and appear
+    once; a message is judged by its first statement (a stale message is not kept for a side
+    clause no later message contradicts).
     """
-    prefs: list[tuple[frozenset[str], str]] = []
+    prefs: list[tuple[frozenset[str], int, str]] = []  # (object, polarity, message), in order
+    primary: list[int] = []  # index in prefs of each message's first statement
     facts: list[tuple[frozenset[str], str]] = []
     for unit in units:
         text = _message(unit)
         stmts = parse_statements(text)
         if stmts:
-            prefs.extend((st.obj, text) for st in stmts)
+            primary.append(len(prefs))
+            prefs.extend((st.obj, st.polarity, text) for st in stmts)
         else:
             facts.extend((obj, text) for obj in _self_topics(text))
-    latest_prefs = _group_latest(prefs)
+    # a message states the present when no later statement on the topic of its first statement
+    # takes the other stance (later statements of the same stance confirm it and keep it)
+    latest_prefs = list(dict.fromkeys(
+        prefs[i][2] for i in primary
+        if not any(same_topic(o, prefs[i][0]) and pol != prefs[i][1] for o, pol, _ in prefs[i + 1:])))
     shown = set(latest_prefs)
     return ([PREFERENCE_PREFIX + t for t in latest_prefs]
             + [FACT_PREFIX + t for t in _group_latest(facts) if t not in shown])
