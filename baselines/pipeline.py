@@ -7,26 +7,46 @@ of every channel exactly as for any other policy, and the answer reward too.
 
 * **Extractor** (one step per chunk): keeps the user turns (on a dialogue
   between two people, e.g. LoCoMo, the turns of both speakers,
-  :func:`comam_env.prompts.dialogue_speakers`) that state a preference or a
-  personal fact, verbatim (one message per line, so kept lines
+  :func:`comam_env.prompts.dialogue_speakers`) that state a preference, a
+  personal fact or a self-description, verbatim (one message per line, so kept lines
   match evidence messages), dropping a line whose content tokens are ≥ 80%
   the same (Jaccard) as a line already kept — redundancy removal by similarity.
   Preferences are recognised by first-person patterns such as
   "I (really )?(love|like|prefer|enjoy|hate|dislike|can't stand|switched|started|
   stopped|no longer)…" (:data:`PREFERENCE_RE`), facts by "my <noun> …" /
-  "I (work|live|moved|…)…" patterns (:data:`FACT_RES`).
-* **Profiler**: groups the preference statements of M_f by their *object* (the
-  content words after the verb; two objects are the same topic when they share
-  at least half of the smaller one's words) and writes, per topic, the *latest*
-  statement as ``Current preference: …`` — the user's present state.
-* **Retriever**: embeds the units of M = M_f + M_c and the query, copies the
-  ``top_k`` (default 5) most similar units into ``<information>``, and answers
+  "I (work|live|moved|…)…" patterns (:data:`FACT_RES`), self-descriptions by a
+  generic rule: a clause with "I" as its subject, not a question, not a mental act,
+  attempt, intention or mood of the moment ("I'm thinking of …", "I'm not sure …")
+  and not dated to the moment ("today", "last night") (:func:`self_descriptions`).
+* **Profiler**: the user's present state, short (:func:`profile_lines`). Per
+  preference topic (the statement's *object*: the content words after the verb;
+  two objects are the same topic when they share at least half of the smaller
+  one's words) the messages that state the present stance, as
+  ``Current preference: …`` — a message goes once a later statement on its topic
+  takes the other stance; plus, per self-description topic, the latest message
+  describing the user, as ``About the user: …`` (lasting facts such as an allergy
+  or a job, told once however often they were repeated).
+* **Retriever** (:meth:`HeuristicRetriever.retrieve_memory`): what mem0- and
+  MemGPT-style systems do — the user profile is always in the prompt, fine-grained
+  memory is retrieved for the query under a budget. It copies every profile unit,
+  then the ``top_k`` (default 5) fine-memory units most similar to the query among
+  those the profile does not supersede (:func:`superseded`: a stale or repeated
+  statement on a topic the profile states the present of) — the rule of
+  :func:`comam_env.memory_budget.budgeted_memory` with a budget of
+  ``|profile| + top_k`` units — into ``<information>``, and answers
   in ``<final_answer>`` with the option most similar to those units, stance-aware:
   similarity to a unit that only states a *negative* preference ("I don't bother
   with X anymore") counts against an option (:meth:`HeuristicRetriever.choose`).
+  With an empty profile it is plain top-k retrieval over M_f, so the profile is what
+  resolves stale preferences and carries facts no query resembles
+  (``benchmarks/role_interventions.py`` measures that: docs/credit_ablation.md).
   An open question (no options) is answered with the extractive span of the
   retrieved units (:meth:`HeuristicRetriever.answer_open`,
   :func:`comam_env.extractive.extractive_answer`).
+
+None of these rules copies a dataset's sentence templates (issue 13): they are
+generic first-person and stance patterns, tested on wordings of their own
+(``tests/baselines/test_pipelines.py``).
 
 The statement parser (:func:`parse_statements`) is shared with ``mem0-style``.
 """
@@ -92,16 +112,16 @@ FACT_RES = (
 _SELF_RE = re.compile(r"(?<![\w'])I(?:'m|'ve|'d|\s+am|\s+have|\s+was|\s+had)?\s+(?P<pred>[\w'][^.;:!?]*)",
                       re.IGNORECASE)
 #: Predicates that are about the moment of speaking, not the speaker: mental acts, attempts,
-#: intentions, moods and speech acts ("I'm thinking of…", "I'm not sure…", "I just heard that…").
+#: intentions, moods, speech acts and reported knowledge about others ("I'm thinking of…",
+#: "I'm not sure…", "I just heard that…"), in the present, past or negated.
 _TRANSIENT_PRED_RE = re.compile(
     r"^(?:(?:just|really|still|also|ever|even|never|actually|honestly|kind of|sort of|so|been)\s+)*"
     r"(?:think|thought|thinking|wonder|wondered|wondering|guess|suppose|curious|not sure|sure|unsure|"
     r"try|tried|trying|mean|meant|meaning|hope|hoped|hoping|want|wanted|wanting|need|needed|wish|"
     r"would|could|should|will|shall|can|can't|cannot|may|might|must|going to|gonna|about to|"
     r"feel|felt|feeling|being|glad|happy|sorry|afraid that|afraid I|excited|bored|tired|here|back|"
-    r"learned that|heard|read|saw|noticed|found out|forgot|forget|remember|told|tell|said|say|asked|ask|"
-    r"agree|see|know|understand|looking forward|writing|reading up|had a|had the|"
-    r"(?:have|had|got)\s+(?:some|a (?:bit|little|few|minute|moment|second)|no|little)\b|"
+    r"(?:learned|learnt|heard|read|saw|noticed|found out|realized|realised)\s+(?:that|about)|heard|"
+    r"forgot|forget|remember|told|tell|said|say|asked|ask|agree|see|know|understand|looking forward|"
     r"(?:hadn't|haven't|didn't|don't|do not|did not|never)\s+(?:considered|consider|thought|think|known|know|"
     r"realized|realised|noticed))\b",
     re.IGNORECASE)

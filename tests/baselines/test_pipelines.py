@@ -10,7 +10,8 @@ import pytest
 from baselines.base import get_system
 from baselines.harness import evaluate
 from baselines.mem0 import FactMemory
-from baselines.pipeline import HeuristicExtractor, parse_statements, profile_lines
+from baselines.pipeline import (HeuristicExtractor, HeuristicRetriever, memory_sections, parse_statements,
+                                profile_lines, self_descriptions, superseded)
 
 
 class ConstJudge:
@@ -39,9 +40,64 @@ def test_extractor_keeps_preferences_and_facts_drops_small_talk_and_duplicates()
     assert ex(chunk).splitlines() == ["User: I really love jazz music.", "User: My sister moved to Seattle."]
 
 
-def test_profiler_keeps_latest_statement_per_topic():
+def test_profiler_keeps_the_present_stance_per_topic():
     lines = profile_lines(["User: I love jazz music.", "User: I enjoy hiking.", "User: I hate jazz music now."])
-    assert lines == ["Current preference: I hate jazz music now.", "Current preference: I enjoy hiking."]
+    assert lines == ["Current preference: I enjoy hiking.", "Current preference: I hate jazz music now."]
+    # a later statement of the same stance confirms the earlier one: both stay (the earlier holds the reason)
+    lines = profile_lines(["User: I love jazz music; the improvisation keeps me hooked.",
+                           "User: I stopped watching football; jazz music won me over."])
+    assert lines == ["Current preference: I love jazz music; the improvisation keeps me hooked.",
+                     "Current preference: I stopped watching football; jazz music won me over."]
+
+
+def test_self_descriptions_are_lasting_first_person_statements():
+    assert self_descriptions("Just so you know, I'm vegetarian and have been for years.") == [
+        "vegetarian and have been for years"]
+    assert self_descriptions("I volunteer at the animal shelter on weekends.") == [
+        "volunteer at the animal shelter on weekends"]
+    for text in ("I'm thinking about what to cook for lunch.",  # a mental act of the moment
+                 "I'm not sure which one I should pick.",
+                 "I'm vegetarian, so what should I cook tonight?",  # a request
+                 "I went to a great concert yesterday.",  # dated to the moment
+                 "I just heard that my neighbour is vegetarian.",  # about someone else
+                 "My sister is vegetarian.",  # no "I"
+                 "I'm fine."):  # too short
+        assert self_descriptions(text) == [], text
+
+
+def test_profiler_adds_self_descriptions_once_per_topic_and_extractor_keeps_them():
+    units = ["User: I'm allergic to peanuts, sadly.", "User: I love jazz music.",
+             "User: For the record, I'm allergic to peanuts.", "User: My sister moved to Seattle."]
+    assert profile_lines(units) == ["Current preference: I love jazz music.",
+                                    "About the user: For the record, I'm allergic to peanuts."]
+    ex = HeuristicExtractor()
+    assert ex("User: For the record, I'm allergic to peanuts.\nUser: I'm thinking about dinner.") == \
+        "User: For the record, I'm allergic to peanuts."
+
+
+def test_superseded_fine_units_and_memory_sections():
+    profile = ["Current preference: I hate jazz music now.", "About the user: I'm allergic to peanuts."]
+    assert superseded("User: I love jazz music.", profile)  # stale: the profile states the present
+    assert superseded("User: Honestly, I'm allergic to peanuts.", profile)  # a repeat
+    assert not superseded("User: I enjoy hiking.", profile)  # a topic the profile does not cover
+    assert not superseded("User: My sister moved to Seattle.", profile)
+    assert not superseded("User: I love jazz music.", [])
+    block = "## Fine-grained memory\nUser: a\nUser: b\n\n## User profile\nCurrent preference: c"
+    assert memory_sections(block) == (["Current preference: c"], ["User: a", "User: b"])
+    assert memory_sections("## Fine-grained memory\n(empty)\n\n## User profile\n(empty)") == ([], [])
+
+
+def test_retriever_shows_the_profile_first_then_top_k_fine_units_not_superseded():
+    r = HeuristicRetriever("hashing", top_k=2)
+    profile = ["Current preference: I hate jazz music now.", "About the user: I'm allergic to peanuts."]
+    fine = ["User: I love jazz music.", "User: I enjoy hiking in the mountains.", "User: My sister moved to Seattle.",
+            "User: I bought new boots for hiking in the mountains."]
+    got = r.retrieve_memory(profile, fine, "Any ideas for hiking in the mountains?")
+    assert got[:2] == profile  # the profile, whatever the query
+    assert "User: I love jazz music." not in got  # superseded by the profile
+    assert got[2:] == ["User: I enjoy hiking in the mountains.", "User: I bought new boots for hiking in the mountains."]
+    # without a profile: the top-k of the fine memory, stale lines included
+    assert r.retrieve_memory([], fine, "What music do I love?")[0] == "User: I love jazz music."
 
 
 def test_heuristic_pipeline_through_env_reports_local_rewards(toy, tmp_path):
