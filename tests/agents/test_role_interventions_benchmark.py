@@ -62,3 +62,16 @@ def test_heuristic_pipeline_needs_extractor_and_retriever(capsys):
     assert set(report["roles"]) == {"extractor", "profiler", "retriever"}
     for role in ("extractor", "retriever"):
         assert report["roles"][role]["drop_ci95"][0] > 0, (role, report["roles"][role])
+
+
+@pytest.mark.slow  # 96 full-history questions × 4 conditions through the heuristic pipeline
+def test_heuristic_pipeline_needs_every_role_on_full_histories(capsys):
+    """The profile is in every prompt and supersedes stale fine memory (baselines/pipeline.py), so
+    emptying M_c costs the answer on full histories (on 544 questions: +0.13, docs/credit_ablation.md)."""
+    bench = _load()
+    assert bench.main(["--systems", "heuristic", "--episodes", "full-history", "--limit", "96",
+                       "--embedder", "hashing", "--headline-system", "heuristic",
+                       "--headline-episode", "full-history", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    for role in ("extractor", "profiler", "retriever"):
+        assert report["roles"][role]["drop_ci95"][0] > 0, (role, report["roles"][role])
