@@ -17,6 +17,7 @@ necessary for that system on that episode kind.
 
     python benchmarks/role_interventions.py                  # trains a selection run first (resumable)
     python benchmarks/role_interventions.py --run runs/NAME --json
+    python benchmarks/role_interventions.py --systems heuristic --split train --embedder hashing
 
 ``--json`` prints one object: ``{"roles": {role: {"accuracy_full", "accuracy_ablated", "drop",
 "drop_ci95"}}, "headline": {...}, "results": {system: {episode: {...}}}, ...}`` where ``roles`` is
@@ -115,15 +116,16 @@ def trained_policy(args):
 # ---------------------------------------------------------------- the heuristic pipeline
 
 
-def heuristic_accuracies(env_id: str, episode: str, limit: int | None, embedder: str) -> dict[str | None, dict[str, float]]:
+def heuristic_accuracies(env_id: str, episode: str, limit: int | None, embedder: str,
+                         split: str = "validation") -> dict[str | None, dict[str, float]]:
     """Per-question answer rewards of the heuristic pipeline intact and with each role emptied,
-    played through the env's text view on ``episode`` episodes."""
+    played through the env's text view on ``episode`` episodes of ``split``'s questions."""
     import comam_env
     from baselines.pipeline import HeuristicExtractor, HeuristicPipeline, play_episode
     from comam_env import score_answer
     from comam_env.prompts import render_memory
 
-    env = comam_env.make(env_id, split="validation", episode=episode, reward_mode="none", record_trajectory=False)
+    env = comam_env.make(env_id, split=split, episode=episode, reward_mode="none", record_trajectory=False)
     ds = env.unwrapped.dataset
     ids = list(env.unwrapped.question_ids)
     ids = ids[:limit] if limit else ids
@@ -175,13 +177,17 @@ def measure(args) -> dict:
 
     torch.set_num_threads(1)
     results: dict[str, dict] = {}
-    meta: dict[str, Any] = {"env": args.env, "limit": args.limit, "heuristic_embedder": args.embedder}
+    meta: dict[str, Any] = {"env": args.env, "split": args.split, "limit": args.limit, "heuristic_embedder": args.embedder}
+    if args.split != "validation" and "selection" in args.systems:
+        raise SystemExit("--split train applies to the heuristic pipeline only (--systems heuristic); a selection "
+                         "run is measured on the questions it was held out from")
     if "selection" in args.systems:
         cfg, policy, run = trained_policy(args)
         meta["run"] = run
         results["selection"] = {e: drops(selection_accuracies(cfg, policy, e, args.limit), args.seed) for e in args.episodes}
     if "heuristic" in args.systems:
-        results["heuristic"] = {e: drops(heuristic_accuracies(args.env, e, args.limit, args.embedder), args.seed)
+        results["heuristic"] = {e: drops(heuristic_accuracies(args.env, e, args.limit, args.embedder, args.split),
+                                         args.seed)
                                 for e in args.episodes}
     head = results.get(args.headline_system, {}).get(args.headline_episode)
     return {"roles": head["roles"] if head else None,
@@ -209,7 +215,10 @@ def main(argv=None) -> int:
     p.add_argument("--out", default="runs/role_interventions", help="where the trained run goes")
     p.add_argument("--systems", nargs="+", choices=SYSTEMS, default=list(SYSTEMS), help="systems to intervene on")
     p.add_argument("--episodes", nargs="+", choices=EPISODES, default=list(EPISODES), help="episode kinds")
-    p.add_argument("--limit", type=int, default=None, help="first N validation questions only")
+    p.add_argument("--split", choices=("validation", "train"), default="validation",
+                   help="questions to measure on (train: the heuristic pipeline only, e.g. to choose between rules "
+                        "without looking at validation)")
+    p.add_argument("--limit", type=int, default=None, help="first N questions of the split only")
     p.add_argument("--embedder", default="minilm", help="the heuristic pipeline's embedder (minilm, its default, or hashing)")
     p.add_argument("--headline-system", choices=SYSTEMS, default="selection", help="system of the top-level 'roles'")
     p.add_argument("--headline-episode", choices=EPISODES, default="full-history", help="episode kind of the top-level 'roles'")
