@@ -120,6 +120,7 @@ _TRANSIENT_PRED_RE = re.compile(
     r"try|tried|trying|mean|meant|meaning|hope|hoped|hoping|want|wanted|wanting|need|needed|wish|"
     r"would|could|should|will|shall|can|can't|cannot|may|might|must|going to|gonna|about to|"
     r"feel|felt|feeling|being|glad|happy|sorry|afraid that|afraid I|excited|bored|tired|here|back|"
+    r"(?:doing\s+)?(?:well|fine|good|great|okay|ok|alright)(?=\s*(?:,|$))|"
     r"(?:learned|learnt|heard|read|saw|noticed|found out|realized|realised)\s+(?:that|about)|heard|"
     r"forgot|forget|remember|told|tell|said|say|asked|ask|agree|see|know|understand|looking forward|"
     r"(?:hadn't|haven't|didn't|don't|do not|did not|never)\s+(?:considered|consider|thought|think|known|know|"
@@ -483,7 +484,16 @@ class HeuristicRetriever:
         """The extractive answer to an open question from the retrieved units
         (:meth:`baselines.answerers.SimilarityAnswerer.answer_open`)."""
         q = Question("_", "_", "_", "_", query, (), "", None, 0)
-        return self.answerer.answer_open(q, list(retrieved)).answer
+        # profile lines without their "Current preference: " / "About the user: " prefix, so the
+        # span rule sees the message (and its speaker label) as in a fine-memory line
+        return self.answerer.answer_open(q, [_strip_profile_prefix(u) for u in retrieved]).answer
+
+
+def _strip_profile_prefix(unit: str) -> str:
+    for prefix in (PREFERENCE_PREFIX, FACT_PREFIX):
+        if unit.startswith(prefix):
+            return unit[len(prefix):]
+    return unit
 
 
 def _unit_text(unit: str) -> str:

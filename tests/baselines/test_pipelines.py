@@ -61,6 +61,7 @@ def test_self_descriptions_are_lasting_first_person_statements():
                  "I went to a great concert yesterday.",  # dated to the moment
                  "I just heard that my neighbour is vegetarian.",  # about someone else
                  "My sister is vegetarian.",  # no "I"
+                 "Hey Sam! I'm doing well, thanks.",  # a greeting reply
                  "I'm fine."):  # too short
         assert self_descriptions(text) == [], text
 
@@ -175,3 +176,9 @@ def test_mem0_replaces_the_stale_preference_with_minilm(toy):
     full = system.memory_for(h, 17).texts()
     assert not any("late night saxophone" in t for t in full)
     assert any("classical piano" in t for t in full)
+
+
+def test_open_answers_read_profile_lines_as_messages():
+    r = HeuristicRetriever("hashing")
+    assert r.answer_open("What new job did Jon start?",
+                         ["Current preference: Jon: I just started a new job as a pastry chef!"]) == "pastry chef"
