@@ -63,30 +63,34 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--model", default="smollm2", help="'smollm2', 'tiny' (tests) or a model folder / hub id")
     ap.add_argument("--seeds", type=int, default=3, help="number of seeds")
     ap.add_argument("--seed-offset", type=int, default=0, help="first seed")
-    ap.add_argument("--iterations", type=int, default=4, help="RL iterations per system")
-    ap.add_argument("--batch-queries", type=int, default=4, help="B")
-    ap.add_argument("--group-size", type=int, default=4, help="G")
-    ap.add_argument("--new-tokens", type=int, default=64, help="max new tokens per role")
-    ap.add_argument("--eval-limit", type=int, default=24, help="validation questions per evaluation")
+    # Flags left unset (None) take the smollm2-cpu preset's value (agents/presets.py); given ones override it.
+    ap.add_argument("--iterations", type=int, help="RL iterations per system (preset: 20)")
+    ap.add_argument("--batch-queries", type=int, help="B (preset: 4)")
+    ap.add_argument("--group-size", type=int, help="G (preset: 4)")
+    ap.add_argument("--new-tokens", type=int, help="max new tokens per role (preset: 64)")
+    ap.add_argument("--eval-limit", type=int, help="validation questions per evaluation (preset: 24)")
     ap.add_argument("--eval-episode", default="evidence-session", choices=["evidence-session", "full-history"],
                     help="validation episodes (full-history is the paper's protocol; on synthetic-mini its one "
                          "2.5k-token extractor prompt per question is out of CPU reach for a batch of LLM runs)")
-    ap.add_argument("--lora-layers", type=int, default=8,
-                    help="LoRA in the last N decoder layers only (LLMPolicyConfig.lora_layers; SmolLM2 has 30)")
-    ap.add_argument("--lr", type=float, default=2e-5, help="GRPO learning rate of the LoRA adapters")
-    ap.add_argument("--sft-questions", type=int, default=32, help="training questions for the SFT data")
-    ap.add_argument("--sft-epochs", type=int, default=3, help="SFT epochs")
-    ap.add_argument("--sft-lr", type=float, default=5e-4, help="SFT learning rate")
+    ap.add_argument("--lora-layers", type=int,
+                    help="LoRA in the last N decoder layers only (LLMPolicyConfig.lora_layers; preset: 8 of SmolLM2's 30)")
+    ap.add_argument("--dtype", choices=["bfloat16", "float32"], help="model dtype (preset: bfloat16)")
+    ap.add_argument("--lr", type=float, help="GRPO learning rate of the LoRA adapters (preset: 2e-5)")
+    ap.add_argument("--sft-questions", type=int, help="training questions for the SFT data (preset: 32)")
+    ap.add_argument("--sft-epochs", type=int, help="SFT epochs (preset: 3)")
+    ap.add_argument("--sft-lr", type=float, help="SFT learning rate (preset: 5e-4)")
     ap.add_argument("--threads", type=int, default=2, help="torch threads (set explicitly on shared machines)")
     ap.add_argument("--out", default="runs/llm_learning", help="cache folder of per-(seed, system) results")
     ap.add_argument("--fresh", action="store_true", help="ignore cached results")
     ap.add_argument("--aggregate", action="store_true", help="only aggregate the cached results")
     ap.add_argument("--png", help="write the figure here")
+    ap.add_argument("--save-policy", action="store_true",
+                    help="save each RL system's final policy to OUT/seed<k>/<system>/final_policy")
     ap.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated subset of the systems")
     args = ap.parse_args(argv)
-    if args.quick:  # smaller defaults; flags given explicitly still win
+    if args.quick:  # smaller settings; flags given explicitly still win
         for name, value in QUICK.items():
-            if getattr(args, name) == ap.get_default(name):
+            if getattr(args, name) is None or (name == "seeds" and args.seeds == ap.get_default("seeds")):
                 setattr(args, name, value)
     bad = sorted(set(args.systems.split(",")) - set(SYSTEMS))
     if bad:
@@ -105,19 +109,62 @@ def _model_path(name: str) -> str:
     return name
 
 
+#: the preset the benchmark runs (the measured CPU configuration, docs/llm.md "CPU cost of one iteration")
+PRESET = "smollm2-cpu"
+
+
+def preset_config(args) -> dict:
+    """The benchmark's TrainConfig fields before the per-system ones: the ``smollm2-cpu`` preset
+    (bf16, LoRA in the top 8 layers on recorded frozen-layer states, update micro-batches of 4,
+    one generate call per role over all groups, its lr / SFT settings / B / G / token budget),
+    with every flag that was given on top of it (``agents.presets.merge_preset``)."""
+    from agents.presets import merge_preset, preset_fields
+
+    preset = preset_fields(PRESET)
+    over: dict = {"progress": False, "eval_episode": args.eval_episode, "env": args.env,
+                  "policy_kwargs": {"model": _model_path(args.model)}, "grpo": {}, "sft": {}}
+    for flag, field in (("iterations", "iterations"), ("batch_queries", "batch_queries"),
+                        ("group_size", "group_size"), ("eval_limit", "eval_limit")):
+        if getattr(args, flag) is not None:
+            over[field] = getattr(args, flag)
+    for flag, key in (("new_tokens", "max_new_tokens"), ("lora_layers", "lora_layers"), ("dtype", "dtype")):
+        if getattr(args, flag) is not None:
+            over["policy_kwargs"][key] = getattr(args, flag)
+    if args.lr is not None:
+        over["grpo"]["lr"] = args.lr
+    for flag, key in (("sft_questions", "questions"), ("sft_epochs", "epochs"), ("sft_lr", "lr")):
+        if getattr(args, flag) is not None:
+            over["sft"][key] = getattr(args, flag)
+    if args.model == "tiny":
+        # the 2-layer test model: LoRA in its top layer (still on recorded frozen-layer states)
+        over["policy_kwargs"].setdefault("lora_layers", 1)
+    fields = merge_preset(preset, over)
+    # one group of G per query, whole groups only (as the trainer draws them)
+    fields["env_pool"] = fields["batch_queries"] * fields["group_size"]
+    if fields["policy_kwargs"].get("generation_batch_size", 0) < fields["env_pool"]:
+        fields["policy_kwargs"]["generation_batch_size"] = fields["env_pool"]  # one decode loop per role
+    return fields
+
+
+def resolve(args) -> None:
+    """Fill the flags left unset with the preset's values (so the report names what ran)."""
+    f = preset_config(args)
+    pk = f["policy_kwargs"]
+    for flag, value in (("iterations", f["iterations"]), ("batch_queries", f["batch_queries"]),
+                        ("group_size", f["group_size"]), ("eval_limit", f["eval_limit"]),
+                        ("new_tokens", pk["max_new_tokens"]), ("lora_layers", pk.get("lora_layers")),
+                        ("dtype", pk.get("dtype")), ("lr", f["grpo"]["lr"]), ("sft_questions", f["sft"]["questions"]),
+                        ("sft_epochs", f["sft"]["epochs"]), ("sft_lr", f["sft"]["lr"])):
+        if getattr(args, flag) is None:
+            setattr(args, flag, value)
+
+
 def base_config(args, seed: int, **kw):
+    """The TrainConfig of one system: :func:`preset_config` plus the seed and ``kw``."""
     from agents.config import TrainConfig
 
-    fields = dict(
-        env=args.env, policy="llm", seed=seed, iterations=args.iterations, batch_queries=args.batch_queries,
-        group_size=args.group_size, env_pool=args.batch_queries * args.group_size, eval_limit=args.eval_limit,
-        progress=False, zero_variance="skip", format_reward=0.0, eval_episode=args.eval_episode,
-        policy_kwargs={"model": _model_path(args.model), "max_new_tokens": args.new_tokens,
-                       "generation_batch_size": 16, "lora_layers": args.lora_layers},
-        grpo={"lr": args.lr, "inner_epochs": 1},
-        sft={"questions": args.sft_questions, "epochs": args.sft_epochs, "lr": args.sft_lr},
-    )
-    fields.update(kw)
+    fields = preset_config(args)
+    fields.update(seed=seed, **kw)
     return TrainConfig(**fields)
 
 
@@ -134,13 +181,18 @@ def held_out(trainer) -> dict:
         batch = collect_rollouts(trainer.eval_envs, _policies_for_roles(trainer.policy), trainer.eval_ids, 1,
                                  rng=np.random.default_rng(cfg.seed), generator=torch.Generator().manual_seed(cfg.seed),
                                  temperature=cfg.eval_temperature, greedy=cfg.eval_greedy)
+    from agents.format_reward import format_matrix
+
     correct = [float(x) for x in batch.global_matrix()[:, 0]]
     local = {}
     for r in ROLES:
         vals = batch.local_matrix(r)
         local[r] = float(np.nanmean(vals)) if np.isfinite(vals).any() else 0.0
+    # format-valid share per role (agents/format_reward.py: retriever tags + answer; others: non-empty, stopped)
+    fmt = {r: float(format_matrix(batch, r).mean()) for r in ROLES}
     return {"accuracy": float(np.mean(correct)), "correct": correct, "local": local,
-            "local_mean": float(np.mean(list(local.values())))}
+            "local_mean": float(np.mean(list(local.values()))), "format": fmt,
+            "question_ids": [str(q) for q in trainer.eval_ids]}
 
 
 def run_system(args, seed: int, system: str, out: Path) -> dict:
@@ -155,7 +207,7 @@ def run_system(args, seed: int, system: str, out: Path) -> dict:
     run_dir = out / f"seed{seed}" / system.replace("+", "_")
     curve = []
     if system == "prompt-only":
-        trainer = Trainer(base_config(args, seed, mode="none"), run_dir)
+        trainer = Trainer(base_config(args, seed, mode="none", warm_start=None), run_dir)
     elif system == "sft":
         trainer = Trainer(base_config(args, seed, mode="none", warm_start="sft"), run_dir)
         warm = trainer.warm_start()
@@ -170,13 +222,17 @@ def run_system(args, seed: int, system: str, out: Path) -> dict:
         for _ in range(args.iterations):
             rec = trainer.step()
             curve.append({k: rec.get(k) for k in ("iteration", "train_accuracy", "zero_var_frac", "seconds",
+                                                  "seconds_rollout", *(f"zero_var_frac_{r}" for r in ROLES),
                                                   *(f"local_{r}" for r in ROLES), *(f"w_{r}" for r in ROLES),
+                                                  *(f"gen_tokens_{r}" for r in ROLES),
                                                   *(f"tokens_per_s_{r}" for r in ROLES),
                                                   *(f"grpo_{r}/approx_kl" for r in ROLES),
                                                   *(f"grpo_{r}/clip_frac" for r in ROLES))})
             print(f"  seed {seed} {system} iteration {rec['iteration']}: {rec['seconds']:.0f} s, train acc "
                   f"{rec['train_accuracy']:.2f}, zero-variance {rec.get('zero_var_frac', float('nan')):.2f}",
                   file=sys.stderr, flush=True)
+        if args.save_policy:  # the trained adapters (a few MB), e.g. for a leaderboard entry
+            trainer.policy.save(run_dir / "final_policy")
     result = {"system": system, "seed": seed, **held_out(trainer), "curve": curve,
               "seconds": time.perf_counter() - t0}
     if system == "sft":
@@ -251,6 +307,7 @@ def plot(results: list[dict], summary: dict, png: str) -> None:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    resolve(args)
     import torch
 
     torch.set_num_threads(max(1, args.threads))
@@ -277,9 +334,10 @@ def main(argv=None) -> int:
                         "SmolLM2-135M-Instruct", rss)
     summary["wall_seconds"] = round(time.perf_counter() - t0, 1)
     summary["threads"] = torch.get_num_threads()
+    summary["preset"] = PRESET
     summary["config"] = {k: getattr(args, k) for k in ("env", "iterations", "batch_queries", "group_size",
                                                        "new_tokens", "eval_limit", "eval_episode", "lora_layers",
-                                                       "lr", "sft_questions",
+                                                       "dtype", "lr", "sft_questions",
                                                        "sft_epochs", "sft_lr")}
     if args.png:
         plot(results, summary, args.png)
