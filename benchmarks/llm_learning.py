@@ -17,7 +17,9 @@ The three RL systems start from the *same* SFT adapters of their seed and get th
 (``--iterations`` iterations of B queries × G trajectories); zero-variance groups are skipped
 (DAPO-style, ``TrainConfig.zero_variance="skip"``), no format reward (paper configuration).
 
-Reported per system: held-out accuracy (mean over seeds × questions) with a 95 % percentile
+Seed ``k`` evaluates the ``k``-th block of ``--eval-limit`` validation questions (the same block
+for all five systems of the seed, so they are compared on the same questions; distinct questions
+across seeds). Reported per system: held-out accuracy (mean over seeds × questions) with a 95 % percentile
 bootstrap interval over those question outcomes (``comam_env.stats.bootstrap_ci``), and the local
 reward (mean of the three roles' validation local rewards) of the starting policy
 (``local_reward_start``: the untrained model for prompt-only and sft, the SFT policy for the RL
@@ -85,7 +87,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--aggregate", action="store_true", help="only aggregate the cached results")
     ap.add_argument("--png", help="write the figure here")
     ap.add_argument("--save-policy", action="store_true",
-                    help="save each RL system's final policy to OUT/seed<k>/<system>/final_policy")
+                    help="checkpoint each RL system's final policy in OUT/seed<k>/<system>/checkpoint (a training run "
+                         "directory: comam-env evaluate --run OUT/seed<k>/<system>)")
     ap.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated subset of the systems")
     args = ap.parse_args(argv)
     if args.quick:  # smaller settings; flags given explicitly still win
@@ -195,6 +198,22 @@ def held_out(trainer) -> dict:
             "question_ids": [str(q) for q in trainer.eval_ids]}
 
 
+def seed_eval_ids(trainer, seed: int) -> list[str]:
+    """Seed ``k``'s validation questions: the ``k``-th block of ``eval_limit`` questions of the
+    validation split (wrapping around), the same for every system of the seed. Distinct blocks
+    per seed keep the pooled outcomes distinct questions: a greedy untrained model on one shared
+    block would repeat the same outcomes in every seed and make the interval look tighter than
+    the data are."""
+    from agents.comam import _split_ids
+
+    ids = _split_ids(trainer.eval_envs[0])
+    limit = trainer.cfg.eval_limit or len(ids)
+    if limit >= len(ids):
+        return ids
+    start = (seed * limit) % len(ids)
+    return [ids[(start + i) % len(ids)] for i in range(limit)]
+
+
 def run_system(args, seed: int, system: str, out: Path) -> dict:
     """Train/evaluate one system for one seed (cached as ``out/seed<k>/<system>.json``)."""
     from agents.comam import Trainer
@@ -218,8 +237,9 @@ def run_system(args, seed: int, system: str, out: Path) -> dict:
         if not (sft_dir / "policy.json").exists():
             run_system(args, seed, "sft", out)
         trainer = Trainer(base_config(args, seed, credit=credit, mode=mode, warm_start=str(sft_dir)), run_dir)
-        trainer.warm_start()
-        for _ in range(args.iterations):
+        if not trainer.resumed:
+            trainer.warm_start()
+        while trainer.iteration < args.iterations:  # a checkpointed run resumes where it stopped
             rec = trainer.step()
             curve.append({k: rec.get(k) for k in ("iteration", "train_accuracy", "zero_var_frac", "seconds",
                                                   "seconds_rollout", *(f"zero_var_frac_{r}" for r in ROLES),
@@ -231,8 +251,9 @@ def run_system(args, seed: int, system: str, out: Path) -> dict:
             print(f"  seed {seed} {system} iteration {rec['iteration']}: {rec['seconds']:.0f} s, train acc "
                   f"{rec['train_accuracy']:.2f}, zero-variance {rec.get('zero_var_frac', float('nan')):.2f}",
                   file=sys.stderr, flush=True)
-        if args.save_policy:  # the trained adapters (a few MB), e.g. for a leaderboard entry
-            trainer.policy.save(run_dir / "final_policy")
+        if args.save_policy:  # a trainer checkpoint (LoRA adapters + optimizer, a few MB): evaluate --run DIR
+            trainer._checkpoint()
+    trainer.eval_ids = seed_eval_ids(trainer, seed)
     result = {"system": system, "seed": seed, **held_out(trainer), "curve": curve,
               "seconds": time.perf_counter() - t0}
     if system == "sft":

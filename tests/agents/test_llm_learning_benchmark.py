@@ -91,9 +91,24 @@ def test_tiny_run_prints_the_documented_object(bench, tmp_path, capsys, one_torc
     rl = json.loads((out / "seed0" / "sft_comam.json").read_text())
     assert len(rl["curve"]) == 1 and set(rl["format"]) == {"extractor", "profiler", "retriever"}
     assert len(rl["question_ids"]) == 2
-    assert (out / "seed0" / "sft_comam" / "final_policy" / "policy.json").exists()
+    from baselines.trained import policy_dir, read_run_config
+
+    run = out / "seed0" / "sft_comam"  # a training run directory, as `comam-env evaluate --run` reads it
+    assert read_run_config(run).system == "comam" and (policy_dir(run) / "policy.json").exists()
     saved = json.loads((out / "seed0" / "sft_comam" / "config.json").read_text())
     assert saved["policy_kwargs"]["dtype"] == "bfloat16" and saved["grpo"]["micro_batch_size"] == 4
     # cached: a second call reads the per-(seed, system) results instead of training again
     assert bench.main(argv[:-1] + ["--aggregate"]) == 0
     assert json.loads(capsys.readouterr().out)["systems"]["sft+comam"] == summary["systems"]["sft+comam"]
+
+
+def test_each_seed_evaluates_its_own_block_of_validation_questions(bench):
+    from types import SimpleNamespace
+
+    env = SimpleNamespace(unwrapped=SimpleNamespace(question_ids=[f"q{i}" for i in range(10)]))
+    trainer = SimpleNamespace(eval_envs=[env], cfg=SimpleNamespace(eval_limit=4))
+    blocks = [bench.seed_eval_ids(trainer, s) for s in range(3)]
+    assert blocks[0] == ["q0", "q1", "q2", "q3"] and blocks[1] == ["q4", "q5", "q6", "q7"]
+    assert blocks[2] == ["q8", "q9", "q0", "q1"]  # wraps around the split
+    trainer.cfg.eval_limit = 20
+    assert bench.seed_eval_ids(trainer, 2) == env.unwrapped.question_ids
