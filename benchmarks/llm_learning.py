@@ -255,7 +255,9 @@ def run_system(args, seed: int, system: str, out: Path) -> dict:
             trainer._checkpoint()
     trainer.eval_ids = seed_eval_ids(trainer, seed)
     result = {"system": system, "seed": seed, **held_out(trainer), "curve": curve,
-              "seconds": time.perf_counter() - t0}
+              "seconds": time.perf_counter() - t0,
+              # the process's peak so far (ru_maxrss, MB), so --aggregate can report the runs' peak
+              "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     if system == "sft":
         result["sft"] = warm
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -269,7 +271,8 @@ def aggregate(results: list[dict], systems, model: str, peak_rss_mb: float) -> d
 
     by = {s: [r for r in results if r["system"] == s] for s in systems}
     start_of = {"prompt-only": "prompt-only", "sft": "prompt-only"}
-    out = {"model": model, "peak_rss_mb": round(peak_rss_mb, 1), "systems": {}}
+    out = {"model": model, "peak_rss_mb": round(peak_rss_mb, 1) if np.isfinite(peak_rss_mb) else None,
+           "systems": {}}
     for s, rs in by.items():
         if not rs:
             continue
@@ -351,6 +354,9 @@ def main(argv=None) -> int:
                     results.append(run_system(args, seed, s, out))
                     bar.update(1)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if args.aggregate:  # this process only read files: the peak of the processes that made the results
+        recorded = [r["peak_rss_mb"] for r in results if r.get("peak_rss_mb") is not None]
+        rss = max(recorded) if recorded else float("nan")
     summary = aggregate(results, systems, _model_path(args.model) if args.model != "smollm2" else
                         "SmolLM2-135M-Instruct", rss)
     summary["wall_seconds"] = round(time.perf_counter() - t0, 1)
