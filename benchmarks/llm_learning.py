@@ -79,7 +79,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--dtype", choices=["bfloat16", "float32"], help="model dtype (preset: bfloat16)")
     ap.add_argument("--lr", type=float, help="GRPO learning rate of the LoRA adapters (preset: 2e-5)")
     ap.add_argument("--sft-questions", type=int, help="training questions for the SFT data (preset: 32)")
-    ap.add_argument("--sft-epochs", type=int, help="SFT epochs (preset: 3)")
+    ap.add_argument("--sft-epochs", type=int, help="SFT epochs (preset: 8)")
     ap.add_argument("--sft-lr", type=float, help="SFT learning rate (preset: 5e-4)")
     ap.add_argument("--threads", type=int, default=2, help="torch threads (set explicitly on shared machines)")
     ap.add_argument("--out", default="runs/llm_learning", help="cache folder of per-(seed, system) results")

@@ -37,7 +37,7 @@ def test_config_is_the_cpu_preset(bench):
     assert pk["lora_layers"] == 1  # the 2-layer tiny model: its top layer (SmolLM2: the preset's 8)
     assert (cfg.iterations, cfg.batch_queries, cfg.group_size, cfg.eval_limit, pk["max_new_tokens"]) == (20, 4, 4, 24, 64)
     assert (cfg.grpo["lr"], cfg.sft, cfg.zero_variance_mode, cfg.format_reward) == (
-        2e-5, {"questions": 32, "epochs": 3, "lr": 5e-4}, "skip", 0.0)
+        2e-5, {"questions": 32, "epochs": 8, "lr": 5e-4}, "skip", 0.0)
     assert cfg.seed == 3 and cfg.env_pool == 16 and pk["generation_batch_size"] >= 16
     assert pk["model"].endswith("tiny-llm-benchmark") and cfg.progress is False
 
