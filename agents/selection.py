@@ -256,26 +256,24 @@ class _SelectionNet(nn.Module):
         sel = (cand * k[..., None]).sum(1) / k.sum(1, keepdim=True).clamp(min=1.0)
         # How well the option is supported by its best kept candidate (0 if nothing kept).
         match = self._best_match(options, cand, kept)
-        pos = None
-        if self.position:
-            # How recent that best kept candidate is: among an old and an updated preference,
-            # the option backed by the later one is usually right.
-            sims = torch.bmm(options, cand.transpose(1, 2)).masked_fill(~kept[:, None, :], float("-inf"))
-            where = sims.argmax(dim=-1)  # (B, 4)
-            cand_pos = self._positions(mask if mask is not None else kept).to(cand.dtype)
-            pos = torch.where(kept.any(-1, keepdim=True), cand_pos.gather(1, where), torch.zeros_like(match))
-        src = None
-        if self.source:
-            # Whether the option's best-matching kept candidate is a profile unit.
-            sims = torch.bmm(options, cand.transpose(1, 2)).masked_fill(~kept[:, None, :], float("-inf"))
-            flag = self._source(source, kept, cand.dtype)
-            src = torch.where(kept.any(-1, keepdim=True), flag.gather(1, sims.argmax(dim=-1)), torch.zeros_like(match))
-        sup = None
-        if self.supersede:
-            # Whether the option's best-matching kept candidate is superseded by a later one (stale).
-            sims = torch.bmm(options, cand.transpose(1, 2)).masked_fill(~kept[:, None, :], float("-inf"))
-            later = self._superseded(cand, mask if mask is not None else kept)
-            sup = torch.where(kept.any(-1, keepdim=True), later.gather(1, sims.argmax(dim=-1)), torch.zeros_like(match))
+        rows = mask if mask is not None else kept
+        best = None  # index of each option's best-matching kept candidate, computed once if a feature needs it
+
+        def at_best(values):
+            """``values`` (one per candidate) read at each option's best-matching kept candidate (0 if none kept)."""
+            nonlocal best
+            if best is None:
+                sims = torch.bmm(options, cand.transpose(1, 2)).masked_fill(~kept[:, None, :], float("-inf"))
+                best = sims.argmax(dim=-1)  # (B, 4)
+            return torch.where(kept.any(-1, keepdim=True), values.gather(1, best), torch.zeros_like(match))
+
+        # How recent that candidate is: among an old and an updated preference, the option backed
+        # by the later one is usually right.
+        pos = at_best(self._positions(rows).to(cand.dtype)) if self.position else None
+        # Whether it is a profile unit.
+        src = at_best(self._source(source, kept, cand.dtype)) if self.source else None
+        # Whether it is superseded by a later candidate (stale).
+        sup = at_best(self._superseded(cand, rows)) if self.supersede else None
         return self._score(self.option, options, query, sel, self.role_emb(role_ids), match, pos, src, sup)
 
 
@@ -370,7 +368,7 @@ class SelectionPolicy(Policy):
             for r in self.roles:
                 nets[ROLE_NAMES[r]] = _SelectionNet(config.dim, config.hidden, config.role_dim, r == RETRIEVER,
                                                     config.position_features, config.source_features,
-                                           config.supersede_features)
+                                                    config.supersede_features)
         self.nets = nn.ModuleDict(nets)
         for key in self.nets:  # deterministic, insertion order
             self.nets[key].reset(gen, config.keep_prob)
