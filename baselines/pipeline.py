@@ -320,12 +320,17 @@ PREFERENCE_PREFIX = "Current preference: "
 FACT_PREFIX = "About the user: "
 
 
-def _message(unit: str) -> str:
-    """The message text of a memory unit (without a ``User:``/``[i]`` prefix or a profile prefix)."""
+def _strip_profile_prefix(unit: str) -> str:
+    """``unit`` without a ``Current preference: `` / ``About the user: `` profile prefix."""
     for prefix in (PREFERENCE_PREFIX, FACT_PREFIX):
         if unit.startswith(prefix):
-            unit = unit[len(prefix):]
-            break
+            return unit[len(prefix):]
+    return unit
+
+
+def _message(unit: str) -> str:
+    """The message text of a memory unit (without a ``User:``/``[i]`` prefix or a profile prefix)."""
+    unit = _strip_profile_prefix(unit)
     m = _USER_LINE_RE.match(unit) or _SPEAKER_LINE_RE.match(unit)
     return m.group(1) if m else unit
 
@@ -386,25 +391,32 @@ def profile_lines(units: Sequence[str]) -> list[str]:
             + [FACT_PREFIX + t for t in _group_latest(facts) if t not in shown])
 
 
-def superseded(unit: str, profile: Sequence[str]) -> bool:
+def _profile_topics(profile: Sequence[str]) -> tuple[list[frozenset[str]], list[frozenset[str]]]:
+    """(preference topics, self-description topics) the profile states the present of."""
+    pref_topics = [st.obj for line in profile if line.startswith(PREFERENCE_PREFIX)
+                   for st in parse_statements(_message(line))]
+    fact_topics = [t for line in profile if line.startswith(FACT_PREFIX) for t in _self_topics(_message(line))]
+    return pref_topics, fact_topics
+
+
+def superseded(unit: str, profile: Sequence[str], topics=None) -> bool:
     """Whether the profile already states the user's present state on everything ``unit`` says.
 
     A fine-memory unit stating preferences is superseded when every topic it speaks about has a
     ``Current preference`` line in the profile (the profile holds the latest statement: the unit
     is that statement or a stale one); a self-description is superseded when the profile has an
     ``About the user`` line on the same topic. Other units (facts with no "I", anything the
-    profile does not cover) are never superseded.
+    profile does not cover) are never superseded. ``topics`` is ``_profile_topics(profile)`` when
+    the caller tests many units against one profile.
     """
+    pref_topics, fact_topics = _profile_topics(profile) if topics is None else topics
     text = _message(unit)
-    pref_topics = [st.obj for line in profile if line.startswith(PREFERENCE_PREFIX)
-                   for st in parse_statements(_message(line))]
     stmts = parse_statements(text)
     if stmts:
         return all(any(same_topic(st.obj, t) for t in pref_topics) for st in stmts)
     selves = _self_topics(text)
     if not selves:
         return False
-    fact_topics = [t for line in profile if line.startswith(FACT_PREFIX) for t in _self_topics(_message(line))]
     return all(any(same_topic(s, t) for t in fact_topics) for s in selves)
 
 
@@ -433,7 +445,8 @@ class HeuristicRetriever:
 
         profile, fine = split_profile_fine(profile, fine)
         if profile:
-            fine = [u for u in fine if not superseded(u, profile)]
+            topics = _profile_topics(profile)
+            fine = [u for u in fine if not superseded(u, profile, topics)]
         if not profile and not fine:
             return []
         q = self.embedder.encode([query])[0]
@@ -467,7 +480,7 @@ class HeuristicRetriever:
         # states negative preferences, plus the object phrase of every statement with its polarity
         texts, signs = [], []
         for u in units:
-            stmts = parse_statements(_unit_text(u))
+            stmts = parse_statements(_message(u))
             texts.append(u)
             signs.append(-1 if stmts and all(st.polarity < 0 for st in stmts) else 1)
             for st in stmts:
@@ -488,16 +501,6 @@ class HeuristicRetriever:
         # span rule sees the message (and its speaker label) as in a fine-memory line
         return self.answerer.answer_open(q, [_strip_profile_prefix(u) for u in retrieved]).answer
 
-
-def _strip_profile_prefix(unit: str) -> str:
-    for prefix in (PREFERENCE_PREFIX, FACT_PREFIX):
-        if unit.startswith(prefix):
-            return unit[len(prefix):]
-    return unit
-
-
-def _unit_text(unit: str) -> str:
-    return _message(unit)
 
 
 def parse_options(options: str) -> list[str]:
@@ -538,10 +541,8 @@ class HeuristicPipeline:
         if role == "profiler":
             return "\n".join(profile_lines(memory_units(obs["memory"])))
         profile, fine = memory_sections(obs["memory"])
-        units = fine + profile
         retrieved = self.retriever.retrieve_memory(profile, fine, obs["query"])
         options = parse_options(obs["options"])
-        self._last_units = units
         if not options:
             return retriever_action(retrieved, self.retriever.answer_open(obs["query"], retrieved))
         q = Question("_", "_", "_", "_", obs["query"], tuple(options), "a", None, 0)
