@@ -115,29 +115,29 @@ def _model_path(name: str) -> str:
 #: the preset the benchmark runs (the measured CPU configuration, docs/llm.md "CPU cost of one iteration")
 PRESET = "smollm2-cpu"
 
+#: (flag, TrainConfig section or None for a top-level field, key): the flags that override the preset
+FLAG_FIELDS = (
+    ("iterations", None, "iterations"), ("batch_queries", None, "batch_queries"),
+    ("group_size", None, "group_size"), ("eval_limit", None, "eval_limit"),
+    ("new_tokens", "policy_kwargs", "max_new_tokens"), ("lora_layers", "policy_kwargs", "lora_layers"),
+    ("dtype", "policy_kwargs", "dtype"), ("lr", "grpo", "lr"),
+    ("sft_questions", "sft", "questions"), ("sft_epochs", "sft", "epochs"), ("sft_lr", "sft", "lr"),
+)
+
 
 def preset_config(args) -> dict:
     """The benchmark's TrainConfig fields before the per-system ones: the ``smollm2-cpu`` preset
     (bf16, LoRA in the top 8 layers on recorded frozen-layer states, update micro-batches of 4,
     one generate call per role over all groups, its lr / SFT settings / B / G / token budget),
-    with every flag that was given on top of it (``agents.presets.merge_preset``)."""
+    with every flag that was given on top of it (:data:`FLAG_FIELDS`, ``agents.presets.merge_preset``)."""
     from agents.presets import merge_preset, preset_fields
 
     preset = preset_fields(PRESET)
     over: dict = {"progress": False, "eval_episode": args.eval_episode, "env": args.env,
                   "policy_kwargs": {"model": _model_path(args.model)}, "grpo": {}, "sft": {}}
-    for flag, field in (("iterations", "iterations"), ("batch_queries", "batch_queries"),
-                        ("group_size", "group_size"), ("eval_limit", "eval_limit")):
+    for flag, section, key in FLAG_FIELDS:
         if getattr(args, flag) is not None:
-            over[field] = getattr(args, flag)
-    for flag, key in (("new_tokens", "max_new_tokens"), ("lora_layers", "lora_layers"), ("dtype", "dtype")):
-        if getattr(args, flag) is not None:
-            over["policy_kwargs"][key] = getattr(args, flag)
-    if args.lr is not None:
-        over["grpo"]["lr"] = args.lr
-    for flag, key in (("sft_questions", "questions"), ("sft_epochs", "epochs"), ("sft_lr", "lr")):
-        if getattr(args, flag) is not None:
-            over["sft"][key] = getattr(args, flag)
+            (over if section is None else over[section])[key] = getattr(args, flag)
     if args.model == "tiny":
         # the 2-layer test model: LoRA in its top layer (still on recorded frozen-layer states)
         over["policy_kwargs"].setdefault("lora_layers", 1)
@@ -152,14 +152,9 @@ def preset_config(args) -> dict:
 def resolve(args) -> None:
     """Fill the flags left unset with the preset's values (so the report names what ran)."""
     f = preset_config(args)
-    pk = f["policy_kwargs"]
-    for flag, value in (("iterations", f["iterations"]), ("batch_queries", f["batch_queries"]),
-                        ("group_size", f["group_size"]), ("eval_limit", f["eval_limit"]),
-                        ("new_tokens", pk["max_new_tokens"]), ("lora_layers", pk.get("lora_layers")),
-                        ("dtype", pk.get("dtype")), ("lr", f["grpo"]["lr"]), ("sft_questions", f["sft"]["questions"]),
-                        ("sft_epochs", f["sft"]["epochs"]), ("sft_lr", f["sft"]["lr"])):
+    for flag, section, key in FLAG_FIELDS:
         if getattr(args, flag) is None:
-            setattr(args, flag, value)
+            setattr(args, flag, (f if section is None else f[section]).get(key))
 
 
 def base_config(args, seed: int, **kw):
