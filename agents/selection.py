@@ -44,6 +44,20 @@ mem0 (a new statement updates an old one), computed from the observation alone. 
 default track (adaptive, seed 0, F1 judge; docs/credit_ablation.md "Role interventions"): it
 does not make the profiler necessary on full-history episodes, so it stays off.
 
+Profile capacity. With ``profile_capacity=P`` (off by default) the profiler keeps at most ``P``
+units: its keep-bits are the per-unit Bernoulli product *conditioned* on keeping at most ``P``,
+
+    p(S) = Π_{i∈S} p_i Π_{i∉S} (1 − p_i) / Pr(|S| ≤ P)   for |S| ≤ P,
+
+sampled exactly (a suffix Poisson-binomial table gives each bit's conditional probability given
+the capacity left) and scored exactly (the normaliser ``−log Pr(|S| ≤ P)`` is one more decision, in
+the option slot the profiler does not otherwise use). Greedy acting returns the mode: the ``P``
+highest-scoring units among those with ``p > 0.5``. On inputs of at most ``P`` units the normaliser
+is 1 and the policy is the uncapped one, bit for bit — so it changes nothing on evidence-session
+episodes (4–6 profiler units) and keeps a profiler trained there from copying a fifth of a
+100-unit full history into a profile longer than the retriever's budget (docs/credit_ablation.md
+"Role interventions").
+
 Decisions and log-probs. A sample's decisions are its valid candidates' keep bits plus,
 for the retriever, the option: ``logprobs_of`` returns ``(B, K + 1)`` per-decision
 log-probs with a mask (candidate slots masked by the observation mask; the last slot is
@@ -77,6 +91,7 @@ from torch import nn
 
 from agents.base import (
     ALL_ROLES,
+    PROFILER,
     ROLE_NAMES,
     RETRIEVER,
     ActOutput,
@@ -107,6 +122,7 @@ class SelectionPolicyConfig:
     position_features: bool = field(default=False, metadata={"help": "recency features: each candidate's relative position among the valid rows (the view keeps them in chronological order), and for each option the position of its best-matching kept candidate"})
     source_features: bool = field(default=True, metadata={"help": "profile features: each candidate's 'source' flag (1 = a profile unit) and, for each option, the flag of its best-matching kept candidate (policies saved without this field load with it off)"})
     supersede_features: bool = field(default=False, metadata={"help": "consolidation features: each candidate's best similarity to a later valid candidate (a later line on the same subject supersedes it: a stale preference), and for each option that value of its best-matching kept candidate"})
+    profile_capacity: int | None = field(default=None, metadata={"help": "most units the profiler keeps: its keep-bits are the Bernoulli product conditioned on keeping at most this many (exact sampling and log-probs; greedy keeps the highest-scoring ones); None = no cap"})
     roles: tuple = field(default=ALL_ROLES, metadata={"help": "roles this policy acts for (ints 0..2)"})
     seed: int = field(default=0, metadata={"help": "seed of the parameter initialisation and of the fallback sampling generator"})
     device: str = field(default="cpu", metadata={"help": "torch device of the parameters"})
@@ -117,6 +133,9 @@ class SelectionPolicyConfig:
             raise ValueError("SelectionPolicyConfig.roles must not be empty")
         if self.dim < 1 or self.hidden < 1 or self.role_dim < 1:
             raise ValueError("SelectionPolicyConfig: dim, hidden and role_dim must be >= 1")
+        cap = self.profile_capacity
+        if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 1):
+            raise ValueError(f"SelectionPolicyConfig.profile_capacity must be a positive integer or None, got {cap!r}")
         if not 0.0 < self.keep_prob < 1.0:
             raise ValueError(f"SelectionPolicyConfig.keep_prob must be in (0, 1), got {self.keep_prob}")
 
@@ -275,6 +294,81 @@ class _SelectionNet(nn.Module):
         # Whether it is superseded by a later candidate (stale).
         sup = at_best(self._superseded(cand, rows)) if self.supersede else None
         return self._score(self.option, options, query, sel, self.role_emb(role_ids), match, pos, src, sup)
+
+
+_LOG_ZERO = -1e30
+
+
+def _over_capacity(mask: torch.Tensor, cap: int) -> torch.Tensor:
+    """Rows with more than ``cap`` valid candidates (the only rows a capacity changes)."""
+    return mask.sum(1) > cap
+
+
+def capacity_log_normaliser(logits: torch.Tensor, mask: torch.Tensor, cap: int) -> torch.Tensor:
+    """``log Pr(|S| <= cap)`` per row, S kept with independent ``sigmoid(logits)`` over the valid
+    entries (a Poisson-binomial table over the count kept so far, truncated at ``cap``;
+    differentiable). Exactly 0 on rows with at most ``cap`` valid entries."""
+    B, K = logits.shape
+    over = _over_capacity(mask, cap)
+    out = torch.zeros(B, dtype=logits.dtype, device=logits.device)
+    if not bool(over.any()):
+        return out
+    lp, lq = nn.functional.logsigmoid(logits), nn.functional.logsigmoid(-logits)
+    # a finite "log 0": logaddexp of two -inf has a NaN gradient
+    ninf = torch.full((B, 1), _LOG_ZERO, dtype=logits.dtype, device=logits.device)
+    table = torch.cat([torch.zeros((B, 1), dtype=logits.dtype, device=logits.device), ninf.expand(B, cap)], 1)
+    for i in range(K):  # table[:, j] = log Pr(j of the valid entries < i kept), j <= cap
+        step = torch.logaddexp(table + lq[:, i : i + 1], torch.cat([ninf, table[:, :-1] + lp[:, i : i + 1]], 1))
+        table = torch.where(mask[:, i : i + 1], step, table)
+    return torch.where(over, torch.logsumexp(table, 1), out)
+
+
+def _capped_bits(logits: torch.Tensor, mask: torch.Tensor, u: torch.Tensor, cap: int) -> torch.Tensor:
+    """Keep-bits drawn from the Bernoulli product conditioned on at most ``cap`` kept, from the
+    uniforms ``u`` (rows with at most ``cap`` valid entries: plain ``u < sigmoid(logits)``)."""
+    bits = (u < torch.sigmoid(logits)) & mask
+    over = _over_capacity(mask, cap).nonzero().flatten().tolist()
+    if not over:
+        return bits
+    lg = logits[over].double()
+    m = mask[over]
+    lp, lq = nn.functional.logsigmoid(lg), nn.functional.logsigmoid(-lg)
+    R, K = lg.shape
+    # suffix[i][:, c] = log Pr(at most c kept among the valid entries >= i), c = 0..cap; c = -1 is -inf
+    suffix = [None] * (K + 1)
+    suffix[K] = torch.zeros((R, cap + 1), dtype=lg.dtype)
+    ninf = torch.full((R, 1), float("-inf"), dtype=lg.dtype)
+    for i in range(K - 1, -1, -1):
+        nxt = suffix[i + 1]
+        step = torch.logaddexp(lq[:, i : i + 1] + nxt, lp[:, i : i + 1] + torch.cat([ninf, nxt[:, :-1]], 1))
+        suffix[i] = torch.where(m[:, i : i + 1], step, nxt)
+    left = torch.full((R,), cap, dtype=torch.long)
+    rows = torch.arange(R)
+    out = torch.zeros((R, K), dtype=torch.bool)
+    uu = u[over].cpu().double()
+    for i in range(K):
+        c = left
+        after = suffix[i + 1]
+        keep_lp = lp[:, i] + torch.where(c > 0, after[rows, (c - 1).clamp(min=0)], torch.full_like(lp[:, i], float("-inf")))
+        p_keep = torch.exp(keep_lp - suffix[i][rows, c])
+        take = m[:, i].cpu() & (uu[:, i] < p_keep)
+        out[:, i] = take
+        left = left - take.long()
+    bits[over] = out.to(bits.device)
+    return bits
+
+
+def _capped_greedy(logits: torch.Tensor, mask: torch.Tensor, cap: int) -> torch.Tensor:
+    """The conditioned distribution's mode: the ``cap`` highest logits among the positive valid ones
+    (ties: the earlier entry)."""
+    bits = (logits > 0) & mask
+    over = (bits.sum(1) > cap).nonzero().flatten().tolist()
+    for r in over:
+        idx = bits[r].nonzero().flatten()
+        order = torch.sort(-logits[r, idx], stable=True).indices[:cap]
+        bits[r] = False
+        bits[r, idx[order]] = True
+    return bits
 
 
 def _as_batch(observations: Any) -> dict[str, np.ndarray]:
@@ -436,6 +530,10 @@ class SelectionPolicy(Policy):
             idx = option.clamp(min=0)[:, None]
             lp_opt = torch.where(has[:, None], logp_all.gather(1, idx), lp_opt)
             m_opt = has[:, None].to(logits.dtype)
+        elif role == PROFILER and self.config.profile_capacity is not None:
+            # the capacity's normaliser, as one more decision in the (otherwise unused) option slot
+            lp_opt = -capacity_log_normaliser(logits, mask, self.config.profile_capacity)[:, None]
+            m_opt = _over_capacity(mask, self.config.profile_capacity)[:, None].to(logits.dtype)
         token = torch.cat([lp_bits, lp_opt], dim=1)
         dmask = torch.cat([maskf, m_opt], dim=1)
         return token, dmask
@@ -474,16 +572,16 @@ class SelectionPolicy(Policy):
         role_ids = torch.full((B,), r, dtype=torch.long, device=self._device)
         with torch.no_grad():
             logits = net.keep_logits(cand, mask, query, role_ids, options, source) / temp[:, None]
+            cap = self.config.profile_capacity if r == PROFILER else None
             if greedy:
-                bits = logits > 0
+                bits = (logits > 0) & mask if cap is None else _capped_greedy(logits, mask, cap)
             else:
                 if gens is None:
                     u = torch.rand((B, K), generator=gen)
                 else:  # per-observation streams: row i's draws come from gens[i] only
                     u = torch.stack([torch.rand(K, generator=g) for g in gens]) if gens else torch.zeros(0, K)
                 u = u.to(self._device)
-                bits = u < torch.sigmoid(logits)
-            bits = bits & mask
+                bits = (u < torch.sigmoid(logits)) & mask if cap is None else _capped_bits(logits, mask, u, cap)
             option = torch.full((B,), -1, dtype=torch.long, device=self._device)
             if r == RETRIEVER:
                 opt_valid = options.abs().sum(-1) > 0
@@ -571,6 +669,7 @@ class SelectionPolicy(Policy):
         cfg = dict(meta["config"])
         # Policies saved before the source features existed were trained without them.
         cfg.setdefault("source_features", False)
+        cfg.setdefault("profile_capacity", None)
         cfg.update(overrides)
         try:
             config = SelectionPolicyConfig(**cfg)

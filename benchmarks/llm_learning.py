@@ -78,6 +78,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="LoRA in the last N decoder layers only (LLMPolicyConfig.lora_layers; preset: 8 of SmolLM2's 30)")
     ap.add_argument("--dtype", choices=["bfloat16", "float32"], help="model dtype (preset: bfloat16)")
     ap.add_argument("--lr", type=float, help="GRPO learning rate of the LoRA adapters (preset: 2e-5)")
+    ap.add_argument("--kl-coef", type=float,
+                    help="weight of the k3 KL to the frozen start policy (the SFT policy after the warm start; preset: 0)")
+    ap.add_argument("--temperature", type=float, help="sampling temperature of the training rollouts (preset: 1.0)")
     ap.add_argument("--sft-questions", type=int, help="training questions for the SFT data (preset: 32)")
     ap.add_argument("--sft-epochs", type=int, help="SFT epochs (preset: 8)")
     ap.add_argument("--sft-lr", type=float, help="SFT learning rate (preset: 5e-4)")
@@ -120,7 +123,8 @@ FLAG_FIELDS = (
     ("iterations", None, "iterations"), ("batch_queries", None, "batch_queries"),
     ("group_size", None, "group_size"), ("eval_limit", None, "eval_limit"),
     ("new_tokens", "policy_kwargs", "max_new_tokens"), ("lora_layers", "policy_kwargs", "lora_layers"),
-    ("dtype", "policy_kwargs", "dtype"), ("lr", "grpo", "lr"),
+    ("dtype", "policy_kwargs", "dtype"), ("lr", "grpo", "lr"), ("kl_coef", "grpo", "kl_coef"),
+    ("temperature", None, "temperature"),
     ("sft_questions", "sft", "questions"), ("sft_epochs", "sft", "epochs"), ("sft_lr", "sft", "lr"),
 )
 

@@ -59,6 +59,15 @@ def test_flags_override_the_preset_and_quick_only_fills_unset_flags(bench):
     # --quick's smaller settings where no flag was given
     assert (args.seeds, args.eval_limit, args.sft_questions, args.sft_epochs) == (1, 12, 16, 2)
     assert cfg.eval_limit == 12 and cfg.sft["questions"] == 16 and cfg.sft["lr"] == 5e-4
+    assert (cfg.grpo.get("kl_coef", 0.0), cfg.temperature) == (0.0, 1.0)  # the preset's (GRPOConfig default), without the flags
+
+
+def test_kl_and_temperature_flags_reach_the_trainer_config(bench):
+    args = bench.parse_args(["--model", "tiny", "--kl-coef", "0.05", "--temperature", "0.7"])
+    bench.resolve(args)
+    cfg = bench.base_config(args, seed=0)
+    assert (cfg.grpo["kl_coef"], cfg.temperature, args.kl_coef, args.temperature) == (0.05, 0.7, 0.05, 0.7)
+    assert cfg.grpo["lr"] == 2e-5  # the rest of the preset's grpo section kept
 
 
 def test_a_changed_preset_changes_the_benchmark(bench, monkeypatch):

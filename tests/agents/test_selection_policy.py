@@ -322,3 +322,86 @@ def test_supersede_features_tell_a_stale_line_from_its_update_and_survive_save_a
     obs = _obs(np.random.default_rng(1), RETRIEVER, 5)
     s = policy.act(RETRIEVER, [obs], greedy=True).samples[0]
     torch.testing.assert_close(policy.logprobs_of(RETRIEVER, [s]).sum, again.logprobs_of(RETRIEVER, [s]).sum)
+
+
+def _capped_profiler(cap, seed=1):
+    """A profiler with profile_capacity=cap whose keep logits are spread out (not the init's ~0)."""
+    policy = SelectionPolicy(dim=D, hidden=8, seed=seed, profile_capacity=cap)
+    with torch.no_grad():
+        for p in policy.trainable_parameters(PROFILER):
+            p.add_(0.8 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+    return policy
+
+
+def _subsets(valid, at_most):
+    import itertools
+
+    return [s for r in range(at_most + 1) for s in itertools.combinations(valid, r)]
+
+
+def test_profile_capacity_is_an_exact_distribution_over_subsets_of_at_most_p_units():
+    """The capped profiler's log-probs sum to 1 over every subset of at most P valid units, its
+    samples never exceed P and their frequencies follow those probabilities, and act's log-probs
+    are logprobs_of's (the normaliser is a decision of its own, in the option slot)."""
+    cap = 2
+    obs = _obs(np.random.default_rng(4), PROFILER, 5)
+    policy = _capped_profiler(cap)
+    probs = {}
+    for s in _subsets(range(5), cap):
+        bits = np.zeros(K, np.int8)
+        bits[list(s)] = 1
+        lp = policy.logprobs_of(PROFILER, [{**obs, "bits": bits, "option": -1, "temperature": 1.0}])
+        probs[s] = float(torch.exp(lp.sum))
+        assert lp.mask[0, -1] == 1  # 5 valid units > P: the normaliser counts
+    assert abs(sum(probs.values()) - 1.0) < 1e-5
+    assert max(probs.values()) > 3 * min(probs.values())  # not uniform: the check below can fail
+    n = 6000
+    out = policy.act(PROFILER, [obs] * n, generator=torch.Generator().manual_seed(0))
+    counts = {}
+    for a in out.actions:
+        s = tuple(np.nonzero(a)[0].tolist())
+        assert len(s) <= cap
+        counts[s] = counts.get(s, 0) + 1
+    for s, p in probs.items():  # every subset within 4 binomial standard errors
+        assert abs(counts.get(s, 0) / n - p) < 4 * np.sqrt(p * (1 - p) / n) + 1e-3, s
+    torch.testing.assert_close(policy.logprobs_of(PROFILER, out.samples[:64]).sum.detach(), out.logprobs[:64],
+                               atol=1e-5, rtol=0)
+
+
+def test_profile_capacity_changes_nothing_on_inputs_of_at_most_p_units():
+    """Bit for bit the uncapped policy (same draws, same log-probs, no extra decision) when the
+    profiler sees at most P units — evidence-session training is unchanged by the cap."""
+    obs = _batch(PROFILER, n=20)  # 1..K valid units
+    capped, plain = _capped_profiler(K), _capped_profiler(None)
+    for greedy in (False, True):
+        a = capped.act(PROFILER, obs, greedy=greedy, generator=torch.Generator().manual_seed(5))
+        b = plain.act(PROFILER, obs, greedy=greedy, generator=torch.Generator().manual_seed(5))
+        np.testing.assert_array_equal(np.stack(a.actions), np.stack(b.actions))
+        assert torch.equal(a.logprobs, b.logprobs)
+        la, lb = capped.logprobs_of(PROFILER, a.samples), plain.logprobs_of(PROFILER, b.samples)
+        assert torch.equal(la.mask, lb.mask) and torch.equal(la.sum, lb.sum)
+
+
+def test_profile_capacity_greedy_keeps_the_p_highest_scoring_units_and_grads_reach_the_normaliser(tmp_path):
+    cap = 2
+    rng = np.random.default_rng(7)
+    obs = [_obs(rng, PROFILER, K) for _ in range(8)]
+    policy, plain = _capped_profiler(cap), _capped_profiler(None)
+    b = stack_observations(obs)
+    cand, mask, query, options, source = policy._tensors(b)
+    logits = policy.net(PROFILER).keep_logits(cand, mask, query, torch.full((8,), PROFILER), options, source).detach()
+    greedy = np.stack(policy.act(PROFILER, obs, greedy=True).actions).astype(bool)
+    uncapped = np.stack(plain.act(PROFILER, obs, greedy=True).actions).astype(bool)
+    assert (uncapped.sum(1) > cap).any()  # the cap binds somewhere
+    for row, lg, keep in zip(uncapped, logits.numpy(), greedy):
+        want = np.zeros(K, bool)
+        want[np.argsort(-np.where(row, lg, -np.inf), kind="stable")[: min(cap, row.sum())]] = True
+        np.testing.assert_array_equal(keep, want)
+    # the normaliser depends on every unit's logit, so every keep parameter gets a gradient from it
+    lp = policy.logprobs_of(PROFILER, policy.act(PROFILER, obs, generator=torch.Generator().manual_seed(1)).samples)
+    (lp.token[:, -1].sum()).backward()
+    assert policy.net(PROFILER).keep[-1].weight.grad.abs().sum() > 0
+    policy.save(tmp_path / "p")
+    assert SelectionPolicy.load(tmp_path / "p").config.profile_capacity == cap
+    with pytest.raises(ValueError, match="profile_capacity"):
+        SelectionPolicy(dim=D, profile_capacity=0)
