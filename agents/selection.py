@@ -296,12 +296,21 @@ class _SelectionNet(nn.Module):
         return self._score(self.option, options, query, sel, self.role_emb(role_ids), match, pos, src, sup)
 
 
+# A finite "log 0": logaddexp of two -inf has a NaN gradient.
 _LOG_ZERO = -1e30
 
 
 def _over_capacity(mask: torch.Tensor, cap: int) -> torch.Tensor:
     """Rows with more than ``cap`` valid candidates (the only rows a capacity changes)."""
     return mask.sum(1) > cap
+
+
+def _count_step(table: torch.Tensor, lp: torch.Tensor, lq: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """One entry of a Poisson-binomial table: ``table[:, c]`` is a log-probability indexed by a count
+    ``c = 0..cap`` of kept entries; entry ``i`` (log keep-prob ``lp``, log drop-prob ``lq``, each
+    ``(R, 1)``) either leaves the count or moves it by one. Rows where it is not ``valid`` are unchanged."""
+    shifted = torch.cat([torch.full_like(table[:, :1], _LOG_ZERO), table[:, :-1]], 1)
+    return torch.where(valid, torch.logaddexp(table + lq, shifted + lp), table)
 
 
 def capacity_log_normaliser(logits: torch.Tensor, mask: torch.Tensor, cap: int) -> torch.Tensor:
@@ -314,12 +323,10 @@ def capacity_log_normaliser(logits: torch.Tensor, mask: torch.Tensor, cap: int) 
     if not bool(over.any()):
         return out
     lp, lq = nn.functional.logsigmoid(logits), nn.functional.logsigmoid(-logits)
-    # a finite "log 0": logaddexp of two -inf has a NaN gradient
-    ninf = torch.full((B, 1), _LOG_ZERO, dtype=logits.dtype, device=logits.device)
-    table = torch.cat([torch.zeros((B, 1), dtype=logits.dtype, device=logits.device), ninf.expand(B, cap)], 1)
+    table = torch.full((B, cap + 1), _LOG_ZERO, dtype=logits.dtype, device=logits.device)
+    table[:, 0] = 0.0
     for i in range(K):  # table[:, j] = log Pr(j of the valid entries < i kept), j <= cap
-        step = torch.logaddexp(table + lq[:, i : i + 1], torch.cat([ninf, table[:, :-1] + lp[:, i : i + 1]], 1))
-        table = torch.where(mask[:, i : i + 1], step, table)
+        table = _count_step(table, lp[:, i : i + 1], lq[:, i : i + 1], mask[:, i : i + 1])
     return torch.where(over, torch.logsumexp(table, 1), out)
 
 
@@ -330,28 +337,21 @@ def _capped_bits(logits: torch.Tensor, mask: torch.Tensor, u: torch.Tensor, cap:
     over = _over_capacity(mask, cap).nonzero().flatten().tolist()
     if not over:
         return bits
-    lg = logits[over].double()
-    m = mask[over]
+    # the over-capacity rows, on the CPU in float64 (a small sequential loop)
+    lg, m, uu = logits[over].double().cpu(), mask[over].cpu(), u[over].double().cpu()
     lp, lq = nn.functional.logsigmoid(lg), nn.functional.logsigmoid(-lg)
     R, K = lg.shape
-    # suffix[i][:, c] = log Pr(at most c kept among the valid entries >= i), c = 0..cap; c = -1 is -inf
-    suffix = [None] * (K + 1)
-    suffix[K] = torch.zeros((R, cap + 1), dtype=lg.dtype)
-    ninf = torch.full((R, 1), float("-inf"), dtype=lg.dtype)
+    # suffix[i][:, c] = log Pr(at most c kept among the valid entries >= i), c = 0..cap
+    suffix = [torch.zeros((R, cap + 1), dtype=lg.dtype)] * (K + 1)
     for i in range(K - 1, -1, -1):
-        nxt = suffix[i + 1]
-        step = torch.logaddexp(lq[:, i : i + 1] + nxt, lp[:, i : i + 1] + torch.cat([ninf, nxt[:, :-1]], 1))
-        suffix[i] = torch.where(m[:, i : i + 1], step, nxt)
+        suffix[i] = _count_step(suffix[i + 1], lp[:, i : i + 1], lq[:, i : i + 1], m[:, i : i + 1])
     left = torch.full((R,), cap, dtype=torch.long)
     rows = torch.arange(R)
     out = torch.zeros((R, K), dtype=torch.bool)
-    uu = u[over].cpu().double()
     for i in range(K):
-        c = left
-        after = suffix[i + 1]
-        keep_lp = lp[:, i] + torch.where(c > 0, after[rows, (c - 1).clamp(min=0)], torch.full_like(lp[:, i], float("-inf")))
-        p_keep = torch.exp(keep_lp - suffix[i][rows, c])
-        take = m[:, i].cpu() & (uu[:, i] < p_keep)
+        # Pr(keep i | capacity `left`) = p_i · Pr(at most left−1 of the rest) / Pr(at most left of i..)
+        rest = torch.where(left > 0, suffix[i + 1][rows, (left - 1).clamp(min=0)], torch.full_like(lp[:, i], _LOG_ZERO))
+        take = m[:, i] & (uu[:, i] < torch.exp(lp[:, i] + rest - suffix[i][rows, left]))
         out[:, i] = take
         left = left - take.long()
     bits[over] = out.to(bits.device)
@@ -504,6 +504,10 @@ class SelectionPolicy(Policy):
         source = torch.as_tensor(np.asarray(src if src is not None else np.zeros(mask.shape, np.int8)) > 0, device=dev)
         return cand, mask, query, options, source
 
+    def _capacity(self, role: int) -> int | None:
+        """Most units ``role`` keeps (``profile_capacity`` for the profiler), ``None`` without a cap."""
+        return self.config.profile_capacity if role == PROFILER else None
+
     def _decision_logprobs(self, role, cand, mask, query, options, bits, option, temperature, logits=None, source=None):
         """Per-decision log-probs ``(B, K+1)`` and mask for given bits/options (differentiable).
 
@@ -530,10 +534,10 @@ class SelectionPolicy(Policy):
             idx = option.clamp(min=0)[:, None]
             lp_opt = torch.where(has[:, None], logp_all.gather(1, idx), lp_opt)
             m_opt = has[:, None].to(logits.dtype)
-        elif role == PROFILER and self.config.profile_capacity is not None:
+        elif self._capacity(role) is not None:
             # the capacity's normaliser, as one more decision in the (otherwise unused) option slot
-            lp_opt = -capacity_log_normaliser(logits, mask, self.config.profile_capacity)[:, None]
-            m_opt = _over_capacity(mask, self.config.profile_capacity)[:, None].to(logits.dtype)
+            lp_opt = -capacity_log_normaliser(logits, mask, self._capacity(role))[:, None]
+            m_opt = _over_capacity(mask, self._capacity(role))[:, None].to(logits.dtype)
         token = torch.cat([lp_bits, lp_opt], dim=1)
         dmask = torch.cat([maskf, m_opt], dim=1)
         return token, dmask
@@ -572,7 +576,7 @@ class SelectionPolicy(Policy):
         role_ids = torch.full((B,), r, dtype=torch.long, device=self._device)
         with torch.no_grad():
             logits = net.keep_logits(cand, mask, query, role_ids, options, source) / temp[:, None]
-            cap = self.config.profile_capacity if r == PROFILER else None
+            cap = self._capacity(r)
             if greedy:
                 bits = (logits > 0) & mask if cap is None else _capped_greedy(logits, mask, cap)
             else:
