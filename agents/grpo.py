@@ -532,8 +532,9 @@ class PerAgentGRPO:
         Returns:
             Flat stats ``"<role>/<name>"`` averaged over the optimisation steps
             (``loss``, ``pg_loss``, ``kl_ref``, ``approx_kl``, ``clip_frac``,
-            ``ratio_mean``, ``ratio_max``, ``grad_norm``, ``n_samples``, ``adv_mean``,
-            ``adv_std``), plus ``steps`` and the wall seconds of the update's parts:
+            ``ratio_mean``, ``ratio_max``, ``grad_norm``, ``nonfinite_step_frac`` — the share of
+            steps skipped because the gradient was NaN or infinite —, ``n_samples``,
+            ``adv_mean``, ``adv_std``), plus ``steps`` and the wall seconds of the update's parts:
             ``seconds_prepare`` (old/ref log-probs not supplied by the batch),
             ``seconds_forward`` (re-scoring the samples with gradients, and the loss),
             ``seconds_backward`` and ``seconds_optimizer`` (clipping + optimizer steps).
@@ -589,9 +590,14 @@ class PerAgentGRPO:
                         gn = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
                     else:
                         gn = torch.sqrt(sum((p.grad.detach() ** 2).sum() for p in params))
+                    # A NaN/inf gradient (an overflowing ratio, a log of zero) would poison the
+                    # weights and Adam's moments for good; skip the step and count it instead.
+                    finite = bool(torch.isfinite(gn))
                     for r in roles_here:
                         add(r, "grad_norm", float(gn))
-                    self.optimizers[gi].step()
+                        add(r, "nonfinite_step_frac", 0.0 if finite else 1.0)
+                    if finite:
+                        self.optimizers[gi].step()
                 self._seconds["optimizer"] += time.perf_counter() - t
                 steps += 1
         for opt in self.optimizers:

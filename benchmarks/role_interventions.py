@@ -15,8 +15,15 @@ The drop is ``accuracy_full − accuracy_ablated`` over the same questions, with
 ``scipy.stats.bootstrap`` with ``paired=True``). A role whose interval lies above 0 is causally
 necessary for that system on that episode kind.
 
+Several ``--run`` directories (seeds of one configuration) are measured as one test: the drop is
+the mean over runs × questions, with a two-way bootstrap interval and p-value that resamples runs
+and questions, questions clustered by the history they are asked on
+(:func:`comam_env.stats.two_way_bootstrap`); each run's own result is kept under ``per_run`` and
+``necessary_runs`` counts the runs whose own interval lies above 0.
+
     python benchmarks/role_interventions.py                  # trains a selection run first (resumable)
     python benchmarks/role_interventions.py --run runs/NAME --json
+    python benchmarks/role_interventions.py --run runs/credit_ablation/adaptive/it60/seed{0,1,2,3,4}
     python benchmarks/role_interventions.py --systems heuristic --split train --embedder hashing
 
 ``--json`` prints one object: ``{"roles": {role: {"accuracy_full", "accuracy_ablated", "drop",
@@ -94,16 +101,25 @@ def selection_accuracies(cfg, policy, episode: str, limit: int | None) -> dict[s
     return out
 
 
-def trained_policy(args):
-    """The selection-policy run to intervene on: ``--run``, or one trained here (resumable)."""
+def load_run(run: str):
+    """``(config, policy)`` of a finished selection-policy training run."""
     from agents.base import load_policy
     from agents.config import TrainConfig
     from baselines.trained import policy_dir, read_run_config
 
+    raw = read_run_config(run).raw
+    cfg = TrainConfig.from_dict({k: v for k, v in raw.items() if k in TrainConfig.__dataclass_fields__})
+    return cfg, load_policy(policy_dir(run))
+
+
+def trained_policy(args):
+    """The selection-policy run to intervene on: ``--run``, or one trained here (resumable)."""
+    from agents.base import load_policy
+    from agents.config import TrainConfig
+    from baselines.trained import policy_dir
+
     if args.run:
-        raw = read_run_config(args.run).raw
-        cfg = TrainConfig.from_dict({k: v for k, v in raw.items() if k in TrainConfig.__dataclass_fields__})
-        return cfg, load_policy(policy_dir(args.run)), args.run
+        return (*load_run(args.run[0]), args.run[0])
     from agents.comam import train
 
     cfg = TrainConfig(env=args.env, seed=args.seed, iterations=args.train_iterations, batch_queries=8, group_size=8,
@@ -172,6 +188,27 @@ def drops(per_question: dict[str | None, dict[str, float]], seed: int) -> dict:
     return {"n_questions": len(ids), "accuracy_full": float(a.mean()), "roles": roles}
 
 
+def pooled_drops(per_run: list[dict[str | None, dict[str, float]]], groups: dict[str, str], seed: int) -> dict:
+    """The drops of several training runs (seeds) of one system, as one test: the mean over seeds ×
+    questions with a two-way bootstrap interval and p-value (seeds and questions both resampled,
+    questions clustered by the history they are asked on, :func:`comam_env.stats.two_way_bootstrap`)."""
+    from comam_env.stats import two_way_bootstrap
+
+    ids = sorted(per_run[0][None])
+    if any(sorted(r[None]) != ids for r in per_run):
+        raise ValueError("role_interventions: the runs were measured on different questions (same --env and --limit?)")
+    full = np.array([[r[None][q] for q in ids] for r in per_run])
+    roles = {}
+    for role in ROLES:
+        ablated = np.array([[r[role][q] for q in ids] for r in per_run])
+        t = two_way_bootstrap(full - ablated, seed=seed, groups=[groups[q] for q in ids])
+        roles[role] = {"accuracy_full": float(full.mean()), "accuracy_ablated": float(ablated.mean()), "drop": t["mean"],
+                       "drop_ci95": t["ci95"], "p_value": t["p_value"], "necessary": bool(t["ci95"][0] > 0),
+                       "necessary_runs": int(sum(drops(r, seed)["roles"][role]["necessary"] for r in per_run))}
+    return {"n_questions": len(ids), "n_runs": len(per_run), "accuracy_full": float(full.mean()), "roles": roles,
+            "per_run": [drops(r, seed) for r in per_run]}
+
+
 def measure(args) -> dict:
     import torch
 
@@ -181,7 +218,17 @@ def measure(args) -> dict:
     if args.split != "validation" and "selection" in args.systems:
         raise SystemExit("--split train applies to the heuristic pipeline only (--systems heuristic); a selection "
                          "run is measured on the questions it was held out from")
-    if "selection" in args.systems:
+    if "selection" in args.systems and args.run and len(args.run) > 1:
+        import comam_env
+
+        ds = comam_env.make(args.env).unwrapped.dataset
+        groups = {q.question_id: q.history_id for q in ds.questions}
+        loaded = [load_run(r) for r in args.run]
+        meta["runs"] = list(args.run)
+        results["selection"] = {e: pooled_drops([selection_accuracies(cfg, pol, e, args.limit) for cfg, pol in loaded],
+                                                groups, args.seed)
+                                for e in args.episodes}
+    elif "selection" in args.systems:
         cfg, policy, run = trained_policy(args)
         meta["run"] = run
         results["selection"] = {e: drops(selection_accuracies(cfg, policy, e, args.limit), args.seed) for e in args.episodes}
@@ -201,16 +248,19 @@ def format_table(report: dict) -> str:
     for system, by_episode in report["results"].items():
         for episode, r in by_episode.items():
             for role, x in r["roles"].items():
+                runs = f" (p = {x['p_value']:.3f}; {x['necessary_runs']} of {r['n_runs']} runs)" if "n_runs" in r else ""
                 lines.append(f"| {system} | {episode} | {r['n_questions']} | {role} | {x['accuracy_full']:.3f} | "
                              f"{x['accuracy_ablated']:.3f} | {x['drop']:+.3f} [{x['drop_ci95'][0]:+.3f}, "
-                             f"{x['drop_ci95'][1]:+.3f}] | {'yes' if x['necessary'] else 'no'} |")
+                             f"{x['drop_ci95'][1]:+.3f}] | {'yes' if x['necessary'] else 'no'}{runs} |")
     return "\n".join(lines)
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--env", default="synthetic-32k", help="environment id")
-    p.add_argument("--run", default=None, help="selection-policy training run (default: train one into --out)")
+    p.add_argument("--run", nargs="+", default=None,
+                   help="selection-policy training run (default: train one into --out); several runs (seeds of one "
+                        "configuration) are pooled into one two-way bootstrap test per role")
     p.add_argument("--train-iterations", type=int, default=60, help="iterations of the run trained when --run is not given")
     p.add_argument("--out", default="runs/role_interventions", help="where the trained run goes")
     p.add_argument("--systems", nargs="+", choices=SYSTEMS, default=list(SYSTEMS), help="systems to intervene on")

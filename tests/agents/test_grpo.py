@@ -394,3 +394,25 @@ def test_state_dict_round_trip():
     _train(policy2, updater2, "adaptive", iterations=1, seed=8, B=4, G=4)
     for a, b in zip(policy.trainable_parameters(), policy2.trainable_parameters()):
         torch.testing.assert_close(a, b)
+
+
+def test_a_nonfinite_gradient_skips_the_step_and_is_counted():
+    """A NaN gradient (here injected by a gradient hook) must not reach the optimizer: the
+    weights stay finite and unchanged and the stats report the skipped step."""
+    env = ToyPipeline(8)
+    episodes = [env.episode() for _ in range(2)]
+    policy = SelectionPolicy(dim=D, hidden=16, roles=(EXTRACTOR, RETRIEVER), seed=0)
+    ext, _, _, _ = _rollout(policy, env, episodes, 4, torch.Generator().manual_seed(8))
+    up = PerAgentGRPO(policy, GRPOConfig(lr=1e-2, inner_epochs=1), roles=[EXTRACTOR])
+    before = [p.detach().clone() for p in policy.trainable_parameters(EXTRACTOR)]
+    adv = np.linspace(-1.0, 1.0, len(ext.samples))
+    hook = next(iter(policy.trainable_parameters(EXTRACTOR))).register_hook(lambda g: g * float("nan"))
+    stats = up.update({EXTRACTOR: RoleBatch(ext.samples, adv)})
+    assert stats["extractor/nonfinite_step_frac"] == 1.0
+    assert all(torch.equal(a, b) for a, b in zip(before, policy.trainable_parameters(EXTRACTOR)))
+    hook.remove()  # the same batch with finite gradients steps as usual
+    stats = up.update({EXTRACTOR: RoleBatch(ext.samples, adv)})
+    assert stats["extractor/nonfinite_step_frac"] == 0.0
+    after = list(policy.trainable_parameters(EXTRACTOR))
+    assert any(not torch.equal(a, b) for a, b in zip(before, after))
+    assert all(bool(torch.isfinite(p).all()) for p in after)

@@ -52,6 +52,33 @@ def test_drops_report_shape_and_paired_interval():
     assert lo < 0.25 < hi and not r["roles"]["retriever"]["necessary"]
 
 
+def test_pooled_drops_test_runs_times_questions_with_clustered_questions():
+    """Several runs of one configuration: one mean over runs × questions, a two-way bootstrap
+    interval, each run's own result kept and the runs whose own interval is above 0 counted."""
+    bench = _load()
+    rng = np.random.default_rng(0)
+    ids = [f"q{i}" for i in range(60)]
+    groups = {q: f"h{i // 6}" for i, q in enumerate(ids)}
+    runs = []
+    for _ in range(3):
+        full = {q: float(rng.random() < 0.7) for q in ids}
+        runs.append({None: full,
+                     "extractor": {q: 0.0 for q in ids},  # always costs the answer
+                     "profiler": dict(full),  # never matters
+                     "retriever": {q: float(rng.random() < 0.7) for q in ids}})  # noise
+    r = bench.pooled_drops(runs, groups, seed=0)
+    full_mean = np.mean([[run[None][q] for q in ids] for run in runs])
+    assert r["n_runs"] == 3 and r["n_questions"] == 60 and len(r["per_run"]) == 3
+    ext, prof = r["roles"]["extractor"], r["roles"]["profiler"]
+    assert ext["drop"] == pytest.approx(full_mean) and ext["necessary"] and ext["necessary_runs"] == 3
+    assert ext["p_value"] < 0.05 and ext["drop_ci95"][0] > 0
+    assert prof["drop"] == 0.0 and not prof["necessary"] and prof["necessary_runs"] == 0
+    assert r["per_run"][1] == bench.drops(runs[1], seed=0)
+    runs[2] = {k: {q: v for q, v in d.items() if q != "q0"} for k, d in runs[2].items()}
+    with pytest.raises(ValueError, match="different questions"):
+        bench.pooled_drops(runs, groups, seed=0)
+
+
 @pytest.mark.slow  # 48 evidence-session questions × 4 conditions through the heuristic pipeline
 def test_heuristic_pipeline_needs_extractor_and_retriever(capsys):
     bench = _load()
@@ -89,3 +116,25 @@ def test_trained_selection_policies_need_every_role_on_evidence_sessions(tmp_pat
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     for role in ("extractor", "profiler", "retriever"):
         assert report["roles"][role]["drop_ci95"][0] > 0, (role, report["roles"][role])
+
+
+def test_several_runs_are_pooled_from_the_command_line(tmp_path, capsys, torch_single_thread):
+    """``--run A B``: both runs are loaded and measured on the same questions, one pooled test."""
+    from agents.comam import train
+    from agents.config import TrainConfig
+
+    bench = _load()
+    runs = []
+    for seed in (0, 1):
+        run = tmp_path / f"seed{seed}"
+        train(TrainConfig(env="synthetic-32k", seed=seed, iterations=1, batch_queries=2, group_size=2,
+                          eval_episode="evidence-session", eval_every=1, eval_limit=4, progress=False), run)
+        runs.append(str(run))
+    assert bench.main(["--systems", "selection", "--run", *runs, "--episodes", "evidence-session", "--limit", "12",
+                       "--headline-episode", "evidence-session", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    r = report["results"]["selection"]["evidence-session"]
+    assert report["runs"] == runs and r["n_runs"] == 2 and r["n_questions"] == 12
+    assert report["roles"]["extractor"]["accuracy_full"] == pytest.approx(
+        np.mean([x["accuracy_full"] for x in r["per_run"]]))
+    assert {"p_value", "necessary_runs"} <= set(report["roles"]["profiler"])
