@@ -215,8 +215,10 @@ class Trainer:
             raise ValueError(f"{config.env}: the training split has no questions")
 
         self.policy = _build_policy(config, self.probe_env)
+        # The frozen start policy: leave-one-out's counterfactual actor and the KL penalty's reference
+        # (after a warm start both become the warm-started policy).
         self.reference = None
-        if config.credit == "leave-one-out":
+        if config.credit == "leave-one-out" or config.grpo_config().kl_coef > 0:
             self.reference = _build_policy(config, self.probe_env)  # same seed → the initial policy
             self.reference.eval()
         self.updater = self._make_updater()
@@ -253,7 +255,8 @@ class Trainer:
     def _make_updater(self) -> PerAgentGRPO | None:
         if self.cfg.mode == "none":
             return None
-        return PerAgentGRPO(self.policy, self.cfg.grpo_config(),
+        grpo = self.cfg.grpo_config()
+        return PerAgentGRPO(self.policy, grpo, ref_policy=self.reference if grpo.kl_coef > 0 else None,
                             generator=torch.Generator().manual_seed(self.cfg.seed + 1))
 
     def warm_start(self) -> dict:

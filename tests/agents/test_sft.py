@@ -166,6 +166,27 @@ def test_trainer_sft_warm_start_skips_flat_groups_and_reuses_behaviour_logprobs(
     assert trainer.policy.behaviour_logprobs_exact  # float32: the recorded values are used
 
 
+def test_llm_kl_penalty_references_the_warm_started_policy(tiny_path, tmp_path):
+    """``grpo.kl_coef > 0`` on an LLM run: the KL reference is the SFT policy (a frozen copy loaded
+    from ``warm_start``, its adapters unchanged by the update) and the update logs ``kl_ref``."""
+    cfg = TrainConfig(policy="llm", iterations=1, batch_queries=2, group_size=2, eval_limit=2, eval_every=1,
+                      checkpoint_every=1, env_pool=4, progress=False, env_kwargs=ENV_KW,
+                      policy_kwargs={"model": str(tiny_path), "max_new_tokens": 12, "lora_r": 4, "lora_alpha": 8},
+                      grpo={"lr": 1e-2, "inner_epochs": 2, "kl_coef": 0.5}, warm_start="sft",
+                      sft={"questions": 2, "epochs": 1}, format_reward=0.5, zero_variance="keep")
+    trainer = Trainer(cfg, tmp_path / "run")
+    trainer.warm_start()
+    assert trainer.updater.ref_policies is not None
+    ref = [p.detach().clone() for p in trainer.reference.trainable_parameters()]
+    start = [p.detach().clone() for p in trainer.policy.trainable_parameters()]
+    assert all(torch.equal(a, b) for a, b in zip(ref, start))  # the reference is the SFT policy
+    rec = trainer.step()
+    assert any(f"grpo_{r}/kl_ref" in rec for r in ("extractor", "profiler", "retriever"))
+    assert all(rec[k] >= 0 for k in rec if k.endswith("/kl_ref"))
+    assert all(torch.equal(a, b) for a, b in zip(ref, trainer.reference.trainable_parameters()))
+    assert any(not torch.equal(a, b) for a, b in zip(start, trainer.policy.trainable_parameters()))
+
+
 def test_low_precision_sampling_leaves_old_logprobs_to_the_update(tiny_path):
     """bf16 KV-cached sampling records log-probs that differ from the update's full pass, so the
     trainer hands the update no "old" log-probs (it takes them from its own pass)."""

@@ -323,3 +323,19 @@ def test_llm_policies_train_one_iteration_end_to_end(tmp_path):
     with pytest.raises(ValueError, match="policy='llm' needs policy_kwargs\\['model'\\]"):
         TrainConfig(policy="llm")
     assert TrainConfig(policy="llm", policy_kwargs={"model": model}).grpo_config().lr == 1e-5
+
+
+def test_kl_coef_trains_against_the_frozen_start_policy(tmp_path):
+    """``grpo.kl_coef > 0`` gives the updater the frozen start policy as the KL reference (it was a
+    ValueError before): the k3 KL is logged, 0 on the first inner epoch's policy and positive once
+    the policy has moved; the reference itself does not move."""
+    trainer = Trainer(small(iterations=2, grpo={"inner_epochs": 2, "kl_coef": 0.5}), tmp_path)
+    ref_before = params(trainer.reference)
+    assert trainer.updater.ref_policies is not None
+    records = [trainer.step() for _ in range(2)]
+    kls = [r[f"grpo_{role}/kl_ref"] for r in records for role in ROLE_NAMES if f"grpo_{role}/kl_ref" in r]
+    assert kls and all(k >= 0 for k in kls) and max(kls) > 0
+    assert not changed(ref_before, params(trainer.reference))
+    assert changed(ref_before, params(trainer.policy))
+    # without the KL no reference is built (selection policies: the same run as before)
+    assert Trainer(small(iterations=1), tmp_path / "plain").reference is None
