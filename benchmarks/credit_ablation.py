@@ -160,16 +160,19 @@ def train_and_evaluate(args, name: str, iterations: int, seed: int) -> dict:
         if not (run_dir / "summary.json").exists() or not wall_file.exists():
             return {"missing": f"{name} ({iterations} it) seed {seed}"}
         summary = json.loads((run_dir / "summary.json").read_text())
-    else:
+    trained_now = False
+    if not args.report_only:
         t0 = time.perf_counter()
         summary = train(cfg, run_dir)
         if not wall_file.exists():
             atomic_json(wall_file, {"wall_seconds": time.perf_counter() - t0})
+            trained_now = True
     final = _final_eval(cfg, run_dir, summary["iteration"])
     from agents.plots import read_metrics
 
     return {"name": name, "iterations": iterations, "seed": seed, "summary": summary, "final": final,
-            "wall_seconds": json.loads(wall_file.read_text())["wall_seconds"], "metrics": read_metrics(run_dir)}
+            "wall_seconds": json.loads(wall_file.read_text())["wall_seconds"], "metrics": read_metrics(run_dir),
+            "trained_now": trained_now}
 
 
 _EVAL_ENVS: dict[str, list] = {}
@@ -394,11 +397,30 @@ def _p(p):
     return "–" if p is None else ("< 0.001" if p < 0.001 else f"{p:.3f}")
 
 
+def sweep_wall(path: Path, wall: float | None, runs_trained: int, jobs: int, complete: bool) -> float | None:
+    """Wall time of the whole sweep under ``--out``: the sum over the invocations that trained runs
+    (a sweep extended by more seeds, or resumed after an interruption, is the sum of its parts; an
+    invocation that only resumed finished runs adds nothing). Kept in ``path``; ``None`` until the
+    sweep is complete and at least one invocation was timed."""
+    from agents.checkpoint import atomic_json
+
+    old = json.loads(path.read_text()) if path.exists() else {}
+    parts = old.get("invocations", [{"wall_seconds": old["wall_seconds"], "jobs": old.get("jobs")}] if old else [])
+    if wall is not None and runs_trained:
+        parts.append({"wall_seconds": wall, "jobs": jobs, "runs_trained": runs_trained})
+        atomic_json(path, {"wall_seconds": sum(p["wall_seconds"] for p in parts), "invocations": parts})
+    if not complete or not parts:
+        return None
+    return sum(p["wall_seconds"] for p in parts)
+
+
 def markdown(args, report: dict, probe: dict, wall: float | None, missing: list[str]) -> str:
-    cmd = "python benchmarks/credit_ablation.py " + shlex.join(sys.argv[1:])  # quoted: copy-pasteable
+    # quoted, copy-pasteable; --report-only dropped: the command that trains the runs gives the same report
+    cmd = "python benchmarks/credit_ablation.py " + shlex.join(a for a in sys.argv[1:] if a != "--report-only")
     head = args.eval_episode
     lines = [
-        f"Command: `{cmd.strip()}`" + (f" — {wall / 60:.1f} min wall for the whole sweep" if wall else ""),
+        f"Command: `{cmd.strip()}`" + (f" — {wall / 60:.1f} min wall for the whole sweep (every invocation that "
+                                        "trained runs under --out)" if wall else ""),
         "",
         (f"Environment `{args.env}`, seeds {args.seeds}, {args.iterations} iterations × {args.batch_queries} queries × "
         f"G = {args.group_size} per run at the base budget; α = {args.alpha}"
@@ -496,7 +518,8 @@ def plot(args, records: list[dict], path: Path) -> None:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--env", default="synthetic-32k", help="environment id")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4], help="training seeds (>= 5 for the report)")
+    p.add_argument("--seeds", type=int, nargs="+", default=list(range(10)),
+                   help="training seeds (>= 5 for the report; 10 by default: five seeds flipped a verdict, docs/credit_ablation.md)")
     p.add_argument("--iterations", type=int, default=60, help="base budget: iterations of a joint run")
     p.add_argument("--batch-queries", type=int, default=8, help="queries per iteration")
     p.add_argument("--group-size", type=int, default=8, help="G trajectories per query")
@@ -543,11 +566,8 @@ def main(argv=None) -> int:
     probe = probes(args)
     docs = Path(args.docs)
     docs.mkdir(parents=True, exist_ok=True)
-    wall_file = Path(args.out) / "sweep_wall_seconds.json"
-    if wall is not None and not missing:
-        atomic_json(wall_file, {"wall_seconds": wall, "jobs": args.jobs})
-    elif wall_file.exists():
-        wall = json.loads(wall_file.read_text())["wall_seconds"]
+    wall = sweep_wall(Path(args.out) / "sweep_wall_seconds.json", wall, sum(r["trained_now"] for r in records),
+                      args.jobs, complete=not missing)
     table = markdown(args, report, probe, wall, missing)
     _write_report(docs / f"{args.name}.md", table)
     atomic_json(docs / f"{args.name}.json", {"command": sys.argv[1:], "probes": probe, "wall_seconds": wall, **report})

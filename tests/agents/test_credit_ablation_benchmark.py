@@ -70,3 +70,19 @@ def test_sweep_reports_budgets_paired_tests_and_claims(tmp_path, capsys):
     # the same rows (metrics and the wall time measured when the runs trained), without training again
     assert [line for line in again.splitlines() if line.startswith("| ")] == [
         line for line in text.splitlines() if line.startswith("| ")]
+
+
+def test_sweep_wall_sums_the_invocations_that_trained(tmp_path):
+    """A sweep extended by more seeds (or resumed) reports the sum of the invocations that trained
+    runs; an invocation that only re-read finished runs, or --report-only, adds nothing."""
+    bench = _load()
+    path = tmp_path / "sweep_wall_seconds.json"
+    assert bench.sweep_wall(path, 600.0, runs_trained=55, jobs=2, complete=True) == 600.0
+    assert bench.sweep_wall(path, 5.0, runs_trained=0, jobs=2, complete=True) == 600.0  # all runs cached
+    assert bench.sweep_wall(path, 700.0, runs_trained=55, jobs=2, complete=True) == 1300.0  # seeds 5-9 added
+    assert bench.sweep_wall(path, None, runs_trained=0, jobs=2, complete=True) == 1300.0  # --report-only
+    assert bench.sweep_wall(path, None, runs_trained=0, jobs=2, complete=False) is None  # runs missing
+    assert [p["runs_trained"] for p in json.loads(path.read_text())["invocations"]] == [55, 55]
+    old = tmp_path / "old.json"  # the file an earlier version wrote: one invocation
+    old.write_text(json.dumps({"wall_seconds": 100.0, "jobs": 2}))
+    assert bench.sweep_wall(old, 50.0, runs_trained=3, jobs=2, complete=True) == 150.0
