@@ -29,6 +29,7 @@ that already has a checkpoint resumes it and continues the same curve.
 from __future__ import annotations
 
 import functools
+import gc
 import json
 import math
 import os
@@ -277,10 +278,16 @@ class Trainer:
                            log_path=self.run_dir / "sft.jsonl", progress=self.cfg.progress)
             info.pop("sft_config")
         else:
+            # Free the fresh policy (and the updater that holds it) before loading the saved one:
+            # an LLM policy is a whole model, and peak memory would otherwise hold both.
+            self.updater, self.policy = None, None
+            gc.collect()
             self.policy = load_policy(ws)
             info = {"warm_start_from": os.path.abspath(ws)}
         self.policy.save(self.run_dir / "warm_start")
         if self.reference is not None:
+            self.reference = None  # likewise: the old reference goes before the new one loads
+            gc.collect()
             self.reference = self._load_warm_start_reference()
         self.updater = self._make_updater()
         return info

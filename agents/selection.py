@@ -23,11 +23,19 @@ last entry is the option's best match with a kept candidate (0 if none), so the 
 is chosen conditionally on the retrieved memory; the option is a categorical over the
 options whose embedding is non-zero (all 4 for MCQ data).
 
-With ``position_features=True`` (off by default) both feature vectors get one more entry:
+Default architecture ("size-aware profiler"). New policies default to ``position_features=True``,
+``supersede_features=True`` and ``profile_capacity=8``; policies saved before a field existed load
+with it off, so every saved run keeps the network it was trained with. Together the three make
+the profiler causally necessary on full-history episodes as well as on evidence sessions: over the
+10-seed sweep its intervention drop there is above 0 (docs/credit_ablation.md "Role
+interventions"), while with all three off it is not. ``SelectionPolicy(dim, position_features=False,
+supersede_features=False, profile_capacity=None)`` is the earlier default.
+
+With ``position_features=True`` both feature vectors get one more entry:
 the candidate's relative position among the valid rows (0 = first, 1 = last; the view keeps
 candidates in chronological order), and for an option the position of its best-matching
-kept candidate (0 if nothing is kept). Measured without gain at the CPU budget of
-docs/credit_ablation_minilm.md.
+kept candidate (0 if nothing is kept). On its own it was measured without gain at the CPU
+budget of docs/credit_ablation_minilm.md.
 
 With ``source_features=True`` (the default for new policies; policies saved before it existed
 load with it off) both get one more entry after the position: the candidate's ``source`` flag
@@ -36,16 +44,16 @@ and outside the fine-memory budget; 0 when the observation has no ``source``), a
 option the flag of its best-matching kept candidate — so a retriever can learn to trust the
 profile, and the profiler's output is an input the policy reads.
 
-With ``supersede_features=True`` (off by default) both get one more entry after the source flag:
+With ``supersede_features=True`` both get one more entry after the source flag:
 the candidate's best similarity to a *later* valid candidate (rows are chronological, so a high
 value marks a line a later line restates or updates — a stale preference), and for an option that
 value of its best-matching kept candidate. It is the consolidation step of memory systems such as
-mem0 (a new statement updates an old one), computed from the observation alone. Measured on the
-default track (adaptive, seed 0, F1 judge; docs/credit_ablation.md "Role interventions"): it
-does not make the profiler necessary on full-history episodes, so it stays off.
+mem0 (a new statement updates an old one), computed from the observation alone. On its own
+(adaptive, seed 0) it did not make the profiler necessary on full-history episodes; with the
+profile capacity and position features it does (see above).
 
-Profile capacity. With ``profile_capacity=P`` (off by default) the profiler keeps at most ``P``
-units: its keep-bits are the per-unit Bernoulli product *conditioned* on keeping at most ``P``,
+Profile capacity. With ``profile_capacity=P`` (8 by default; ``None`` = no cap) the profiler
+keeps at most ``P`` units: its keep-bits are the per-unit Bernoulli product *conditioned* on keeping at most ``P``,
 
     p(S) = Π_{i∈S} p_i Π_{i∉S} (1 − p_i) / Pr(|S| ≤ P)   for |S| ≤ P,
 
@@ -119,10 +127,10 @@ class SelectionPolicyConfig:
     role_dim: int = field(default=8, metadata={"help": "size of the learned role embedding"})
     keep_prob: float = field(default=0.5, metadata={"help": "initial probability of keeping a candidate (sets the keep-bias)"})
     shared: bool = field(default=False, metadata={"help": "one network for all roles (shared-policy ablation) instead of one per role"})
-    position_features: bool = field(default=False, metadata={"help": "recency features: each candidate's relative position among the valid rows (the view keeps them in chronological order), and for each option the position of its best-matching kept candidate"})
+    position_features: bool = field(default=True, metadata={"help": "recency features: each candidate's relative position among the valid rows (the view keeps them in chronological order), and for each option the position of its best-matching kept candidate"})
     source_features: bool = field(default=True, metadata={"help": "profile features: each candidate's 'source' flag (1 = a profile unit) and, for each option, the flag of its best-matching kept candidate (policies saved without this field load with it off)"})
-    supersede_features: bool = field(default=False, metadata={"help": "consolidation features: each candidate's best similarity to a later valid candidate (a later line on the same subject supersedes it: a stale preference), and for each option that value of its best-matching kept candidate"})
-    profile_capacity: int | None = field(default=None, metadata={"help": "most units the profiler keeps: its keep-bits are the Bernoulli product conditioned on keeping at most this many (exact sampling and log-probs; greedy keeps the highest-scoring ones); None = no cap"})
+    supersede_features: bool = field(default=True, metadata={"help": "consolidation features: each candidate's best similarity to a later valid candidate (a later line on the same subject supersedes it: a stale preference), and for each option that value of its best-matching kept candidate"})
+    profile_capacity: int | None = field(default=8, metadata={"help": "most units the profiler keeps: its keep-bits are the Bernoulli product conditioned on keeping at most this many (exact sampling and log-probs; greedy keeps the highest-scoring ones); None = no cap (policies saved before it existed load with None)"})
     roles: tuple = field(default=ALL_ROLES, metadata={"help": "roles this policy acts for (ints 0..2)"})
     seed: int = field(default=0, metadata={"help": "seed of the parameter initialisation and of the fallback sampling generator"})
     device: str = field(default="cpu", metadata={"help": "torch device of the parameters"})
@@ -671,9 +679,10 @@ class SelectionPolicy(Policy):
         if not isinstance(meta.get("config"), dict):
             raise ValueError(f"{path}: field 'config' missing or not an object")
         cfg = dict(meta["config"])
-        # Policies saved before the source features existed were trained without them.
-        cfg.setdefault("source_features", False)
-        cfg.setdefault("profile_capacity", None)
+        # Policies saved before a field existed were trained without it: load them with it off.
+        for name, off in (("position_features", False), ("source_features", False),
+                          ("supersede_features", False), ("profile_capacity", None)):
+            cfg.setdefault(name, off)
         cfg.update(overrides)
         try:
             config = SelectionPolicyConfig(**cfg)

@@ -36,6 +36,7 @@ processes (``--seeds 1 --seed-offset 1``) and aggregated later (``--aggregate``)
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import resource
@@ -259,10 +260,24 @@ def run_system(args, seed: int, system: str, out: Path) -> dict:
               "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     if system == "sft":
         result["sft"] = warm
+    del trainer
+    # Free this system's models before the next one is built: the trainer's policy, reference and
+    # updater hold reference cycles (peft modules, hooks) that only the cycle collector reclaims,
+    # so without this the process's RSS grew with every system (2.7 -> 6.2 GB over 15 systems).
+    gc.collect()
+    result["rss_mb_after"] = _current_rss_mb()
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps(result, indent=1, sort_keys=True))
-    del trainer
     return result
+
+
+def _current_rss_mb() -> float | None:
+    """This process's resident set now (MB; None where /proc is missing), unlike ru_maxrss's peak."""
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def aggregate(results: list[dict], systems, model: str, peak_rss_mb: float) -> dict:

@@ -100,6 +100,8 @@ def test_tiny_run_prints_the_documented_object(bench, tmp_path, capsys, one_torc
     rl = json.loads((out / "seed0" / "sft_comam.json").read_text())
     assert len(rl["curve"]) == 1 and set(rl["format"]) == {"extractor", "profiler", "retriever"}
     assert len(rl["question_ids"]) == 2
+    # the resident set after the system's models were freed: recorded, and never above the peak
+    assert 0 < rl["rss_mb_after"] <= rl["peak_rss_mb"] + 0.1
     from baselines.trained import policy_dir, read_run_config
 
     run = out / "seed0" / "sft_comam"  # a training run directory, as `comam-env evaluate --run` reads it

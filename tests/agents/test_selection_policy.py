@@ -174,7 +174,8 @@ def test_retriever_without_options_has_no_option_decision():
 
 
 def test_folded_first_layer_equals_explicit_features():
-    policy = SelectionPolicy(dim=D, hidden=16, seed=5, source_features=False)
+    policy = SelectionPolicy(dim=D, hidden=16, seed=5, source_features=False, position_features=False,
+                             supersede_features=False)
     net = policy.net(RETRIEVER)
     with torch.no_grad():
         for p in net.parameters():
@@ -191,6 +192,7 @@ def test_folded_first_layer_equals_explicit_features():
 def _perturbed_net_and_inputs(seed: int, **policy_kw):
     """A retriever net with randomly perturbed weights and random (x, c1, c2, role, match, pos)
     inputs, all drawn from one generator seeded ``seed`` (the draw order is part of the case)."""
+    policy_kw.setdefault("supersede_features", False)
     net = SelectionPolicy(dim=D, hidden=16, seed=5, position_features=True, **policy_kw).net(RETRIEVER)
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
@@ -225,10 +227,10 @@ def test_folded_first_layer_equals_explicit_features_with_positions_and_source()
 def test_source_flag_changes_the_keep_decision_and_old_policies_load_without_it(tmp_path):
     """The profile flag of the observation is an input of the policy (the profiler's output reaches
     the retriever's decision), and a policy.json written before the field existed loads with it off."""
-    policy = SelectionPolicy(dim=D, hidden=8, seed=4)
+    policy = SelectionPolicy(dim=D, hidden=8, seed=4, supersede_features=False)
     net = policy.net(RETRIEVER)
     with torch.no_grad():
-        net.keep[0].weight[:, -1].fill_(3.0)  # the source column
+        net.keep[0].weight[:, -1].fill_(3.0)  # the source column (the last one without supersede)
     obs = _obs(np.random.default_rng(0), RETRIEVER, 4)
     flagged = dict(obs, source=np.array([1, 1, 0, 0] + [0] * (K - 4), np.int8))
     lp_a = policy.act(RETRIEVER, [obs], greedy=True).samples[0]
@@ -244,6 +246,26 @@ def test_source_flag_changes_the_keep_decision_and_old_policies_load_without_it(
     (tmp_path / "policy.json").write_text(json.dumps(meta))
     again = SelectionPolicy.load(tmp_path)
     assert again.config.source_features is False
+
+
+def test_default_is_the_size_aware_profiler_and_older_policy_files_load_as_trained(tmp_path):
+    """New policies get position + supersede features and a profile capacity of 8; a policy.json
+    written before those fields existed describes a network without them and must load as such
+    (its weights have the old first-layer width, so loading with the new defaults would fail)."""
+    cfg = SelectionPolicy(dim=D).config
+    assert (cfg.position_features, cfg.source_features, cfg.supersede_features, cfg.profile_capacity) == (True, True, True, 8)
+    old = SelectionPolicy(dim=D, hidden=8, seed=4, position_features=False, supersede_features=False,
+                          profile_capacity=None)
+    old.save(tmp_path)
+    meta = json.loads((tmp_path / "policy.json").read_text())
+    for name in ("position_features", "supersede_features", "profile_capacity"):
+        del meta["config"][name]
+    (tmp_path / "policy.json").write_text(json.dumps(meta))
+    again = SelectionPolicy.load(tmp_path)
+    assert (again.config.position_features, again.config.supersede_features, again.config.profile_capacity) == (False, False, None)
+    obs = _obs(np.random.default_rng(2), PROFILER, K)
+    s = old.act(PROFILER, [obs], greedy=True).samples[0]
+    torch.testing.assert_close(old.logprobs_of(PROFILER, [s]).sum, again.logprobs_of(PROFILER, [s]).sum)
 
 
 def test_positions_are_relative_ranks_among_valid_rows():
@@ -304,7 +326,8 @@ def test_supersede_features_tell_a_stale_line_from_its_update_and_survive_save_a
     mask = torch.ones(1, 3, dtype=torch.bool)
     zeros, role = torch.zeros(1, d), torch.tensor([1])
     for supersede in (False, True):
-        policy = SelectionPolicy(dim=d, hidden=8, seed=3, supersede_features=supersede, source_features=False)
+        policy = SelectionPolicy(dim=d, hidden=8, seed=3, supersede_features=supersede, source_features=False,
+                                 position_features=False)
         net = policy.net(1)
         with torch.no_grad():
             for p in net.parameters():
