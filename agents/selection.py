@@ -53,7 +53,8 @@ mem0 (a new statement updates an old one), computed from the observation alone. 
 profile capacity and position features it does (see above).
 
 Profile capacity. With ``profile_capacity=P`` (8 by default; ``None`` = no cap) the profiler
-keeps at most ``P`` units: its keep-bits are the per-unit Bernoulli product *conditioned* on keeping at most ``P``,
+keeps at most ``P`` units: its keep-bits are the per-unit Bernoulli product *conditioned* on
+keeping at most ``P``,
 
     p(S) = Π_{i∈S} p_i Π_{i∉S} (1 − p_i) / Pr(|S| ≤ P)   for |S| ≤ P,
 

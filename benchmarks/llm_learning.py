@@ -255,29 +255,45 @@ def run_system(args, seed: int, system: str, out: Path) -> dict:
             trainer._checkpoint()
     trainer.eval_ids = seed_eval_ids(trainer, seed)
     result = {"system": system, "seed": seed, **held_out(trainer), "curve": curve,
-              "seconds": time.perf_counter() - t0,
-              # the process's peak so far (ru_maxrss, MB), so --aggregate can report the runs' peak
-              "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+              "seconds": time.perf_counter() - t0}
     if system == "sft":
         result["sft"] = warm
     del trainer
-    # Free this system's models before the next one is built: the trainer's policy, reference and
-    # updater hold reference cycles (peft modules, hooks) that only the cycle collector reclaims,
-    # so without this the process's RSS grew with every system (2.7 -> 6.2 GB over 15 systems).
+    # Free this system's models before the next one is built: peft modules and hooks can hold
+    # reference cycles that only the cycle collector reclaims. The 3-seed run before this change
+    # peaked at 6.2 GB over 15 systems against 2.7-3.0 GB for one; rss_mb_after records whether
+    # collecting here stops that growth (not yet re-measured with SmolLM2).
     gc.collect()
-    result["rss_mb_after"] = _current_rss_mb()
+    # Both read after the collection and from the same source, so the recorded peak (which
+    # --aggregate reports as the runs' peak) always covers the resident set recorded beside it.
+    result["rss_mb_after"], result["peak_rss_mb"] = _rss_now_and_peak_mb()
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps(result, indent=1, sort_keys=True))
     return result
 
 
-def _current_rss_mb() -> float | None:
-    """This process's resident set now (MB; None where /proc is missing), unlike ru_maxrss's peak."""
+def _rss_now_and_peak_mb() -> tuple[float | None, float]:
+    """This process's resident set now and its peak so far (MB).
+
+    Both come from ``/proc/self/status`` (``VmRSS``, ``VmHWM``) because the kernel keeps the two
+    counters together there; ``ru_maxrss`` and ``/proc/self/statm`` count pages differently, and
+    the current RSS read from one could exceed the peak read from the other. Without ``/proc``
+    (macOS) the current RSS is None and the peak is ``ru_maxrss``.
+    """
+    fields = {}
     try:
-        with open("/proc/self/statm") as fh:
-            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                key, _, value = line.partition(":")
+                if key in ("VmRSS", "VmHWM"):
+                    fields[key] = int(value.split()[0]) / 1024  # the kernel reports kB
     except (OSError, ValueError, IndexError):
-        return None
+        fields = {}
+    if "VmRSS" in fields and "VmHWM" in fields:
+        return fields["VmRSS"], max(fields["VmHWM"], fields["VmRSS"])
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # ru_maxrss is kB on Linux and bytes on macOS
+    return None, peak / (2**20 if sys.platform == "darwin" else 1024)
 
 
 def aggregate(results: list[dict], systems, model: str, peak_rss_mb: float) -> dict:
@@ -367,7 +383,7 @@ def main(argv=None) -> int:
                 for s in systems:
                     results.append(run_system(args, seed, s, out))
                     bar.update(1)
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss = _rss_now_and_peak_mb()[1]
     if args.aggregate:  # this process only read files: the peak of the processes that made the results
         recorded = [r["peak_rss_mb"] for r in results if r.get("peak_rss_mb") is not None]
         rss = max(recorded) if recorded else float("nan")
