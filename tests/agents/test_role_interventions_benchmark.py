@@ -106,9 +106,10 @@ def test_heuristic_pipeline_needs_every_role_on_full_histories(capsys):
 
 @pytest.mark.slow  # trains 30 iterations of selection policies (~15 s), then 200 questions × 4 conditions
 def test_trained_selection_policies_need_every_role_on_evidence_sessions(tmp_path, capsys, torch_single_thread):
-    """With the F1 profile judge the trained profiler's output is read by the retriever: emptying
-    M_c costs the answer (on 544 questions, 60 iterations: +0.024 to +0.088 over five seeds,
-    docs/credit_ablation.md "Role interventions"; here 30 iterations, the first 200 questions)."""
+    """The trained (size-aware, default) profiler's output is read by the retriever: emptying M_c
+    costs the answer (pooled over the sweep's 10 adaptive runs, 544 questions, 60 iterations:
+    +0.037 [+0.015, +0.060], docs/credit_ablation.md "Role interventions"; here one run of 30
+    iterations on the first 200 questions)."""
     bench = _load()
     assert bench.main(["--systems", "selection", "--train-iterations", "30", "--out", str(tmp_path),
                        "--episodes", "evidence-session", "--limit", "200",
