@@ -261,8 +261,8 @@ def run_system(args, seed: int, system: str, out: Path) -> dict:
     del trainer
     # Free this system's models before the next one is built: peft modules and hooks can hold
     # reference cycles that only the cycle collector reclaims. The 3-seed run before this change
-    # peaked at 6.2 GB over 15 systems against 2.7-3.0 GB for one; rss_mb_after records whether
-    # collecting here stops that growth (not yet re-measured with SmolLM2).
+    # peaked at 6.2 GB over 15 systems; with it, --quick's resident set after each RL system stays
+    # at 2.21-2.22 GB (docs/llm.md, session 9).
     gc.collect()
     # Both read after the collection and from the same source, so the recorded peak (which
     # --aggregate reports as the runs' peak) always covers the resident set recorded beside it.
