@@ -29,10 +29,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import time
+
+from comam_env.process_memory import resident_mb
 
 CPU_SYSTEMS = ["random", "longest-option", "question-only", "full-context", "rag", "bm25",
                "heuristic-pipeline", "mem0-style"]
@@ -41,14 +42,7 @@ EMBEDDING_SYSTEMS = {"full-context", "rag", "bm25", "heuristic-pipeline", "mem0-
 
 def peak_rss_kb() -> int:
     """This process's peak resident memory in KiB: ``VmHWM`` (reset by ``exec``), else ``ru_maxrss``."""
-    try:
-        with open("/proc/self/status", encoding="ascii", errors="replace") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-    except (OSError, ValueError, IndexError):
-        pass
-    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)  # KiB on Linux
+    return round(resident_mb()[1] * 1024)
 
 
 def worker(size: str, system_name: str, limit: int, embedder: str | None, seed: int) -> dict:

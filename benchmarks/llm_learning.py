@@ -39,7 +39,6 @@ import argparse
 import gc
 import json
 import os
-import resource
 import sys
 import time
 from pathlib import Path
@@ -47,6 +46,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
+
+from comam_env.process_memory import resident_mb  # noqa: E402
 
 SYSTEMS = ("prompt-only", "sft", "sft+comam", "sft+independent", "sft+equal")
 #: (credit, mode) of the RL systems; all start from the seed's SFT adapters
@@ -266,34 +267,10 @@ def run_system(args, seed: int, system: str, out: Path) -> dict:
     gc.collect()
     # Both read after the collection and from the same source, so the recorded peak (which
     # --aggregate reports as the runs' peak) always covers the resident set recorded beside it.
-    result["rss_mb_after"], result["peak_rss_mb"] = _rss_now_and_peak_mb()
+    result["rss_mb_after"], result["peak_rss_mb"] = resident_mb()
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps(result, indent=1, sort_keys=True))
     return result
-
-
-def _rss_now_and_peak_mb() -> tuple[float | None, float]:
-    """This process's resident set now and its peak so far (MB).
-
-    Both come from ``/proc/self/status`` (``VmRSS``, ``VmHWM``) because the kernel keeps the two
-    counters together there; ``ru_maxrss`` and ``/proc/self/statm`` count pages differently, and
-    the current RSS read from one could exceed the peak read from the other. Without ``/proc``
-    (macOS) the current RSS is None and the peak is ``ru_maxrss``.
-    """
-    fields = {}
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                key, _, value = line.partition(":")
-                if key in ("VmRSS", "VmHWM"):
-                    fields[key] = int(value.split()[0]) / 1024  # the kernel reports kB
-    except (OSError, ValueError, IndexError):
-        fields = {}
-    if "VmRSS" in fields and "VmHWM" in fields:
-        return fields["VmRSS"], max(fields["VmHWM"], fields["VmRSS"])
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    # ru_maxrss is kB on Linux and bytes on macOS
-    return None, peak / (2**20 if sys.platform == "darwin" else 1024)
 
 
 def aggregate(results: list[dict], systems, model: str, peak_rss_mb: float) -> dict:
@@ -383,7 +360,7 @@ def main(argv=None) -> int:
                 for s in systems:
                     results.append(run_system(args, seed, s, out))
                     bar.update(1)
-    rss = _rss_now_and_peak_mb()[1]
+    rss = resident_mb()[1]
     if args.aggregate:  # this process only read files: the peak of the processes that made the results
         recorded = [r["peak_rss_mb"] for r in results if r.get("peak_rss_mb") is not None]
         rss = max(recorded) if recorded else float("nan")
